@@ -1,0 +1,101 @@
+"""Shared CLI plumbing: the context object, output helpers, progress."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import click
+
+from luff.context import Context
+from luff.copy import Plan, PlanItem
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class State:
+    """What the global options set."""
+
+    verbose: int = 0
+    platform: str | None = None
+    ctx: Context = field(default_factory=Context)
+
+
+def state() -> State:
+    """The :class:`State` of the current click invocation."""
+    obj = click.get_current_context().find_root().obj
+    assert isinstance(obj, State)
+    return obj
+
+
+def log(message: str) -> None:
+    """Print a log line on stderr."""
+    click.echo(message, err=True)
+
+
+def out(text: str) -> None:
+    """Print a result on stdout."""
+    click.echo(text)
+
+
+def out_json(obj: object) -> None:
+    """Print *obj* as indented JSON on stdout."""
+    click.echo(json.dumps(obj, indent=2))
+
+
+def print_plan(plan: Plan) -> None:
+    """Write the plan to stderr (``-v``)."""
+    for line in plan.lines():
+        log(line)
+
+
+class RichProgress:
+    """Transfer progress drawn with rich on a terminal's stderr."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
+        self._p = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._tasks: dict[str, Any] = {}
+        self._total: Any = None
+
+    def planned(self, plan: Plan) -> None:
+        total = sum(b.size for b in plan.blobs if b.action in ("copy", "mount"))
+        if total:
+            self._p.start()
+            self._total = self._p.add_task("copying", total=total)
+
+    def advance(self, item: PlanItem, nbytes: int) -> None:
+        if self._total is not None:
+            self._p.advance(self._total, nbytes)
+
+    def finished(self, item: PlanItem) -> None:
+        pass
+
+    def stop(self) -> None:
+        self._p.stop()
+
+
+def progress_for_tty() -> RichProgress | None:
+    """A rich progress bar when stderr is a terminal, else None."""
+    if sys.stderr.isatty():
+        return RichProgress()
+    return None

@@ -1,0 +1,219 @@
+"""The ``luff`` command line: thin wrappers over the library."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from luff import __version__
+from luff.cli.common import State, log, out, out_json, print_plan, progress_for_tty, state
+from luff.copy import Plan
+from luff.errors import LuffError
+from luff.ops import basic
+
+
+class LuffGroup(click.Group):
+    """Turns expected errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LuffError as e:
+            verbose = isinstance(ctx.obj, State) and ctx.obj.verbose > 0
+            if verbose:
+                import traceback
+
+                traceback.print_exc()
+            click.echo(f"luff: error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("luff: interrupted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            sys.exit(1)
+
+
+@click.group(cls=LuffGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--insecure",
+    "insecure",
+    multiple=True,
+    metavar="HOST",
+    help="Use plain HTTP or unverified TLS for HOST (repeatable). Loopback hosts always use HTTP.",
+)
+@click.option("-v", "--verbose", count=True, help="Show the plan, retries and error details.")
+@click.option(
+    "--platform",
+    metavar="OS/ARCH[/VARIANT][:OSVERSION]",
+    help="Choose the image of this platform from an index (config, digest, manifest).",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Concurrent transfers.",
+)
+@click.version_option(__version__, prog_name="luff")
+@click.pass_context
+def cli(
+    ctx: click.Context, insecure: tuple[str, ...], verbose: int, platform: str | None, jobs: int
+) -> None:
+    """Assemble and ship multi-platform container images from images anywhere."""
+    st = State(verbose=verbose, platform=platform)
+    st.ctx.add_insecure(insecure)
+    st.ctx.jobs = jobs
+    if verbose:
+        st.ctx.log = log
+    ctx.obj = st
+    if platform:
+        from luff.model.platform import Platform
+
+        Platform.parse(platform)  # fail early on a bad platform
+
+
+def _plan_hook() -> Callable[[Plan], None] | None:
+    return print_plan if state().verbose else None
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("target")
+@click.option("-a", "--all-tags", is_flag=True, help="Copy every tag of the repository.")
+@click.option(
+    "-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Concurrent transfers."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the descriptor as JSON.")
+def copy(source: str, target: str, all_tags: bool, jobs: int | None, as_json: bool) -> None:
+    """Copy an image or index from SOURCE to TARGET, keeping its digest."""
+    st = state()
+    if jobs:
+        st.ctx.jobs = jobs
+    progress = progress_for_tty()
+    try:
+        if all_tags:
+            for t, d in basic.copy_all_tags(
+                source, target, ctx=st.ctx, progress=progress, on_plan=_plan_hook()
+            ).items():
+                out(f"{target}:{t}@{d.digest}")
+            return
+        desc = basic.copy(source, target, ctx=st.ctx, progress=progress, on_plan=_plan_hook())
+    finally:
+        if progress is not None:
+            progress.stop()
+    if as_json:
+        out_json(desc.to_dict())
+    else:
+        out(basic.pinned(target, desc))
+
+
+@cli.command()
+@click.argument("ref")
+def manifest(ref: str) -> None:
+    """Print the manifest of REF, byte for byte."""
+    st = state()
+    data = basic.manifest(ref, platform=st.platform, ctx=st.ctx)
+    sys.stdout.buffer.write(data)
+    if not data.endswith(b"\n"):
+        sys.stdout.buffer.write(b"\n")
+
+
+@cli.command()
+@click.argument("ref")
+def config(ref: str) -> None:
+    """Print the config blob of the image at REF (of --platform, for an index)."""
+    st = state()
+    data = basic.config(ref, platform=st.platform, ctx=st.ctx)
+    sys.stdout.buffer.write(data)
+    if not data.endswith(b"\n"):
+        sys.stdout.buffer.write(b"\n")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole descriptor.")
+def digest(ref: str, as_json: bool) -> None:
+    """Print the digest of REF (of --platform's image, for an index)."""
+    st = state()
+    desc = basic.digest(ref, platform=st.platform, ctx=st.ctx)
+    if as_json:
+        out_json(desc.to_dict())
+    else:
+        out(str(desc.digest))
+
+
+@cli.command()
+@click.argument("ref", metavar="REPO@DIGEST")
+def blob(ref: str) -> None:
+    """Write the blob REPO@DIGEST to stdout, verified."""
+    st = state()
+    stream = basic.blob(ref, ctx=st.ctx)
+    with stream:
+        shutil.copyfileobj(stream, sys.stdout.buffer, 1 << 20)
+    sys.stdout.flush()
+
+
+@cli.command("ls")
+@click.argument("repository")
+def ls_(repository: str) -> None:
+    """List the tags of REPOSITORY."""
+    for t in basic.ls(repository, ctx=state().ctx):
+        out(t)
+
+
+@cli.command()
+@click.argument("registry")
+def catalog(registry: str) -> None:
+    """List the repositories of REGISTRY."""
+    for r in basic.catalog(registry, ctx=state().ctx):
+        out(r)
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("tag")
+def tag(ref: str, tag: str) -> None:
+    """Add TAG to the manifest at REF, in the same repository."""
+    desc = basic.tag(ref, tag, ctx=state().ctx)
+    from luff.model.reference import Reference
+
+    out(f"{Reference.parse(ref).with_tag(tag)}@{desc.digest}")
+
+
+@cli.command()
+@click.argument("ref")
+def delete(ref: str) -> None:
+    """Delete the manifest at REF (a tag is resolved to its digest)."""
+    desc = basic.delete(ref, ctx=state().ctx)
+    log(f"deleted {basic.pinned(ref, desc)}")
+
+
+@cli.command()
+def version() -> None:
+    """Print luff's version."""
+    out(__version__)
+
+
+def _register() -> None:
+    from luff.cli import auth
+
+    cli.add_command(auth.auth)
+    for mod in ("index", "layout", "registry"):
+        try:
+            m = __import__(f"luff.cli.{mod}", fromlist=["register"])
+        except ImportError:
+            continue
+        m.register(cli)
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point of the ``luff`` script."""
+    cli(prog_name="luff")

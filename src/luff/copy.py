@@ -1,0 +1,345 @@
+"""The copy engine: walk descriptor graphs, plan each blob, transfer children first.
+
+A :class:`Copier` gathers one or more subgraphs (each from its own source
+store) bound for one target store, decides for every blob whether it already
+exists, can be mounted or must be streamed, and then writes blobs, then image
+manifests, then indexes, so the target never holds a manifest whose content
+is missing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+from luff.context import Context, default_context
+from luff.errors import LuffError, NotFound, RegistryError, TransportError
+from luff.model import mediatypes as mt
+from luff.model.descriptor import Descriptor
+from luff.model.digest import Digest
+from luff.model.manifest import Manifest
+from luff.stores.base import Store
+
+EXISTS = "exists"
+MOUNT = "mount"
+COPY = "copy"
+SKIP = "skip"  # non-distributable (foreign) layers
+TAG = "tag"  # the root, pushed under its tags last
+
+_FOREIGN = frozenset(
+    {
+        mt.DOCKER_FOREIGN_LAYER,
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    }
+)
+
+
+@dataclass
+class PlanItem:
+    """What happens to one piece of content."""
+
+    descriptor: Descriptor
+    action: str
+    source: Store
+    mount_from: str = ""
+
+    @property
+    def size(self) -> int:
+        return self.descriptor.size
+
+
+@dataclass
+class ManifestItem:
+    """A manifest to write (children first), with its exact bytes."""
+
+    descriptor: Descriptor
+    manifest: Manifest
+    source: Store
+    depth: int
+    action: str = COPY
+
+
+@dataclass
+class Plan:
+    """The transfer plan of one copy: blobs and manifests with their actions."""
+
+    target: Store
+    blobs: list[PlanItem] = field(default_factory=list)
+    manifests: list[ManifestItem] = field(default_factory=list)
+
+    def totals(self) -> dict[str, tuple[int, int]]:
+        """``{action: (count, bytes)}`` over blobs."""
+        out: dict[str, tuple[int, int]] = {}
+        for b in self.blobs:
+            n, s = out.get(b.action, (0, 0))
+            out[b.action] = (n + 1, s + b.size)
+        return out
+
+    @property
+    def bytes_to_copy(self) -> int:
+        return sum(b.size for b in self.blobs if b.action == COPY)
+
+    def lines(self) -> list[str]:
+        """Human-readable plan, one line per item, then totals."""
+        out = []
+        for b in self.blobs:
+            extra = f" from {b.mount_from}" if b.action == MOUNT else ""
+            if b.action == COPY:
+                extra = f" from {b.source.name}"
+            out.append(f"blob     {b.action:<6} {b.descriptor.digest} {b.size:>12}{extra}")
+        for m in self.manifests:
+            out.append(
+                f"manifest {m.action:<6} {m.descriptor.digest} {m.descriptor.size:>12} "
+                f"{m.descriptor.media_type}"
+            )
+        tot = self.totals()
+        parts = [f"{a}: {n} ({_human(s)})" for a, (n, s) in sorted(tot.items())]
+        out.append("total    " + (", ".join(parts) if parts else "no blobs"))
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able form of the plan."""
+        return {
+            "blobs": [
+                {
+                    "digest": str(b.descriptor.digest),
+                    "size": b.size,
+                    "mediaType": b.descriptor.media_type,
+                    "action": b.action,
+                    **({"from": b.mount_from} if b.mount_from else {}),
+                    "source": b.source.name,
+                }
+                for b in self.blobs
+            ],
+            "manifests": [
+                {
+                    "digest": str(m.descriptor.digest),
+                    "size": m.descriptor.size,
+                    "mediaType": m.descriptor.media_type,
+                    "action": m.action,
+                }
+                for m in self.manifests
+            ],
+            "totals": {a: {"count": n, "bytes": s} for a, (n, s) in self.totals().items()},
+        }
+
+
+def _human(n: int) -> str:
+    f = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if f < 1000 or unit == "GB":
+            return f"{f:.0f} {unit}" if unit == "B" else f"{f:.1f} {unit}"
+        f /= 1000
+    return f"{n} B"
+
+
+class Progress(Protocol):
+    """Receives transfer events; the CLI draws them with rich."""
+
+    def planned(self, plan: Plan) -> None: ...
+    def advance(self, item: PlanItem, nbytes: int) -> None: ...
+    def finished(self, item: PlanItem) -> None: ...
+
+
+class _Counting:
+    def __init__(self, stream: BinaryIO, cb: Callable[[int], None]) -> None:
+        self._s = stream
+        self._cb = cb
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._s.read(n)
+        if data:
+            self._cb(len(data))
+        return data
+
+    def close(self) -> None:
+        self._s.close()
+
+
+class Copier:
+    """Collects subgraphs bound for *target*, plans them, then writes them."""
+
+    def __init__(self, target: Store, ctx: Context | None = None) -> None:
+        self.target = target
+        self.ctx = ctx or default_context()
+        self._blobs: dict[Digest, PlanItem] = {}
+        self._manifests: dict[Digest, ManifestItem] = {}
+        self._pending: list[tuple[Store, Descriptor, Manifest | None, int]] = []
+
+    def add(
+        self, source: Store, desc: Descriptor, manifest: Manifest | None = None, depth: int = 0
+    ) -> None:
+        """Add *desc* (a manifest, index or blob in *source*) and all it points at."""
+        self._pending.append((source, desc, manifest, depth))
+
+    def plan(self) -> Plan:
+        """Walk what was added and decide every item's action (HEADs the target)."""
+        trusted = self.target.trusts_manifest_closure()
+        jobs = max(1, self.ctx.jobs)
+        with ThreadPoolExecutor(max_workers=jobs * 2) as pool:
+            # Walk manifests level by level; each level's lookups run concurrently.
+            level = self._pending
+            self._pending = []
+            while level:
+                results = list(
+                    pool.map(lambda t: self._visit(t[0], t[1], t[2], t[3], trusted), level)
+                )
+                level = [x for r in results for x in r]
+            blobs = [b for b in self._blobs.values() if b.action == ""]
+            exist = list(pool.map(lambda b: self.target.exists(b.descriptor), blobs))
+        for b, ex in zip(blobs, exist, strict=True):
+            if ex:
+                b.action = EXISTS
+            else:
+                repo = self.target.mount_source(b.source)
+                b.action, b.mount_from = (MOUNT, repo) if repo else (COPY, "")
+        manifests = sorted(self._manifests.values(), key=lambda m: -m.depth)
+        return Plan(self.target, list(self._blobs.values()), manifests)
+
+    def _visit(
+        self, source: Store, desc: Descriptor, manifest: Manifest | None, depth: int, trusted: bool
+    ) -> list[tuple[Store, Descriptor, Manifest | None, int]]:
+        if not mt.is_manifest(desc.media_type):
+            self._add_blob(source, desc)
+            return []
+        if desc.digest in self._manifests:
+            item = self._manifests[desc.digest]
+            item.depth = max(item.depth, depth)
+            return []
+        if trusted and depth > 0 and manifest is None and self.target.exists(desc):
+            # The target registry only holds a manifest whose children it holds.
+            self._manifests[desc.digest] = ManifestItem(
+                desc, Manifest(b"", desc.media_type), source, depth, EXISTS
+            )
+            return []
+        m = manifest if manifest is not None else source.fetch_manifest(desc)
+        self._manifests[desc.digest] = ManifestItem(desc, m, source, depth)
+        return [(source, child, None, depth + 1) for child in m.children()]
+
+    def _add_blob(self, source: Store, desc: Descriptor) -> None:
+        with _lock:
+            if desc.digest in self._blobs:
+                prev = self._blobs[desc.digest]
+                # Prefer a source the target can mount from.
+                if self.target.mount_source(source) and not self.target.mount_source(prev.source):
+                    prev.source = source
+                return
+            action = SKIP if desc.media_type in _FOREIGN and desc.urls else ""
+            self._blobs[desc.digest] = PlanItem(desc, action, source)
+
+    def execute(self, plan: Plan, progress: Progress | None = None) -> None:
+        """Transfer blobs (concurrently), then manifests, children before parents.
+
+        The root manifests added with depth 0 are written too, untagged; tag
+        them afterwards with :meth:`Store.push_manifest`.
+        """
+        progress = progress or self.ctx.progress
+        if progress is not None:
+            progress.planned(plan)
+        todo = [b for b in plan.blobs if b.action in (COPY, MOUNT)]
+        if todo:
+            with ThreadPoolExecutor(max_workers=max(1, self.ctx.jobs)) as pool:
+                for f in [pool.submit(self._transfer, b, progress) for b in todo]:
+                    f.result()
+        # Manifests deepest first; one depth level at a time, concurrently.
+        by_depth: dict[int, list[ManifestItem]] = {}
+        for m in plan.manifests:
+            if m.action == COPY:
+                by_depth.setdefault(m.depth, []).append(m)
+        for depth in sorted(by_depth, reverse=True):
+            items = by_depth[depth]
+            if len(items) == 1:
+                self._push_manifest(items[0])
+                continue
+            with ThreadPoolExecutor(max_workers=max(1, self.ctx.jobs)) as pool:
+                list(pool.map(self._push_manifest, items))
+
+    def _push_manifest(self, item: ManifestItem) -> None:
+        if item.depth > 0 and self.target.exists(item.descriptor):
+            item.action = EXISTS
+            return
+        self.target.push_manifest(item.manifest)
+
+    def _transfer(self, item: PlanItem, progress: Progress | None) -> None:
+        desc = item.descriptor
+        if item.action == MOUNT:
+            if self.target.mount(desc, item.mount_from):
+                if progress is not None:
+                    progress.advance(item, desc.size)
+                    progress.finished(item)
+                return
+            item.action = COPY
+        attempts = 0
+        while True:
+            attempts += 1
+            sent = 0
+
+            def count(n: int) -> None:
+                nonlocal sent
+                sent += n
+                if progress is not None:
+                    progress.advance(item, n)
+
+            try:
+                stream = item.source.fetch(desc)
+                try:
+                    self.target.push_blob(desc, _Counting(stream, count))  # type: ignore[arg-type]
+                finally:
+                    stream.close()
+                break
+            except (TransportError, RegistryError) as e:
+                status = getattr(e, "status", 0)
+                if attempts >= 3 or (isinstance(e, RegistryError) and 400 <= status < 500):
+                    raise
+                self.ctx.say(f"retrying {desc.digest}: {e}")
+                if progress is not None and sent:
+                    progress.advance(item, -sent)
+        if progress is not None:
+            progress.finished(item)
+
+
+_lock = threading.Lock()
+
+
+def copy_graph(
+    source: Store,
+    desc: Descriptor,
+    target: Store,
+    *,
+    manifest: Manifest | None = None,
+    tags: Iterable[str] = (),
+    ctx: Context | None = None,
+    progress: Progress | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+) -> Descriptor:
+    """Copy *desc* and everything below it from *source* to *target*, then tag it.
+
+    Returns the descriptor of the written root (same digest as the source).
+    """
+    ctx = ctx or default_context()
+    tags = list(tags)
+    if mt.is_manifest(desc.media_type) and tags and target.trusts_manifest_closure():
+        # Re-running onto a filled target: nothing to do when every tag already points here.
+        try:
+            if all(target.resolve(t).digest == desc.digest for t in tags):
+                return desc
+        except (NotFound, LuffError):
+            pass
+    copier = Copier(target, ctx)
+    copier.add(source, desc, manifest)
+    plan = copier.plan()
+    root = next((m for m in plan.manifests if m.descriptor.digest == desc.digest), None)
+    if root is not None and tags:
+        root.action = TAG  # written once, with its tags, after everything else
+    if on_plan is not None:
+        on_plan(plan)
+    copier.execute(plan, progress)
+    if root is not None:
+        for t in tags:
+            target.push_manifest(root.manifest, t)
+    return desc

@@ -1,0 +1,363 @@
+"""HTTP client for the OCI distribution API: auth, retries, redirects, errors."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import SSLError
+
+from luff import __version__
+from luff.errors import AuthError, NotFound, RegistryError, TransportError
+from luff.registry import auth as authmod
+
+if TYPE_CHECKING:
+    from luff.context import Context
+
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = f"luff/{__version__}"
+
+Body = bytes | BinaryIO | Iterable[bytes] | None
+
+
+@dataclass
+class _Token:
+    value: str
+    expires: float
+
+
+def error_message(resp: urllib3.BaseHTTPResponse, what: str) -> tuple[str, str]:
+    """``(code, message)`` from a distribution error body, else the HTTP reason."""
+    try:
+        raw = resp.data[:65536]
+    except Exception:
+        raw = b""
+    try:
+        obj = json.loads(raw)
+        errs = obj.get("errors") if isinstance(obj, dict) else None
+        if errs and isinstance(errs, list) and isinstance(errs[0], dict):
+            e = errs[0]
+            code = str(e.get("code", ""))
+            msg = str(e.get("message", "")) or code.lower().replace("_", " ")
+            return code, f"{code}: {msg}" if code else msg
+    except (ValueError, AttributeError):
+        pass
+    reason = resp.reason or ""
+    text = raw.decode("utf-8", "replace").strip().splitlines()[0][:200] if raw.strip() else ""
+    return "", f"HTTP {resp.status} {reason}".strip() + (f": {text}" if text else "")
+
+
+class RegistryClient:
+    """One registry host: connection scheme, credentials, token cache, retries."""
+
+    def __init__(self, host: str, ctx: Context) -> None:
+        self.host = host
+        self.ctx = ctx
+        self._local = ctx.is_insecure(host) and host not in ctx.insecure
+        self._insecure = host in ctx.insecure
+        self.scheme = "http" if self._local else "https"
+        self._lock = threading.Lock()
+        self._auth_scheme = ""  # "", "basic" or "bearer"
+        self._challenge: dict[str, str] = {}
+        self._tokens: dict[tuple[str, ...], _Token] = {}
+        self._creds: authmod.Credentials | None = None
+
+    # --- plumbing ------------------------------------------------------
+    @property
+    def base(self) -> str:
+        return f"{self.scheme}://{self.host}"
+
+    def url(self, path: str) -> str:
+        """Absolute URL for an API path or an (absolute or relative) Location."""
+        return urllib.parse.urljoin(self.base + "/", path)
+
+    def credentials(self) -> authmod.Credentials:
+        """Credentials for this host (looked up once)."""
+        if self._creds is None:
+            lookup = self.ctx.credentials or authmod.lookup
+            self._creds = lookup(self.host)
+        return self._creds
+
+    def _auth_header(self, scopes: tuple[str, ...]) -> str | None:
+        with self._lock:
+            if self._auth_scheme == "basic":
+                c = self.credentials()
+                return c.basic() if c else None
+            if self._auth_scheme == "bearer":
+                tok = self._tokens.get(scopes)
+                if tok and tok.expires > time.monotonic():
+                    return f"Bearer {tok.value}"
+                challenge = dict(self._challenge)
+            else:
+                return None
+        # A known bearer realm: fetch the token for these scopes up front.
+        self._fetch_token(scopes, challenge)
+        with self._lock:
+            tok = self._tokens.get(scopes)
+        return f"Bearer {tok.value}" if tok else None
+
+    def _authenticate(self, resp: urllib3.BaseHTTPResponse, scopes: tuple[str, ...]) -> bool:
+        """React to a 401; True when a retry with new credentials makes sense."""
+        header = resp.headers.get("WWW-Authenticate", "")
+        challenges = authmod.parse_challenges(header)
+        for scheme, params in challenges:
+            if scheme.lower() == "bearer" and params.get("realm"):
+                with self._lock:
+                    self._auth_scheme = "bearer"
+                    self._challenge = params
+                self._fetch_token(scopes, params)
+                return True
+        for scheme, _ in challenges:
+            if scheme.lower() == "basic":
+                with self._lock:
+                    self._auth_scheme = "basic"
+                return bool(self.credentials())
+        return False
+
+    def _fetch_token(self, scopes: tuple[str, ...], params: Mapping[str, str]) -> None:
+        realm = params["realm"]
+        query: list[tuple[str, str]] = []
+        if params.get("service"):
+            query.append(("service", params["service"]))
+        all_scopes = list(scopes)
+        if params.get("scope"):
+            all_scopes += [s for s in params["scope"].split(" ") if s and s not in all_scopes]
+        creds = self.credentials()
+        headers = {"User-Agent": USER_AGENT}
+        if creds.identity_token:
+            form = dict(query)
+            form.update(
+                grant_type="refresh_token",
+                refresh_token=creds.identity_token,
+                client_id="luff",
+                scope=" ".join(all_scopes),
+            )
+            resp = self._send(
+                "POST",
+                realm,
+                {**headers, "Content-Type": "application/x-www-form-urlencoded"},
+                urllib.parse.urlencode(form).encode(),
+                False,
+            )
+        else:
+            query += [("scope", s) for s in all_scopes]
+            if creds:
+                headers["Authorization"] = creds.basic()
+            sep = "&" if "?" in realm else "?"
+            url = realm + (sep + urllib.parse.urlencode(query) if query else "")
+            resp = self._send("GET", url, headers, None, False)
+        if resp.status in (401, 403):
+            who = f"as {creds.username!r}" if creds else "anonymously"
+            raise AuthError(f"{self.host}: token server refused to authenticate {who}")
+        if resp.status != 200:
+            _, msg = error_message(resp, "token")
+            raise AuthError(f"{self.host}: token request failed: {msg}")
+        try:
+            obj = json.loads(resp.data)
+            token = obj.get("token") or obj.get("access_token")
+            expires = float(obj.get("expires_in") or 60)
+        except (ValueError, AttributeError, TypeError):
+            raise AuthError(f"{self.host}: token server sent invalid JSON") from None
+        if not token:
+            raise AuthError(f"{self.host}: token server sent no token")
+        with self._lock:
+            self._tokens[scopes] = _Token(str(token), time.monotonic() + max(expires - 10, 5))
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        scopes: Iterable[str] = (),
+        headers: Mapping[str, str] | None = None,
+        body: Body = None,
+        stream: bool = False,
+        what: str = "",
+    ) -> urllib3.BaseHTTPResponse:
+        """Send a request with auth, redirects and retries; returns the final response.
+
+        Error statuses are returned, not raised; see :meth:`check`.
+        A body that is a stream is sent once (no retry after it was read).
+        """
+        scope_key = tuple(sorted(set(scopes)))
+        url = self.url(path)
+        hdrs = {"User-Agent": USER_AGENT, **(headers or {})}
+        attempts = 0
+        authed = False
+        same_host = True
+        replayable = body is None or isinstance(body, bytes)
+        while True:
+            attempts += 1
+            h = dict(hdrs)
+            if same_host:
+                a = self._auth_header(scope_key)
+                if a:
+                    h["Authorization"] = a
+            try:
+                resp = self._send(method, url, h, body, stream)
+            except TransportError:
+                if self._insecure and url.startswith("https:") and attempts == 1:
+                    self.scheme = "http"
+                    url = "http:" + url[len("https:") :]
+                    continue
+                if replayable and attempts < self.ctx.max_attempts:
+                    self._sleep(attempts, None)
+                    continue
+                raise
+            if resp.status == 401 and same_host and not authed:
+                _drain(resp)
+                authed = True
+                if self._authenticate(resp, scope_key):
+                    attempts -= 1
+                    if replayable:
+                        continue
+                    # The stream was consumed; let the caller start over.
+                    raise _RetryStream()
+                return resp
+            if resp.status in REDIRECT_STATUS and resp.headers.get("Location"):
+                _drain(resp)
+                new = urllib.parse.urljoin(url, resp.headers["Location"])
+                if urllib.parse.urlsplit(new).netloc != urllib.parse.urlsplit(self.base).netloc:
+                    same_host = False  # never send our credentials to another host
+                url = new
+                if resp.status == 303:
+                    method, body = "GET", None
+                if attempts > 10:
+                    raise TransportError(f"{self.host}: too many redirects")
+                continue
+            if resp.status in RETRY_STATUS and replayable and attempts < self.ctx.max_attempts:
+                retry_after = resp.headers.get("Retry-After")
+                _drain(resp)
+                self._sleep(attempts, retry_after)
+                continue
+            return resp
+
+    def _send(
+        self, method: str, url: str, headers: Mapping[str, str], body: Body, stream: bool
+    ) -> urllib3.BaseHTTPResponse:
+        kw: dict[str, Any] = {}
+        if self._insecure and url.startswith("https:"):
+            kw["cert_reqs"] = "CERT_NONE"
+        try:
+            if kw:
+                pool = self.ctx.pool.connection_from_url(url, pool_kwargs=kw)
+                return pool.urlopen(
+                    method,
+                    url,
+                    headers=dict(headers),
+                    body=body,
+                    redirect=False,
+                    retries=False,
+                    preload_content=not stream,
+                    assert_same_host=False,
+                )
+            return self.ctx.pool.request(
+                method,
+                url,
+                headers=dict(headers),
+                body=body,
+                redirect=False,
+                retries=False,
+                preload_content=not stream,
+            )
+        except SSLError as e:
+            raise TransportError(f"{self.host}: TLS error: {e}") from None
+        except Urllib3Error as e:
+            raise TransportError(f"{self.host}: {_reason(e)}") from None
+
+    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.ctx.backoff * (2 ** (attempt - 1))
+        if retry_after:
+            try:
+                delay = max(delay, float(retry_after))
+            except ValueError:
+                pass
+        delay = min(delay, 30.0) * (1 + random.random() * 0.1)
+        self.ctx.say(f"retrying {self.host} in {delay:.2f}s (attempt {attempt + 1})")
+        time.sleep(delay)
+
+    def check(
+        self, resp: urllib3.BaseHTTPResponse, ok: Iterable[int], what: str
+    ) -> urllib3.BaseHTTPResponse:
+        """Raise the right luff error unless *resp* has one of the *ok* statuses."""
+        if resp.status in ok:
+            return resp
+        code, msg = error_message(resp, what)
+        if resp.status == 401:
+            creds = self.credentials()
+            who = f"as {creds.username!r}" if creds.username else "(no credentials)"
+            raise AuthError(f"{what}: authentication required {who}: {msg}")
+        if resp.status == 403:
+            raise AuthError(f"{what}: access denied: {msg}")
+        if resp.status == 404:
+            raise NotFound(f"{what}: {msg}" if code else f"{what}: not found")
+        raise RegistryError(f"{what}: {msg}", resp.status, code)
+
+    def ping(self) -> None:
+        """GET /v2/, authenticating if the registry asks; raises on failure."""
+        resp = self.request("GET", "/v2/")
+        self.check(resp, (200,), self.host)
+
+    def catalog(self, page_size: int = 1000) -> list[str]:
+        """All repository names, following ``Link`` pagination."""
+        return self.paginate(f"/v2/_catalog?n={page_size}", "repositories", ("registry:catalog:*",))
+
+    def paginate(self, path: str, key: str, scopes: Iterable[str]) -> list[str]:
+        """Collect *key* lists across pages linked with ``Link: <…>; rel="next"``."""
+        out: list[str] = []
+        seen: set[str] = set()
+        next_path: str | None = path
+        while next_path and next_path not in seen:
+            seen.add(next_path)
+            resp = self.check(
+                self.request("GET", next_path, scopes=scopes), (200,), f"{self.host}{path}"
+            )
+            try:
+                obj = json.loads(resp.data)
+            except ValueError:
+                raise RegistryError(f"{self.host}: invalid JSON from {next_path}") from None
+            out.extend(obj.get(key) or [])
+            next_path = _next_link(resp.headers.get("Link", ""))
+        return out
+
+
+class _RetryStream(Exception):
+    """Authentication changed while a one-shot body was being sent."""
+
+
+def _next_link(header: str) -> str | None:
+    for part in header.split(","):
+        if 'rel="next"' in part or "rel=next" in part:
+            start, end = part.find("<"), part.find(">")
+            if start != -1 and end > start:
+                return part[start + 1 : end]
+    return None
+
+
+def _drain(resp: urllib3.BaseHTTPResponse) -> None:
+    try:
+        resp.drain_conn()
+    except Exception:
+        pass
+    resp.release_conn()
+
+
+def _reason(e: Exception) -> str:
+    r = getattr(e, "reason", None)
+    text = str(r if r is not None else e)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "Temporary failure in name resolution" in text:
+        return "unknown host"
+    if "timed out" in text.lower():
+        return "timed out"
+    return text.split(": ", 1)[-1] if "Failed to establish" in text else text
