@@ -196,7 +196,7 @@ class Copier:
             if ex:
                 b.action = EXISTS
             else:
-                repo = self.target.mount_source(b.source)
+                repo = self.target.mount_source(b.source.origin(b.descriptor) or b.source)
                 b.action, b.mount_from = (MOUNT, repo) if repo else (COPY, "")
         manifests = sorted(self._manifests.values(), key=lambda m: -m.depth)
         return Plan(self.target, list(self._blobs.values()), manifests)
@@ -226,11 +226,14 @@ class Copier:
             if desc.digest in self._blobs:
                 prev = self._blobs[desc.digest]
                 # Prefer a source the target can mount from.
-                if self.target.mount_source(source) and not self.target.mount_source(prev.source):
+                if self._mountable(source, desc) and not self._mountable(prev.source, desc):
                     prev.source = source
                 return
             action = SKIP if desc.media_type in _FOREIGN and desc.urls else ""
             self._blobs[desc.digest] = PlanItem(desc, action, source)
+
+    def _mountable(self, source: Store, desc: Descriptor) -> bool:
+        return bool(self.target.mount_source(source.origin(desc) or source))
 
     def execute(self, plan: Plan, progress: Progress | None = None) -> None:
         """Transfer blobs (concurrently), then manifests, children before parents.

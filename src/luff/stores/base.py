@@ -120,6 +120,14 @@ class Store(ABC):
         """The repository *source* can be mounted from into this store, if any."""
         return None
 
+    def origin(self, desc: Descriptor) -> Store | None:
+        """Where a blob this store lacks can be fetched from (sparse layouts), if anywhere.
+
+        The copy engine asks the target to mount from the origin when both
+        are in the same registry; reads through this store still work.
+        """
+        return None
+
     def mount(self, desc: Descriptor, from_repository: str) -> bool:
         """Cross-repository mount; True when it worked."""
         return False
