@@ -66,6 +66,7 @@ class RegistryClient:
         self._insecure = host in ctx.insecure
         self.scheme = "http" if self._local else "https"
         self._lock = threading.Lock()
+        self._token_lock = threading.Lock()
         self._auth_scheme = ""  # "", "basic" or "bearer"
         self._challenge: dict[str, str] = {}
         self._tokens: dict[tuple[str, ...], _Token] = {}
@@ -100,9 +101,13 @@ class RegistryClient:
             else:
                 return None
         # A known bearer realm: fetch the token for these scopes up front.
-        self._fetch_token(scopes, challenge)
-        with self._lock:
-            tok = self._tokens.get(scopes)
+        with self._token_lock:
+            with self._lock:
+                tok = self._tokens.get(scopes)
+            if not (tok and tok.expires > time.monotonic()):
+                self._fetch_token(scopes, challenge)
+                with self._lock:
+                    tok = self._tokens.get(scopes)
         return f"Bearer {tok.value}" if tok else None
 
     def _authenticate(self, resp: urllib3.BaseHTTPResponse, scopes: tuple[str, ...]) -> bool:
@@ -113,8 +118,10 @@ class RegistryClient:
             if scheme.lower() == "bearer" and params.get("realm"):
                 with self._lock:
                     self._auth_scheme = "bearer"
-                    self._challenge = params
-                self._fetch_token(scopes, params)
+                    # The challenge's scope belongs to this request only.
+                    self._challenge = {k: v for k, v in params.items() if k != "scope"}
+                with self._token_lock:
+                    self._fetch_token(scopes, params)
                 return True
         for scheme, _ in challenges:
             if scheme.lower() == "basic":
