@@ -1,0 +1,5 @@
+"""``python -m luff``."""
+
+from luff.cli.main import main
+
+main()
