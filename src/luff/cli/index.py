@@ -1,0 +1,366 @@
+"""``luff index``: create, append, filter and list multi-platform indexes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from luff.cli.common import log, out, out_json, print_plan, progress_for_tty, state
+from luff.copy import Plan
+from luff.errors import UsageError
+from luff.model import mediatypes as mt
+from luff.model.platform import Platform
+from luff.ops import index as ops
+from luff.ops.basic import pinned
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_SOURCE_HELP = (
+    "SOURCE is an address (registry/repo:tag, oci:DIR[:TAG], oci-archive:FILE, "
+    "docker-archive:FILE), optionally with overrides in docker's key=value form: "
+    "'ref=ADDRESS,platform=linux/arm/v7,os.version=…,annotation.KEY=VALUE'."
+)
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``index`` group to *cli*."""
+    cli.add_command(index)
+
+
+@click.group("index")
+def index() -> None:
+    """Create, append to, filter and list multi-platform indexes."""
+
+
+def _edit_options(f: F) -> F:
+    for opt in reversed(
+        [
+            click.option(
+                "--set",
+                "edits",
+                multiple=True,
+                metavar="JQ",
+                help="jq program run on the index JSON before it is pushed (repeatable).",
+            ),
+            click.option(
+                "--annotation",
+                "annotations",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="Index annotation (repeatable).",
+            ),
+            click.option(
+                "--format",
+                "fmt",
+                type=click.Choice(["oci", "docker"]),
+                default=None,
+                help="Index media type: OCI index (default) or Docker manifest list.",
+            ),
+            click.option(
+                "--dry-run", is_flag=True, help="Print the index and the plan; push nothing."
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print JSON (the descriptor)."),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+def _source_options(f: F) -> F:
+    for opt in reversed(
+        [
+            click.option(
+                "--allow-duplicate-platforms",
+                is_flag=True,
+                help="Allow two different images with the same platform.",
+            ),
+            click.option(
+                "--no-flatten",
+                is_flag=True,
+                help="Keep index sources as nested indexes instead of taking their images.",
+            ),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+def _annotations(values: tuple[str, ...]) -> dict[str, str]:
+    out_: dict[str, str] = {}
+    for v in values:
+        key, eq, val = v.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--annotation {v!r}: expected KEY=VALUE")
+        out_[key] = val
+    return out_
+
+
+def _finish(
+    built: ops.BuiltIndex,
+    dests: list[tuple[str, list[str]]],
+    as_json: bool,
+    dry_run: bool,
+) -> None:
+    st = state()
+    for old, new in built.replaced:
+        log(
+            f"luff: replacing {old.platform} {old.digest} (from {old.source}) "
+            f"with {new.digest} (from {new.source})"
+        )
+    try:
+        if dry_run:
+            plans = [(addr, tags, built.plan(addr, tags)) for addr, tags in dests]
+            if as_json:
+                out_json(
+                    {
+                        "index": built.document,
+                        "descriptor": built.descriptor.to_dict(),
+                        "plans": [{"target": a, "tags": t, **p.to_dict()} for a, t, p in plans],
+                    }
+                )
+                return
+            out(built.to_json())
+            for addr, tags, plan in plans:
+                extra = f" (and tags {', '.join(tags)})" if tags else ""
+                out(f"\nplan for {addr}{extra}:")
+                for line in plan.lines():
+                    out(line)
+            return
+        progress = progress_for_tty()
+        on_plan: Callable[[Plan], None] | None = print_plan if st.verbose else None
+        try:
+            for addr, tags in dests:
+                built.push(addr, tags, progress=progress, on_plan=on_plan)
+        finally:
+            if progress is not None:
+                progress.stop()
+    finally:
+        built.close()
+    if as_json:
+        out_json(built.descriptor.to_dict())
+        return
+    for addr, _ in dests:
+        out(pinned(addr, built.descriptor))
+
+
+@index.command(epilog=_SOURCE_HELP)
+@click.argument("target", required=False)
+@click.argument("sources", nargs=-1, metavar="SOURCE...")
+@click.option(
+    "-f",
+    "--file",
+    "spec_file",
+    type=click.Path(dir_okay=False),
+    help="YAML spec: sources with overrides, annotations, edits, tags.",
+)
+@click.option(
+    "-t",
+    "--tag",
+    "tags",
+    multiple=True,
+    help="Another tag to push (a bare tag, or a full address elsewhere). Repeatable.",
+)
+@_source_options
+@_edit_options
+def create(
+    target: str | None,
+    sources: tuple[str, ...],
+    spec_file: str | None,
+    tags: tuple[str, ...],
+    allow_duplicate_platforms: bool,
+    no_flatten: bool,
+    edits: tuple[str, ...],
+    annotations: tuple[str, ...],
+    fmt: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Create the index TARGET from the images and indexes SOURCE... .
+
+    Prints the pinned reference TARGET_REPO@sha256:… .
+    """
+    st = state()
+    srcs: list[ops.Source] = []
+    all_tags = list(tags)
+    ann: dict[str, str] = {}
+    all_edits: list[str] = []
+    allow, flatten = allow_duplicate_platforms, not no_flatten
+    if spec_file:
+        from luff.spec import load_spec
+
+        spec = load_spec(spec_file)
+        target = target or spec.target
+        srcs.extend(spec.sources)
+        all_tags = [*spec.tags, *all_tags]
+        ann.update(spec.annotations)
+        all_edits.extend(spec.edits)
+        fmt = fmt or spec.format
+        allow = allow or spec.allow_duplicate_platforms
+        flatten = flatten and spec.flatten
+    if not target:
+        raise UsageError("no TARGET given (as an argument or 'target:' in the spec)")
+    srcs.extend(ops.Source.parse(s) for s in sources)
+    if not srcs:
+        raise UsageError("no SOURCE given")
+    ann.update(_annotations(annotations))
+    all_edits.extend(edits)
+    dests = ops.destinations(target, all_tags)
+    built = ops.build(
+        srcs,
+        annotations=ann,
+        edits=all_edits,
+        format=fmt,
+        allow_duplicate_platforms=allow,
+        flatten=flatten,
+        ctx=st.ctx,
+    )
+    _finish(built, dests, as_json, dry_run)
+
+
+@index.command(epilog=_SOURCE_HELP)
+@click.argument("base")
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@click.option(
+    "-t",
+    "--target",
+    "targets",
+    multiple=True,
+    help="Push here instead of back to BASE (a tag in BASE's repository, or an address).",
+)
+@_source_options
+@_edit_options
+def append(
+    base: str,
+    sources: tuple[str, ...],
+    targets: tuple[str, ...],
+    allow_duplicate_platforms: bool,
+    no_flatten: bool,
+    edits: tuple[str, ...],
+    annotations: tuple[str, ...],
+    fmt: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Add SOURCE... to the index (or image) at BASE.
+
+    A plain image is upgraded to an index; a missing BASE is created. A new
+    image with the platform of an existing entry replaces it.
+    """
+    st = state()
+    primary, extra = ops.targets_of(base, list(targets))
+    dests = ops.destinations(primary, extra)
+    built = ops.build_append(
+        base,
+        [ops.Source.parse(s) for s in sources],
+        annotations=_annotations(annotations),
+        edits=list(edits),
+        format=fmt,
+        allow_duplicate_platforms=allow_duplicate_platforms,
+        flatten=not no_flatten,
+        ctx=st.ctx,
+    )
+    _finish(built, dests, as_json, dry_run)
+
+
+@index.command("filter")
+@click.argument("ref")
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH[/VARIANT]",
+    help="Keep entries of this platform (repeatable).",
+)
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="OS/ARCH[/VARIANT]",
+    help="Drop entries of this platform (repeatable).",
+)
+@click.option(
+    "-t",
+    "--target",
+    "targets",
+    multiple=True,
+    help="Push here instead of back to REF (a tag in REF's repository, or an address).",
+)
+@_edit_options
+def filter_(
+    ref: str,
+    platforms: tuple[str, ...],
+    exclude: tuple[str, ...],
+    targets: tuple[str, ...],
+    edits: tuple[str, ...],
+    annotations: tuple[str, ...],
+    fmt: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Keep (--platform) or drop (--exclude) entries of the index at REF.
+
+    Attestations go with their images. The result goes back to REF, or to -t.
+    """
+    st = state()
+    if bool(platforms) == bool(exclude):
+        raise UsageError("give --platform (to keep) or --exclude (to drop), not both or neither")
+    primary, extra = ops.targets_of(ref, list(targets))
+    dests = ops.destinations(primary, extra)
+    built = ops.build_filter(
+        ref,
+        platforms=platforms,
+        exclude=exclude,
+        annotations=_annotations(annotations),
+        edits=list(edits),
+        format=fmt,
+        ctx=st.ctx,
+    )
+    _finish(built, dests, as_json, dry_run)
+
+
+_SHORT_TYPES = {
+    mt.OCI_MANIFEST: "oci-manifest",
+    mt.OCI_INDEX: "oci-index",
+    mt.DOCKER_MANIFEST: "docker-manifest",
+    mt.DOCKER_LIST: "docker-list",
+}
+
+
+def _platform_text(p: Platform | None) -> str:
+    if p is None:
+        return "-"
+    s = str(p)
+    if p.os_features:
+        s += f" ({','.join(p.os_features)})"
+    return s
+
+
+@index.command("list")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+def list_(ref: str, as_json: bool) -> None:
+    """List the entries of the index at REF: digest, type, platform, size."""
+    listing = ops.list_entries(ref, ctx=state().ctx)
+    if as_json:
+        out(json.dumps(listing.to_dict(), indent=2))
+        return
+    rows = [("DIGEST", "TYPE", "PLATFORM", "SIZE", "NOTE")]
+    for e in listing.entries:
+        note = ""
+        if e.is_attestation:
+            note = f"attestation of {e.subject.short}" if e.subject else "attestation"
+        rows.append(
+            (
+                str(e.digest),
+                _SHORT_TYPES.get(e.descriptor.media_type, e.descriptor.media_type),
+                _platform_text(e.platform),
+                str(e.descriptor.size),
+                note,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        line = "  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:4]))
+        out(f"{line}  {r[4]}".rstrip())

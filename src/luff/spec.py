@@ -1,0 +1,203 @@
+"""Index spec files (``luff index create -f spec.yaml``).
+
+A spec lists sources with their per-source overrides, index annotations,
+jq edits and tags::
+
+    target: registry.example.com/app:1.4     # optional; a TARGET argument wins
+    tags: [latest]
+    format: oci                               # or docker
+    annotations:
+      org.opencontainers.image.source: https://example.com/app
+    set:
+      - '.annotations["org.example.built-by"] = "ci"'
+    allow-duplicate-platforms: false
+    flatten: true
+    sources:
+      - build.internal:5000/app-amd64:1.4
+      - ref: oci:./out/windows:1.4           # relative to the spec file
+        platform: windows/amd64:10.0.17763.1234   # short form or a mapping
+        os.features: [win32k]
+        annotations:
+          org.example.flavour: servercore
+
+JSON is YAML, so a ``.json`` spec works too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from luff.errors import InvalidPlatform, UsageError
+from luff.model.address import TRANSPORTS
+from luff.model.platform import Platform
+from luff.ops.index import Source
+
+_TOP = {
+    "target",
+    "tags",
+    "format",
+    "annotations",
+    "set",
+    "allow-duplicate-platforms",
+    "flatten",
+    "sources",
+}
+_SOURCE = {"ref", "platform", "variant", "os.version", "os.features", "annotations"}
+
+
+@dataclass
+class IndexSpec:
+    """What a spec file asks for."""
+
+    sources: list[Source]
+    target: str | None = None
+    tags: list[str] = field(default_factory=list)
+    annotations: dict[str, str] = field(default_factory=dict)
+    edits: list[str] = field(default_factory=list)
+    format: str | None = None
+    allow_duplicate_platforms: bool = False
+    flatten: bool = True
+
+
+def load_spec(path: str | os.PathLike[str]) -> IndexSpec:
+    """Read and check a YAML (or JSON) spec file."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"{path}: {e.strerror}") from None
+    try:
+        obj = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise UsageError(f"{path}: invalid YAML{where}: {problem}") from None
+    return parse_spec(obj, str(path), base_dir=p.parent)
+
+
+def parse_spec(obj: Any, where: str = "spec", base_dir: Path | None = None) -> IndexSpec:
+    """Check a spec already parsed into Python objects.
+
+    Relative paths of ``oci:``/``oci-archive:``/``docker-archive:`` sources are
+    taken relative to *base_dir*.
+    """
+    if not isinstance(obj, Mapping):
+        raise UsageError(f"{where}: a spec is a mapping with a 'sources' list")
+    unknown = set(obj) - _TOP
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+            f"(known: {', '.join(sorted(_TOP))})"
+        )
+    raw_sources = obj.get("sources") or []
+    if not isinstance(raw_sources, list):
+        raise UsageError(f"{where}: 'sources' must be a list")
+    sources = [_source(s, f"{where}: sources[{i}]", base_dir) for i, s in enumerate(raw_sources)]
+    target = obj.get("target")
+    if target is not None and not isinstance(target, str):
+        raise UsageError(f"{where}: 'target' must be a string")
+    fmt = obj.get("format")
+    if fmt is not None and fmt not in ("oci", "docker"):
+        raise UsageError(f"{where}: 'format' must be oci or docker")
+    return IndexSpec(
+        sources=sources,
+        target=target,
+        tags=_strings(obj.get("tags"), f"{where}: 'tags'"),
+        annotations=_annotations(obj.get("annotations"), f"{where}: 'annotations'"),
+        edits=_strings(obj.get("set"), f"{where}: 'set'"),
+        format=fmt,
+        allow_duplicate_platforms=_bool(obj, "allow-duplicate-platforms", False, where),
+        flatten=_bool(obj, "flatten", True, where),
+    )
+
+
+def _bool(obj: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
+    v = obj.get(key, default)
+    if not isinstance(v, bool):
+        raise UsageError(f"{where}: {key!r} must be true or false")
+    return v
+
+
+def _strings(v: Any, where: str) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [v]
+    if not isinstance(v, list) or not all(isinstance(x, str | int | float) for x in v):
+        raise UsageError(f"{where} must be a list of strings")
+    return [str(x) for x in v]
+
+
+def _annotations(v: Any, where: str) -> dict[str, str]:
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise UsageError(f"{where} must map keys to values")
+    out = {}
+    for k, val in v.items():
+        if not isinstance(k, str) or isinstance(val, Mapping | list) or val is None:
+            raise UsageError(f"{where}: {k!r} must be a string value")
+        if isinstance(val, bool):
+            val = "true" if val else "false"
+        out[k] = str(val)
+    return out
+
+
+def _rebase(address: str, base_dir: Path | None) -> str:
+    if base_dir is None:
+        return address
+    for t in TRANSPORTS:
+        prefix = t + ":"
+        if address.startswith(prefix):
+            rest = address[len(prefix) :]
+            if rest and not os.path.isabs(rest):
+                return prefix + os.path.join(str(base_dir), rest)
+    return address
+
+
+def _source(s: Any, where: str, base_dir: Path | None) -> Source:
+    if isinstance(s, str):
+        return Source(_rebase(s, base_dir))
+    if not isinstance(s, Mapping):
+        raise UsageError(f"{where}: a source is an address or a mapping with 'ref'")
+    unknown = set(s) - _SOURCE
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+            f"(known: {', '.join(sorted(_SOURCE))})"
+        )
+    ref = s.get("ref")
+    if not isinstance(ref, str) or not ref:
+        raise UsageError(f"{where}: 'ref' (the source address) is required")
+    platform = None
+    p = s.get("platform")
+    try:
+        if isinstance(p, str):
+            platform = Platform.parse(p)
+        elif isinstance(p, Mapping):
+            platform = Platform.from_dict(p)
+        elif p is not None:
+            raise UsageError(f"{where}: 'platform' must be OS/ARCH[/VARIANT] or a mapping")
+    except InvalidPlatform as e:
+        raise InvalidPlatform(f"{where}: {e}") from None
+    variant = s.get("variant")
+    version = s.get("os.version")
+    for key, val in (("variant", variant), ("os.version", version)):
+        if val is not None and not isinstance(val, str | int | float):
+            raise UsageError(f"{where}: {key!r} must be a string")
+    features = s.get("os.features")
+    return Source(
+        _rebase(ref, base_dir),
+        platform,
+        str(variant) if variant is not None else None,
+        str(version) if version is not None else None,
+        tuple(_strings(features, f"{where}: 'os.features'")) if features is not None else None,
+        _annotations(s.get("annotations"), f"{where}: 'annotations'"),
+    )
