@@ -19,6 +19,8 @@ OCI = "oci"
 OCI_ARCHIVE = "oci-archive"
 DOCKER_ARCHIVE = "docker-archive"
 TRANSPORTS = (OCI, OCI_ARCHIVE, DOCKER_ARCHIVE)
+#: skopeo transports that luff does not support (no Docker Hub image has these names).
+_OTHER_TRANSPORTS = ("containers-storage", "dir", "docker-daemon", "ostree", "sif", "tarball")
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def parse_address(text: str) -> Address:
         return Address(REGISTRY, Reference.parse(text))
     head, sep, rest = text.partition(":")
     looks_like_path = "/" in rest or rest.startswith(".")
-    if (
+    if (sep and head in _OTHER_TRANSPORTS) or (
         sep
         and head.isalpha()
         and head != "localhost"
