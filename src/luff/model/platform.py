@@ -97,8 +97,10 @@ class Platform:
             arch, default_variant = _ARCH_ALIASES[arch]
             if default_variant and not variant:
                 variant = default_variant
-        if arch == "arm64" and variant in ("v8", "8"):
+        if arch == "arm64" and variant in ("v8", "8", "v8.0"):
             variant = ""
+        elif arch == "arm64" and variant in ("9", "9.0", "v9.0"):
+            variant = "v9"
         elif arch == "arm":
             if not variant:
                 variant = "v7"
