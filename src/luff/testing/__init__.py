@@ -18,8 +18,9 @@ from luff.model.manifest import Manifest
 from luff.model.platform import Platform
 from luff.stores import open_store
 from luff.stores.memory import MemoryStore
+from luff.testing.registry import Registry
 
-__all__ = ["Image", "random_image", "random_index", "random_layer"]
+__all__ = ["Image", "Registry", "random_image", "random_index", "random_layer"]
 
 
 @dataclass

@@ -1,0 +1,92 @@
+"""``luff registry serve``: the embedded registry in the foreground."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.group("registry")
+def registry() -> None:
+    """Run an embedded OCI registry."""
+
+
+@registry.command("serve")
+@click.option(
+    "--address",
+    default="127.0.0.1:5000",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where to listen; port 0 picks a free port (printed on stdout).",
+)
+@click.option(
+    "--storage",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep content in this directory (persists). Default: in memory.",
+)
+@click.option(
+    "--htpasswd",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Require basic auth by the users of this file (bcrypt, {SHA} or plain).",
+)
+@click.option(
+    "--token",
+    "token",
+    is_flag=True,
+    help="Bearer-token auth: clients get tokens from this server's /token endpoint.",
+)
+@click.option(
+    "--token-ttl",
+    type=click.IntRange(1, 86400),
+    default=300,
+    show_default=True,
+    help="Lifetime of issued tokens, in seconds.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No access log.")
+def serve(
+    address: str,
+    storage: str | None,
+    htpasswd: str | None,
+    token: bool,
+    token_ttl: int,
+    quiet: bool,
+) -> None:
+    """Serve the OCI distribution API until interrupted.
+
+    Prints the address (HOST:PORT) on stdout once listening; logs one line per
+    request on stderr.
+    """
+    from luff.server import RegistryServer
+
+    srv = RegistryServer(
+        storage,
+        address=address,
+        htpasswd=htpasswd,
+        token=token,
+        token_ttl=token_ttl,
+        access_log=None if quiet else sys.stderr,
+    )
+
+    def ready(s: RegistryServer) -> None:
+        where = f"storage {storage}" if storage else "in memory"
+        auth = {"none": "no auth", "basic": "basic auth", "token": "token auth"}[s.auth.mode]
+        click.echo(f"luff registry listening on http://{s.host} ({where}, {auth})", err=True)
+        click.echo(s.host)
+        sys.stdout.flush()
+
+    import signal
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    srv.run(on_ready=ready)
+    click.echo("luff registry stopped", err=True)
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``registry`` group to the main CLI."""
+    cli.add_command(registry)
