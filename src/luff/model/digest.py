@@ -10,7 +10,7 @@ from typing import BinaryIO
 from luff.errors import DigestMismatch, InvalidDigest
 
 _HEX = {"sha256": 64, "sha512": 128}
-_DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
+_DIGEST_RE = re.compile(r"([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
 
 
 @dataclass(frozen=True, order=True)
@@ -23,7 +23,7 @@ class Digest:
     @classmethod
     def parse(cls, text: str) -> Digest:
         """Parse and validate *text*; only sha256 and sha512 are accepted."""
-        m = _DIGEST_RE.match(text)
+        m = _DIGEST_RE.fullmatch(text)
         if not m:
             raise InvalidDigest(f"invalid digest {text!r}: expected ALGORITHM:HEX")
         alg, hx = m.group(1), m.group(2)
@@ -78,7 +78,7 @@ class VerifyingReader:
         self._done = False
 
     def read(self, n: int = -1) -> bytes:
-        if self._done:
+        if self._done or n == 0:
             return b""
         data = self._stream.read(n)
         if data:
