@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from typing import BinaryIO, cast
 
 import pytest
 from hypothesis import given
@@ -139,6 +140,10 @@ class Trickle(io.RawIOBase):
         super().close()
 
 
+def trickle(data: bytes, step: int) -> BinaryIO:
+    return cast(BinaryIO, Trickle(data, step))
+
+
 def read_all(r: VerifyingReader, n: int) -> bytes:
     out = bytearray()
     while True:
@@ -151,7 +156,7 @@ def read_all(r: VerifyingReader, n: int) -> bytes:
 @pytest.mark.parametrize("digest", [SHA256, SHA512])
 @pytest.mark.parametrize("n", [1, 7, 4096, 1 << 20])
 def test_reader_success(digest: str, n: int) -> None:
-    r = VerifyingReader(Trickle(DATA, 1000), digest, len(DATA))
+    r = VerifyingReader(trickle(DATA, 1000), digest, len(DATA))
     assert read_all(r, n) == DATA
     assert r.read(10) == b""  # stays at EOF
 
@@ -192,7 +197,7 @@ def test_reader_too_long_stops_early() -> None:
     # More bytes than announced: the error comes as soon as the excess arrives,
     # not after reading the whole (possibly endless) stream.
     src = Trickle(DATA * 100, 100)
-    r = VerifyingReader(src, SHA256, len(DATA))
+    r = VerifyingReader(cast(BinaryIO, src), SHA256, len(DATA))
     with pytest.raises(DigestMismatch, match="more than the expected"):
         read_all(r, 100)
     assert src._pos <= len(DATA) + 100
@@ -206,7 +211,7 @@ def test_reader_read_zero_is_not_eof() -> None:
 
 
 def test_reader_readinto() -> None:
-    r = VerifyingReader(Trickle(DATA, 333), SHA256, len(DATA))
+    r = VerifyingReader(trickle(DATA, 333), SHA256, len(DATA))
     buf = bytearray(1000)
     out = bytearray()
     while n := r.readinto(buf):
@@ -230,7 +235,7 @@ def test_reader_iteration_detects_mismatch() -> None:
 
 def test_reader_closes_and_context_manager() -> None:
     src = Trickle(DATA, 10)
-    with VerifyingReader(src, SHA256, len(DATA)) as r:
+    with VerifyingReader(cast(BinaryIO, src), SHA256, len(DATA)) as r:
         assert r.readable()
         r.read(5)
     assert src.closed_called
@@ -240,7 +245,7 @@ def test_reader_works_with_copyfileobj() -> None:
     import shutil
 
     out = io.BytesIO()
-    shutil.copyfileobj(VerifyingReader(Trickle(DATA, 999), SHA256, len(DATA)), out, 4096)
+    shutil.copyfileobj(VerifyingReader(trickle(DATA, 999), SHA256, len(DATA)), out, 4096)
     assert out.getvalue() == DATA
 
 
@@ -251,7 +256,7 @@ def test_reader_rejects_bad_digest_string() -> None:
 
 @given(st.binary(max_size=3000), st.integers(1, 500), st.integers(1, 700))
 def test_reader_property(data: bytes, step: int, n: int) -> None:
-    r = VerifyingReader(Trickle(data, step), Digest.of(data), len(data))
+    r = VerifyingReader(trickle(data, step), Digest.of(data), len(data))
     assert read_all(r, n) == data
 
 
