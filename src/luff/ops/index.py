@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from luff.context import Context, default_context
 from luff.copy import EXISTS, TAG, Copier, ManifestItem, Plan, Progress
@@ -48,6 +48,8 @@ __all__ = [
     "targets_of",
 ]
 
+_T = TypeVar("_T")
+
 OCI = "oci"
 DOCKER = "docker"
 FORMATS = {OCI: mt.OCI_INDEX, DOCKER: mt.DOCKER_LIST}
@@ -78,6 +80,21 @@ class Source:
     os_version: str | None = None
     os_features: tuple[str, ...] | None = None
     annotations: Mapping[str, str] = field(default_factory=dict)
+    store: Store | None = field(default=None, compare=False, repr=False)
+    identifier: str = ""
+
+    @classmethod
+    def from_store(cls, store: Store, identifier: str = "", **overrides: Any) -> Source:
+        """A source in an already open store (e.g. a :class:`MemoryStore`), by tag or digest.
+
+        *overrides* are the other fields (``platform``, ``annotations``, ...).
+        """
+        name = (
+            f"{store.name}@{identifier}" if is_digest(identifier) else f"{store.name}:{identifier}"
+        )
+        return cls(
+            name if identifier else store.name, store=store, identifier=identifier, **overrides
+        )
 
     @classmethod
     def parse(cls, text: str) -> Source:
@@ -503,7 +520,16 @@ def destinations(primary: str, extra: Sequence[str] = ()) -> list[tuple[str, lis
 # --------------------------------------------------------------------------
 
 
-def _open_source(address: str, ctx: Context) -> tuple[Store, Descriptor, Manifest]:
+def _open_source(source: str | Source, ctx: Context) -> tuple[Store, Descriptor, Manifest, bool]:
+    """Open a source: ``(store, descriptor, manifest, opened_here)``."""
+    src = Source.coerce(source) if isinstance(source, Source) else Source(source)
+    if src.store is not None:
+        try:
+            desc, m = get_root(src.store, src.identifier)
+        except NotFound as e:
+            raise NotFound(f"unknown source {src.address}: {e}") from None
+        return src.store, desc, m, False
+    address = src.address
     try:
         store, ident = open_store(address, ctx)
     except ImportError:
@@ -517,7 +543,7 @@ def _open_source(address: str, ctx: Context) -> tuple[Store, Descriptor, Manifes
     except BaseException:
         store.abort()
         raise
-    return store, desc, m
+    return store, desc, m, True
 
 
 def config_platform(store: Store, m: Manifest, label: str = "") -> Platform | None:
@@ -553,6 +579,12 @@ class _Resolver:
         self.content: dict[Digest, _Content] = {}
         self.stores: list[Store] = []
 
+    def abort(self) -> None:
+        """Release the stores opened so far."""
+        for s in self.stores:
+            s.abort()
+        self.stores = []
+
     def remember(self, desc: Descriptor, store: Store, label: str, m: Manifest | None) -> None:
         prev = self.content.get(desc.digest)
         if prev is None or (prev.manifest is None and m is not None):
@@ -563,27 +595,27 @@ class _Resolver:
             return []
         with ThreadPoolExecutor(max_workers=max(1, self.ctx.jobs) * 2) as pool:
             futures = [pool.submit(self._open, s) for s in sources]
-            opened = []
+            opened: list[tuple[Source, Store, Descriptor, Manifest]] = []
+            owned: list[Store] = []
             errors: list[BaseException] = []
-            for f in futures:
+            for src, f in zip(sources, futures, strict=True):
                 try:
-                    opened.append(f.result())
+                    store, desc, m, mine = f.result()
                 except BaseException as e:
                     errors.append(e)
+                    continue
+                opened.append((src, store, desc, m))
+                if mine:
+                    owned.append(store)
             if errors:
-                for st, _, _ in opened:
+                for st in owned:
                     st.abort()
                 raise errors[0]
-            self.stores.extend(st for st, _, _ in opened)
-            return list(
-                pool.map(
-                    lambda t: self.expand(t[0], t[1], t[2], t[3]),
-                    [(src, *o) for src, o in zip(sources, opened, strict=True)],
-                )
-            )
+            self.stores.extend(owned)
+            return list(pool.map(lambda t: self.expand(*t), opened))
 
-    def _open(self, src: Source) -> tuple[Store, Descriptor, Manifest]:
-        return _open_source(src.address, self.ctx)
+    def _open(self, src: Source) -> tuple[Store, Descriptor, Manifest, bool]:
+        return _open_source(src, self.ctx)
 
     def expand(self, src: Source, store: Store, desc: Descriptor, m: Manifest) -> list[Entry]:
         """The entries *src* contributes, with overrides applied."""
@@ -806,6 +838,11 @@ def _assemble(a: _Assembly, new_groups: Sequence[Sequence[Entry]]) -> BuiltIndex
 
 
 def _validate(doc: dict[str, Any], content: Mapping[Digest, _Content]) -> Manifest:
+    if not mt.is_index(str(doc.get("mediaType", ""))):
+        raise InvalidManifest(
+            f"the result is not an index (mediaType {doc.get('mediaType')!r}); "
+            f"use {mt.OCI_INDEX} or {mt.DOCKER_LIST}"
+        )
     try:
         data = json.dumps(doc, indent=2).encode()
         manifest = Manifest.parse(data, str(doc.get("mediaType", "")))
@@ -908,7 +945,7 @@ def build(
     if not srcs:
         raise UsageError("no sources given")
     r = _Resolver(ctx, flatten)
-    groups = r.resolve_all(srcs)
+    groups = _safely(r, lambda: r.resolve_all(srcs))
     a = _Assembly(
         ctx,
         r.content,
@@ -921,12 +958,12 @@ def build(
     return _safely(r, lambda: _assemble(a, groups))
 
 
-def _safely(r: _Resolver, fn: Callable[[], BuiltIndex]) -> BuiltIndex:
+def _safely(r: _Resolver, fn: Callable[[], _T]) -> _T:
+    """Run *fn*; on any error release the stores *r* opened."""
     try:
         return fn()
     except BaseException:
-        for s in r.stores:
-            s.abort()
+        r.abort()
         raise
 
 
@@ -948,7 +985,7 @@ def _base_entries(
 
 
 def build_append(
-    base: str,
+    base: str | Source,
     sources: Iterable[str | Source],
     *,
     annotations: Mapping[str, str] | None = None,
@@ -971,16 +1008,18 @@ def build_append(
     base_doc: dict[str, Any] | None = None
     base_entries: list[Entry] = []
     try:
-        store, desc, m = _open_source(base, ctx)
+        store, desc, m, mine = _open_source(base, ctx)
     except NotFound:
         if not srcs:
             raise
     else:
-        r.stores.append(store)
-        base_doc, base_entries = _safely_pair(r, lambda: _base_entries(r, store, desc, m, base))
+        if mine:
+            r.stores.append(store)
+        label = str(base)
+        base_doc, base_entries = _safely(r, lambda: _base_entries(r, store, desc, m, label))
     if not srcs:
         raise UsageError("no sources given")
-    groups = _safely_groups(r, srcs)
+    groups = _safely(r, lambda: r.resolve_all(srcs))
     a = _Assembly(
         ctx,
         r.content,
@@ -995,32 +1034,12 @@ def build_append(
     return _safely(r, lambda: _assemble(a, groups))
 
 
-def _safely_pair(
-    r: _Resolver, fn: Callable[[], tuple[dict[str, Any] | None, list[Entry]]]
-) -> tuple[dict[str, Any] | None, list[Entry]]:
-    try:
-        return fn()
-    except BaseException:
-        for s in r.stores:
-            s.abort()
-        raise
-
-
-def _safely_groups(r: _Resolver, srcs: Sequence[Source]) -> list[list[Entry]]:
-    try:
-        return r.resolve_all(srcs)
-    except BaseException:
-        for s in r.stores:
-            s.abort()
-        raise
-
-
 def _selectors(values: Iterable[Platform | str]) -> list[Platform]:
     return [Platform.parse(v) if isinstance(v, str) else v for v in values]
 
 
 def build_filter(
-    ref: str,
+    ref: str | Source,
     *,
     platforms: Iterable[Platform | str] = (),
     exclude: Iterable[Platform | str] = (),
@@ -1040,12 +1059,14 @@ def build_filter(
     if bool(keep) == bool(drop):
         raise UsageError("give either platforms to keep or platforms to exclude")
     r = _Resolver(ctx, True)
-    store, desc, m = _open_source(ref, ctx)
-    r.stores.append(store)
+    store, desc, m, mine = _open_source(ref, ctx)
+    if mine:
+        r.stores.append(store)
     if not m.is_index:
-        store.abort()
+        r.abort()
         raise UsageError(f"{ref} is an image, not an index")
-    base_doc, entries = _safely_pair(r, lambda: _base_entries(r, store, desc, m, ref))
+    label = str(ref)
+    base_doc, entries = _safely(r, lambda: _base_entries(r, store, desc, m, label))
 
     def chosen(e: Entry) -> bool:
         if e.platform is None:
@@ -1060,7 +1081,7 @@ def build_filter(
         kept = [e for e in kept if not e.is_attestation or e.subject in kept_images]
     if not [e for e in kept if not e.is_attestation]:
         have = ", ".join(str(e.platform) for e in entries if not e.is_attestation) or "none"
-        store.abort()
+        r.abort()
         raise UsageError(f"{ref}: no entries would remain (the index has: {have})")
     a = _Assembly(
         ctx,
@@ -1219,13 +1240,14 @@ class Listing:
         return {**self.descriptor.to_dict(), "manifests": out}
 
 
-def list_entries(ref: str, *, ctx: Context | None = None) -> Listing:
+def list_entries(ref: str | Source, *, ctx: Context | None = None) -> Listing:
     """The entries of the index at *ref*; a plain image lists as one entry."""
     ctx = ctx or default_context()
     r = _Resolver(ctx, True)
-    store, desc, m = _open_source(ref, ctx)
+    store, desc, m, mine = _open_source(ref, ctx)
     try:
-        _, entries = _base_entries(r, store, desc, m, ref)
+        _, entries = _base_entries(r, store, desc, m, str(ref))
     finally:
-        store.close()
+        if mine:
+            store.close()
     return Listing(_bare(desc), m, entries)
