@@ -1,0 +1,222 @@
+"""``luff layout …``, ``luff push`` and ``luff pull``: thin wrappers over :mod:`luff.ops.layout`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from luff.cli.common import log, out, out_json, print_plan, progress_for_tty, state
+from luff.copy import Plan
+from luff.errors import UsageError
+from luff.ops import layout as ops
+from luff.ops.basic import pinned
+
+
+def _plan_hook() -> Callable[[Plan], None] | None:
+    return print_plan if state().verbose else None
+
+
+def _annotations(pairs: tuple[str, ...]) -> dict[str, str]:
+    out_: dict[str, str] = {}
+    for p in pairs:
+        k, sep, v = p.partition("=")
+        if not sep or not k:
+            raise UsageError(f"--annotation {p!r}: expected KEY=VALUE")
+        out_[k] = v
+    return out_
+
+
+@click.group("layout")
+def layout() -> None:
+    """Stage images in OCI image layouts on disk."""
+
+
+@layout.command("init")
+@click.argument("directory", metavar="DIR")
+def init_(directory: str) -> None:
+    """Create an empty OCI layout in DIR."""
+    ops.init(directory)
+    log(f"initialised OCI layout {directory}")
+
+
+@layout.command("append")
+@click.argument("directory", metavar="DIR")
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@click.option("--flatten", is_flag=True, help="Add an index's children instead of the index.")
+@click.option(
+    "--sparse", is_flag=True, help="Write manifests and configs only; layers stay remote."
+)
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH[/VARIANT]",
+    help="Keep only matching children of an index (repeatable).",
+)
+@click.option(
+    "--annotation", "annotations", multiple=True, metavar="K=V", help="Annotate the entries."
+)
+@click.option("--tag", metavar="NAME", help="Set org.opencontainers.image.ref.name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the added entries as JSON.")
+def append_(
+    directory: str,
+    sources: tuple[str, ...],
+    flatten: bool,
+    sparse: bool,
+    platforms: tuple[str, ...],
+    annotations: tuple[str, ...],
+    tag: str | None,
+    as_json: bool,
+) -> None:
+    """Add SOURCE images or indexes to the layout DIR."""
+    st = state()
+    progress = progress_for_tty()
+    try:
+        added = ops.append(
+            directory,
+            sources,
+            flatten=flatten,
+            sparse=sparse,
+            platforms=platforms,
+            annotations=_annotations(annotations),
+            tag=tag,
+            ctx=st.ctx,
+            progress=progress,
+            on_plan=_plan_hook(),
+        )
+    finally:
+        if progress is not None:
+            progress.stop()
+    if as_json:
+        out_json([d.to_dict() for d in added])
+        return
+    for d in added:
+        out(f"oci:{directory}@{d.digest}")
+
+
+@layout.command("list")
+@click.argument("directory", metavar="DIR")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+def list_(directory: str, as_json: bool) -> None:
+    """Show the entries of the layout DIR (sparse ones lack some blobs)."""
+    entries = ops.list_entries(directory)
+    if as_json:
+        out_json([e.to_dict() for e in entries])
+        return
+    rows = [("REF.NAME", "DIGEST", "MEDIA TYPE", "PLATFORM", "STATE")]
+    for e in entries:
+        rows.append(
+            (
+                e.ref_name or "-",
+                str(e.descriptor.digest),
+                e.descriptor.media_type.rsplit("/", 1)[-1],
+                str(e.platform) if e.platform else "-",
+                f"sparse ({len(e.missing)} missing)" if e.sparse else "complete",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        out("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+@layout.command("remove")
+@click.argument("directory", metavar="DIR")
+@click.option("--tag", metavar="NAME", help="Remove the entry with this ref.name.")
+@click.option("--digest", metavar="DIGEST", help="Remove entries of this digest.")
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Remove entries of this platform.")
+def remove_(directory: str, tag: str | None, digest: str | None, platform: str | None) -> None:
+    """Remove entries from the layout DIR (run `layout gc` to delete their blobs)."""
+    for d in ops.remove(directory, tag=tag, digest=digest, platform=platform):
+        log(f"removed {d.annotations.get('org.opencontainers.image.ref.name', '')} {d.digest}")
+
+
+@layout.command("gc")
+@click.argument("directory", metavar="DIR")
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+def gc_(directory: str, dry_run: bool) -> None:
+    """Delete blobs of the layout DIR that no entry references."""
+    res = ops.gc(directory, dry_run=dry_run)
+    for d in res.removed:
+        out(str(d))
+    verb = "would delete" if dry_run else "deleted"
+    log(f"{verb} {len(res.removed)} blob(s), {res.bytes} bytes")
+
+
+@layout.command("fill")
+@click.argument("directory", metavar="DIR")
+def fill_(directory: str) -> None:
+    """Download the blobs a sparse layout DIR lacks, from their recorded sources."""
+    st = state()
+    progress = progress_for_tty()
+    try:
+        got = ops.fill(directory, ctx=st.ctx, progress=progress, on_plan=_plan_hook())
+    finally:
+        if progress is not None:
+            progress.stop()
+    log(f"fetched {len(got)} blob(s), {sum(d.size for d in got)} bytes")
+
+
+@click.command("push")
+@click.argument("path", metavar="PATH")
+@click.argument("target")
+@click.option("--index", is_flag=True, help="Push all entries of index.json as one index.")
+@click.option("--json", "as_json", is_flag=True, help="Print the descriptor as JSON.")
+def push(path: str, target: str, index: bool, as_json: bool) -> None:
+    """Push the layout or archive at PATH (or PATH:TAG) to TARGET."""
+    st = state()
+    progress = progress_for_tty()
+    try:
+        desc = ops.push(
+            path, target, index=index, ctx=st.ctx, progress=progress, on_plan=_plan_hook()
+        )
+    finally:
+        if progress is not None:
+            progress.stop()
+    if as_json:
+        out_json(desc.to_dict())
+    else:
+        out(pinned(target, desc))
+
+
+@click.command("pull")
+@click.argument("ref")
+@click.argument("path")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(ops.FORMATS),
+    default="oci",
+    show_default=True,
+    help="A layout directory or an archive file.",
+)
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Pull only this platform's image.")
+@click.option("--json", "as_json", is_flag=True, help="Print the descriptor as JSON.")
+def pull(ref: str, path: str, fmt: str, platform: str | None, as_json: bool) -> None:
+    """Pull REF into a layout directory or archive at PATH."""
+    st = state()
+    progress = progress_for_tty()
+    try:
+        desc = ops.pull(
+            ref,
+            path,
+            format=fmt,
+            platform=platform or st.platform,
+            ctx=st.ctx,
+            progress=progress,
+            on_plan=_plan_hook(),
+        )
+    finally:
+        if progress is not None:
+            progress.stop()
+    if as_json:
+        out_json(desc.to_dict())
+    else:
+        out(f"{fmt}:{path}@{desc.digest}")
+
+
+def register(cli: click.Group) -> None:
+    """Add ``layout``, ``push`` and ``pull`` to the ``luff`` command group."""
+    cli.add_command(layout)
+    cli.add_command(push)
+    cli.add_command(pull)

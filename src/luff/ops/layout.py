@@ -1,0 +1,559 @@
+"""Staging images on disk: OCI layouts (init/append/list/remove/gc/fill), push and pull.
+
+Every function takes paths and addresses as strings and returns typed
+results; the ``luff layout``, ``luff push`` and ``luff pull`` commands are
+thin wrappers over them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from luff.context import Context, default_context
+from luff.copy import Copier, Plan, Progress, copy_graph
+from luff.errors import InvalidReference, NotFound, UsageError
+from luff.model import mediatypes as mt
+from luff.model.address import TRANSPORTS, parse_address
+from luff.model.descriptor import Descriptor
+from luff.model.digest import Digest, is_digest
+from luff.model.manifest import MAX_MANIFEST, Manifest
+from luff.model.platform import Platform
+from luff.model.reference import Reference, valid_tag
+from luff.ops.basic import get_root, select_platform
+from luff.stores import open_store
+from luff.stores.archive import DockerArchiveStore, OciArchiveStore, open_archive
+from luff.stores.base import Store
+from luff.stores.layout import (
+    LayoutStore,
+    platform_of_config,
+    ref_name,
+    store_address,
+)
+
+__all__ = [
+    "FORMATS",
+    "GcResult",
+    "LayoutEntry",
+    "append",
+    "fill",
+    "gc",
+    "init",
+    "list_entries",
+    "open_path",
+    "pull",
+    "push",
+    "remove",
+]
+
+FORMATS = ("oci", "oci-archive", "docker-archive")
+
+
+def _ctx(ctx: Context | None) -> Context:
+    return ctx or default_context()
+
+
+def _platforms(platforms: Iterable[Platform | str]) -> list[Platform]:
+    return [p if isinstance(p, Platform) else Platform.parse(p) for p in platforms]
+
+
+# --- init / append ----------------------------------------------------------------------
+
+
+def init(path: str | os.PathLike[str]) -> LayoutStore:
+    """Create an empty OCI layout at *path* (``oci-layout``, ``index.json``, ``blobs/``)."""
+    return LayoutStore.init(path)
+
+
+def _open_layout(path: str | os.PathLike[str], ctx: Context | None = None) -> LayoutStore:
+    p = str(path).removeprefix("oci:")
+    try:
+        return LayoutStore.open(p, ctx=ctx)
+    except NotFound as e:
+        raise NotFound(f"{e}; create one with `luff layout init {p}`") from None
+
+
+def _image_platform(store: Store, desc: Descriptor, m: Manifest) -> Platform | None:
+    if desc.platform is not None:
+        return desc.platform
+    if m.is_index:
+        return None
+    return platform_of_config(store.fetch_bytes(m.config, limit=16 * MAX_MANIFEST))
+
+
+def append(
+    path: str | os.PathLike[str],
+    sources: Iterable[str],
+    *,
+    flatten: bool = False,
+    sparse: bool = False,
+    platforms: Iterable[Platform | str] = (),
+    annotations: Mapping[str, str] | None = None,
+    tag: str | None = None,
+    ctx: Context | None = None,
+    progress: Progress | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+) -> list[Descriptor]:
+    """Copy *sources* into the layout at *path* and add them to its ``index.json``.
+
+    ``flatten`` adds an index's children instead of the index; ``platforms``
+    keeps only matching children (an unflattened index is rewritten with
+    those children). ``tag`` sets ``org.opencontainers.image.ref.name``; an
+    existing entry of that name is replaced. ``sparse`` writes manifests and
+    configs only and records where each missing layer can be fetched from.
+    Content is written before ``index.json``, so an interruption leaves the
+    layout valid. Returns the entries added.
+    """
+    ctx = _ctx(ctx)
+    store = _open_layout(path, ctx)
+    plats = _platforms(platforms)
+    extra = dict(annotations or {})
+    staged: list[tuple[Store, Descriptor, Manifest]] = []
+    for source in sources:
+        src, ident = open_store(source, ctx)
+        desc, m = get_root(src, ident)
+        desc = desc.with_(
+            annotations={k: v for k, v in desc.annotations.items() if k != mt.REF_NAME}
+        )
+        if m.is_index:
+            children = m.manifests
+            if plats:
+                children = [
+                    c for c in children if c.platform and any(p.matches(c.platform) for p in plats)
+                ]
+                if not children:
+                    have = ", ".join(str(c.platform) for c in m.manifests if c.platform)
+                    raise NotFound(
+                        f"{source}: no entry matches {', '.join(map(str, plats))} (has: {have})"
+                    )
+            if flatten:
+                staged += [(src, c, src.fetch_manifest(c)) for c in children]
+            elif plats:
+                body = dict(m.json)
+                body["manifests"] = [c.to_dict() for c in children]
+                sub = Manifest.from_dict(body, m.media_type)
+                staged.append((src, sub.descriptor(annotations=desc.annotations), sub))
+            else:
+                staged.append((src, desc, m))
+        else:
+            if plats:
+                have_p = _image_platform(src, desc, m)
+                if have_p is None or not any(p.matches(have_p) for p in plats):
+                    raise NotFound(f"{source}: image platform {have_p} does not match")
+            staged.append((src, desc, m))
+    if tag is not None and len(staged) != 1:
+        raise UsageError(f"--tag names one entry, but this append adds {len(staged)}")
+    if tag is not None and not _valid_ref_name(tag):
+        raise InvalidReference(f"invalid ref.name {tag!r}")
+
+    records: dict[Digest, str] = {}
+    if sparse:
+        for src, desc, m in staged:
+            records.update(_copy_sparse(src, desc, m, store))
+    else:
+        copier = Copier(store, ctx)
+        for src, desc, m in staged:
+            copier.add(src, desc, m)
+        plan = copier.plan()
+        if on_plan is not None:
+            on_plan(plan)
+        copier.execute(plan, progress)
+
+    entries = []
+    for _src, desc, m in staged:
+        plat = _image_platform(store, desc, m)
+        ann = {**desc.annotations, **extra}
+        if tag is not None:
+            ann[mt.REF_NAME] = tag
+        entries.append(
+            Descriptor(
+                m.media_type,
+                m.digest,
+                m.size,
+                annotations=ann,
+                platform=plat,
+                artifact_type=desc.artifact_type,
+            )
+        )
+    store.record_sparse(records, entries)
+    return entries
+
+
+def _valid_ref_name(name: str) -> bool:
+    return bool(name) and name[0].isalnum() and all(c.isalnum() or c in "._-/+:" for c in name)
+
+
+def _copy_sparse(
+    src: Store, root: Descriptor, manifest: Manifest, store: LayoutStore
+) -> dict[Digest, str]:
+    """Write manifests and configs of *root* into *store*; return layer → source records."""
+    here = store_address(src)
+    records: dict[Digest, str] = {}
+    manifests: list[tuple[int, Manifest]] = []
+    seen: set[Digest] = set()
+    todo: list[tuple[Descriptor, Manifest | None, int]] = [(root, manifest, 0)]
+    while todo:
+        desc, m, depth = todo.pop()
+        if desc.digest in seen:
+            continue
+        seen.add(desc.digest)
+        m = m if m is not None else src.fetch_manifest(desc)
+        manifests.append((depth, m))
+        if m.is_index:
+            todo += [(c, None, depth + 1) for c in m.manifests]
+            continue
+        if not store.exists(m.config):
+            with src.fetch(m.config) as f:
+                store.push_blob(m.config, f)
+        for layer in m.layers:
+            if store.exists(layer) or (layer.urls and "nondistributable" in layer.media_type):
+                continue
+            o = src.origin(layer)
+            addr = store_address(o) if o is not None else here
+            if addr is None:
+                raise UsageError(
+                    f"--sparse needs a registry or layout source; {src.name} cannot be "
+                    "fetched from later"
+                )
+            records[layer.digest] = addr
+    for _, m in sorted(manifests, key=lambda t: -t[0]):
+        store._write_manifest(m)
+    return records
+
+
+# --- list / remove / gc / fill --------------------------------------------------------------
+
+
+@dataclass
+class LayoutEntry:
+    """One ``index.json`` entry and how complete its content is."""
+
+    descriptor: Descriptor
+    missing: list[Descriptor] = field(default_factory=list)
+    recorded: int = 0
+
+    @property
+    def ref_name(self) -> str:
+        return ref_name(self.descriptor)
+
+    @property
+    def platform(self) -> Platform | None:
+        return self.descriptor.platform
+
+    @property
+    def sparse(self) -> bool:
+        """True when some blobs are missing from the layout."""
+        return bool(self.missing)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "refName": self.ref_name,
+            "descriptor": self.descriptor.to_dict(),
+            "state": "sparse" if self.sparse else "complete",
+            "missingBlobs": len(self.missing),
+            "missingBytes": sum(d.size for d in self.missing),
+            "fetchable": self.recorded,
+        }
+
+
+def list_entries(path: str | os.PathLike[str]) -> list[LayoutEntry]:
+    """The entries of ``index.json``, each with the blobs it lacks."""
+    store = _open_layout(path)
+    records = store.sparse_records()
+    out = []
+    for e in store.entries():
+        missing: dict[Digest, Descriptor] = {}
+        seen: set[Digest] = set()
+        todo = [e]
+        while todo:
+            d = todo.pop()
+            if d.digest in seen:
+                continue
+            seen.add(d.digest)
+            if not store.exists(d):
+                missing[d.digest] = d
+            elif mt.is_manifest(d.media_type):
+                todo.extend(store.fetch_manifest(d).children())
+        ms = list(missing.values())
+        out.append(LayoutEntry(e, ms, sum(1 for d in ms if d.digest in records)))
+    return out
+
+
+def remove(
+    path: str | os.PathLike[str],
+    *,
+    tag: str | None = None,
+    digest: str | None = None,
+    platform: Platform | str | None = None,
+) -> list[Descriptor]:
+    """Remove entries by ref.name, digest or platform (give exactly one); blobs stay until gc."""
+    if sum(x is not None for x in (tag, digest, platform)) != 1:
+        raise UsageError("name the entries to remove with one of tag, digest or platform")
+    store = _open_layout(path)
+    match: Callable[[Descriptor], bool]
+    if tag is not None:
+        match = lambda e: ref_name(e) == tag  # noqa: E731
+        what = f"ref.name {tag}"
+    elif digest is not None:
+        d = Digest.parse(digest)
+        match = lambda e: e.digest == d  # noqa: E731
+        what = f"digest {digest}"
+    else:
+        assert platform is not None
+        p = platform if isinstance(platform, Platform) else Platform.parse(platform)
+        match = lambda e: e.platform is not None and p.matches(e.platform)  # noqa: E731
+        what = f"platform {p}"
+    removed = store.remove_entries(match)
+    if not removed:
+        raise NotFound(f"{store.name}: no entry with {what}")
+    return removed
+
+
+@dataclass
+class GcResult:
+    """What ``gc`` removed (or would remove)."""
+
+    removed: list[Digest]
+    bytes: int
+    temporaries: int = 0
+
+
+def gc(path: str | os.PathLike[str], *, dry_run: bool = False) -> GcResult:
+    """Delete blobs that no ``index.json`` entry reaches, and stale sparse records.
+
+    Do not run it while another process writes to the layout: blobs written
+    before that writer updates ``index.json`` are not reachable yet.
+    """
+    store = _open_layout(path)
+    removed: list[Digest] = []
+    total = 0
+    with store.locked():
+        present, missing = store.reachable()
+        blobs = store.path / "blobs"
+        for alg_dir in sorted(p for p in blobs.iterdir() if p.is_dir()):
+            for f in sorted(alg_dir.iterdir()):
+                text = f"{alg_dir.name}:{f.name}"
+                if not is_digest(text) or not f.is_file():
+                    continue
+                d = Digest.parse(text)
+                if d in present:
+                    continue
+                removed.append(d)
+                total += f.stat().st_size
+                if not dry_run:
+                    f.unlink()
+        temps = store.stale_temporaries()
+        if not dry_run:
+            for t in temps:
+                t.unlink(missing_ok=True)
+            records = store.sparse_records()
+            keep = {k: v for k, v in records.items() if k in missing}
+            if keep != records:
+                store._write_sparse_locked(keep)
+    return GcResult(removed, total, len(temps))
+
+
+def fill(
+    path: str | os.PathLike[str],
+    *,
+    ctx: Context | None = None,
+    progress: Progress | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+) -> list[Descriptor]:
+    """Download the blobs a sparse layout lacks from their recorded sources (verified).
+
+    Returns the blobs fetched; raises :class:`NotFound` for missing blobs with no record.
+    """
+    ctx = _ctx(ctx)
+    store = _open_layout(path, ctx)
+    records = store.sparse_records()
+    _, missing = store.reachable()
+    fetchable = [d for d in missing.values() if d.digest in records]
+    unknown = [d for d in missing.values() if d.digest not in records]
+    if fetchable:
+        copier = Copier(store, ctx)
+        for d in fetchable:
+            copier.add(store, d)
+        plan = copier.plan()
+        if on_plan is not None:
+            on_plan(plan)
+        copier.execute(plan, progress)
+    store.prune_sparse(lambda d: d in missing and not store.exists(missing[d]))
+    if unknown:
+        listed = ", ".join(str(d.digest) for d in unknown[:5])
+        raise NotFound(
+            f"{store.name}: {len(unknown)} missing blob(s) with no recorded source: {listed}"
+        )
+    return fetchable
+
+
+# --- push / pull --------------------------------------------------------------------------
+
+
+def open_path(path: str, ctx: Context | None = None) -> tuple[Store, str]:
+    """Open a layout directory or an archive file, as an address or a plain path.
+
+    A plain ``PATH:TAG`` names an entry when ``PATH`` exists; an archive is a
+    docker archive when it holds ``manifest.json``, else an OCI archive.
+    """
+    ctx = _ctx(ctx)
+    if any(path.startswith(t + ":") for t in TRANSPORTS):
+        return open_store(path, ctx)
+    candidates = [(path, "")]
+    head, sep, tail = path.rpartition(":")
+    if sep and head and tail and "/" not in tail:
+        candidates.append((head, tail))
+    for p, ident in candidates:
+        pp = Path(p)
+        if pp.is_dir():
+            return LayoutStore.open(pp, ctx=ctx), ident
+        if pp.is_file():
+            return open_archive(pp), ident
+    raise NotFound(f"{path}: no such layout directory or archive")
+
+
+def _target_tags(target: str, ident: str, entry: Descriptor | None) -> list[str]:
+    addr = parse_address(target)
+    if addr.reference is not None:
+        given = Reference.parse(target.removeprefix("docker://"), default_tag=False)
+        if given.tag:
+            return [given.tag]
+        for cand in (ident, ref_name(entry) if entry is not None else ""):
+            if cand and not is_digest(cand) and valid_tag(cand):
+                return [cand]
+        return []
+    if addr.tag:
+        return [addr.tag]
+    if ident and not is_digest(ident):
+        return [ident]
+    return []
+
+
+def push(
+    path: str,
+    target: str,
+    *,
+    index: bool = False,
+    ctx: Context | None = None,
+    progress: Progress | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+) -> Descriptor:
+    """Push the layout or archive at *path* to *target*.
+
+    A single entry (or the one ``PATH:TAG`` names) is pushed as itself.
+    With ``index``, all entries are pushed as one OCI index (their ref.name
+    annotations dropped), like ``crane push --index``. Missing blobs of a
+    sparse layout are mounted when their recorded source is in the target
+    registry, and streamed from it otherwise. Returns the pushed root.
+    """
+    ctx = _ctx(ctx)
+    src, ident = open_path(path, ctx)
+    entries = _entries(src)
+    entry: Descriptor | None = None
+    if index:
+        if ident:
+            raise UsageError(f"{path}: --index pushes every entry; do not name one")
+        if not entries:
+            raise NotFound(f"{src.name}: index.json has no entries")
+        body: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_INDEX,
+            "manifests": [_strip_ref_name(e).to_dict() for e in entries],
+        }
+        if isinstance(src, LayoutStore):
+            ann = src.read_index()[0].get("annotations")
+            if isinstance(ann, dict) and ann:
+                body["annotations"] = ann
+        m = Manifest.from_dict(body)
+        desc = m.descriptor()
+    else:
+        if not ident and len(entries) != 1:
+            names = "\n  ".join(
+                f"{ref_name(e) or '(no ref.name)'} {e.digest} {e.platform or ''}".rstrip()
+                for e in entries
+            )
+            raise UsageError(
+                f"{src.name} holds {len(entries)} entries; name one as PATH:TAG, "
+                f"or push them all as an index with --index:\n  {names}"
+            )
+        desc, m = get_root(src, ident)
+        entry = desc
+    dst, _ = open_store(target, ctx, write=True)
+    tags = _target_tags(target, ident, entry)
+    with dst:
+        return copy_graph(
+            src, desc, dst, manifest=m, tags=tags, ctx=ctx, progress=progress, on_plan=on_plan
+        )
+
+
+def _entries(store: Store) -> list[Descriptor]:
+    if isinstance(store, (LayoutStore, OciArchiveStore, DockerArchiveStore)):
+        return store.entries()
+    return []
+
+
+def _strip_ref_name(d: Descriptor) -> Descriptor:
+    return d.with_(annotations={k: v for k, v in d.annotations.items() if k != mt.REF_NAME})
+
+
+def pull(
+    ref: str,
+    path: str | os.PathLike[str],
+    *,
+    format: str = "oci",
+    platform: Platform | str | None = None,
+    ctx: Context | None = None,
+    progress: Progress | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+) -> Descriptor:
+    """Pull *ref* (any address) into a layout (``oci``) or an archive at *path*.
+
+    In a layout, the entry's ref.name is the reference's tag and pulling
+    again replaces it. An archive file is replaced. With ``platform``, only
+    that platform's image is pulled (required for ``docker-archive`` when
+    *ref* is an index). Returns the descriptor of what was pulled.
+    """
+    if format not in FORMATS:
+        raise UsageError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    ctx = _ctx(ctx)
+    src, ident = open_store(ref, ctx)
+    desc, m = get_root(src, ident)
+    if platform is not None:
+        desc, m = select_platform(src, desc, m, platform)
+    addr = parse_address(ref)
+    tag = ""
+    if addr.reference is not None:
+        tag = addr.reference.tag
+    elif ident and not is_digest(ident):
+        tag = ident
+    dst: Store
+    if format == "oci":
+        dst = LayoutStore.open(path, create=True, ctx=ctx)
+        tags = [tag] if tag else []
+    elif format == "oci-archive":
+        dst = OciArchiveStore.open(path, write=True)
+        tags = [tag] if tag else []
+    else:
+        if m.is_index:
+            have = ", ".join(str(c.platform) for c in m.manifests if c.platform)
+            raise UsageError(
+                f"{ref} is an index; a docker archive holds one image: choose one with "
+                f"--platform (has: {have})"
+            )
+        dst = DockerArchiveStore.open(path, write=True)
+        if addr.reference is not None and tag:
+            tags = [f"{addr.reference.name}:{tag}"]
+        else:
+            tags = [tag] if tag and ":" in tag else []
+    try:
+        out = copy_graph(
+            src, desc, dst, manifest=m, tags=tags, ctx=ctx, progress=progress, on_plan=on_plan
+        )
+    except BaseException:
+        dst.abort()
+        raise
+    dst.close()
+    return out

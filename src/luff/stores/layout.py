@@ -1,0 +1,550 @@
+"""OCI image layouts on disk: ``oci-layout``, ``index.json`` and ``blobs/ALG/HEX``.
+
+Safety rules kept here:
+
+- every digest is re-validated against the digest grammar before it becomes
+  a path, so ``sha256:../../etc/passwd`` never reaches the file system;
+- every file is written to a temporary name in the layout, then renamed;
+- ``index.json`` (and luff's sparse record) are rewritten under an exclusive
+  ``flock`` on ``index.json``, so concurrent writers all land;
+- blobs are written before the manifests that point at them, and manifests
+  before ``index.json``, so an interrupted write leaves a valid layout.
+
+A *sparse* layout lacks some blobs (OCI allows that) and records in
+``luff-sparse.json`` which source each missing blob can be fetched from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from luff.errors import InvalidDigest, InvalidManifest, LuffError, NotFound, UsageError
+from luff.model import mediatypes as mt
+from luff.model.descriptor import Descriptor
+from luff.model.digest import Digest, VerifyingReader, is_digest
+from luff.model.manifest import MAX_MANIFEST, Manifest, sniff_media_type
+from luff.model.platform import Platform
+from luff.stores.base import Store
+
+if TYPE_CHECKING:
+    from luff.context import Context
+
+LAYOUT_FILE = "oci-layout"
+INDEX_FILE = "index.json"
+SPARSE_FILE = "luff-sparse.json"
+TMP_PREFIX = ".luff-tmp-"
+LAYOUT_VERSION = "1.0.0"
+CHUNK = 1 << 20
+
+
+def blob_relpath(digest: Digest | str) -> str:
+    """``blobs/ALG/HEX`` for *digest*, after checking it against the digest grammar."""
+    d = Digest.parse(str(digest))  # raises InvalidDigest for anything path-like
+    return f"blobs/{d.algorithm}/{d.hex}"
+
+
+def empty_index() -> dict[str, Any]:
+    """The JSON of an ``index.json`` with no entries."""
+    return {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+
+
+def parse_index(data: bytes, where: str) -> tuple[dict[str, Any], list[Descriptor]]:
+    """Parse ``index.json`` bytes; every entry's digest is validated."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidManifest(f"{where}: index.json is not valid JSON") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("manifests", []), list):
+        raise InvalidManifest(f"{where}: index.json has no 'manifests' list")
+    try:
+        entries = [Descriptor.from_dict(d) for d in obj.get("manifests", [])]
+    except InvalidManifest as e:
+        raise InvalidManifest(f"{where}: index.json: {e}") from None
+    return obj, entries
+
+
+def ref_name(desc: Descriptor) -> str:
+    """The ``org.opencontainers.image.ref.name`` of an entry ("" when none)."""
+    return desc.annotations.get(mt.REF_NAME, "")
+
+
+def find_entry(entries: list[Descriptor], identifier: str, where: str) -> Descriptor | None:
+    """The entry named by *identifier* (ref.name, or digest); None for an unknown digest.
+
+    An empty identifier picks the only entry.
+    """
+    if not identifier:
+        if len(entries) == 1:
+            return entries[0]
+        names = ", ".join(ref_name(e) or str(e.digest) for e in entries) or "none"
+        raise UsageError(f"{where} holds {len(entries)} images ({names}); name one with :TAG")
+    if is_digest(identifier):
+        d = Digest.parse(identifier)
+        return next((e for e in entries if e.digest == d), None)
+    for e in entries:
+        if ref_name(e) == identifier:
+            return e
+    names = ", ".join(sorted({ref_name(e) for e in entries if ref_name(e)})) or "none"
+    raise NotFound(f"{where}:{identifier}: no such ref.name in index.json (has: {names})")
+
+
+def platform_of_config(data: bytes) -> Platform | None:
+    """The platform an image config describes, if it names one."""
+    try:
+        cfg = json.loads(data)
+        if isinstance(cfg, dict) and cfg.get("os") and cfg.get("architecture"):
+            return Platform.from_dict(cfg)
+    except (ValueError, LuffError):
+        pass
+    return None
+
+
+def store_address(store: Store) -> str | None:
+    """An address from which *store* can be reopened (for sparse records), if any."""
+    from luff.stores.registry import RegistryStore
+
+    if isinstance(store, RegistryStore):
+        return f"{store.registry}/{store.repository}"
+    if isinstance(store, LayoutStore):
+        return f"oci:{store.path.resolve()}"
+    return None
+
+
+class LayoutStore(Store):
+    """An OCI image layout directory.
+
+    Identifiers are the ``org.opencontainers.image.ref.name`` of an
+    ``index.json`` entry, or a digest. Manifests pushed through this handle
+    that end up neither tagged nor referenced by another pushed manifest are
+    added to ``index.json`` (without a ref.name) on :meth:`close`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], ctx: Context | None = None) -> None:
+        self.path = Path(path)
+        self.name = f"oci:{path}"
+        self.ctx = ctx
+        self._lock = threading.Lock()
+        self._written: dict[Digest, Manifest] = {}
+        self._origins: dict[str, Store] = {}
+
+    # --- opening -------------------------------------------------------
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], create: bool = False, ctx: Context | None = None
+    ) -> LayoutStore:
+        """Open the layout at *path*; with *create*, make it when it does not exist."""
+        p = Path(path)
+        marker = p / LAYOUT_FILE
+        if marker.is_file():
+            store = cls(p, ctx)
+            store._check_version()
+            return store
+        if not create:
+            if not p.exists():
+                raise NotFound(f"oci:{path}: no such directory")
+            raise NotFound(f"oci:{path}: not an OCI image layout (no {LAYOUT_FILE} file)")
+        return cls.init(p, ctx)
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str], ctx: Context | None = None) -> LayoutStore:
+        """Create an empty layout at *path* (an empty or missing directory); idempotent."""
+        p = Path(path)
+        if (p / LAYOUT_FILE).is_file():
+            return cls.open(p, ctx=ctx)
+        if p.exists() and not p.is_dir():
+            raise UsageError(f"oci:{path}: exists and is not a directory")
+        if p.is_dir() and any(p.iterdir()):
+            raise UsageError(f"oci:{path}: directory is not empty and not an OCI layout")
+        (p / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        store = cls(p, ctx)
+        if not (p / INDEX_FILE).exists():
+            store._write_file(INDEX_FILE, _dump(empty_index()))
+        # oci-layout last: its presence marks a complete, valid layout.
+        store._write_file(LAYOUT_FILE, _dump({"imageLayoutVersion": LAYOUT_VERSION}))
+        return store
+
+    def _check_version(self) -> None:
+        try:
+            obj = json.loads((self.path / LAYOUT_FILE).read_bytes())
+            version = obj.get("imageLayoutVersion") if isinstance(obj, dict) else None
+        except (ValueError, OSError):
+            version = None
+        if not isinstance(version, str) or not version.startswith("1."):
+            raise InvalidManifest(f"{self.name}: unsupported {LAYOUT_FILE} (want version 1.x)")
+
+    # --- files -----------------------------------------------------------
+    def blob_path(self, digest: Digest | str) -> Path:
+        """Where the blob *digest* lives (the digest is validated first)."""
+        return self.path / blob_relpath(digest)
+
+    def _tmp(self) -> tuple[int, str]:
+        return tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.path)
+
+    def _write_file(self, rel: str, data: bytes) -> None:
+        fd, tmp = self._tmp()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.path / rel)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _install(self, tmp: str, digest: Digest) -> None:
+        dest = self.blob_path(digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+
+    # --- index.json ------------------------------------------------------
+    def read_index(self) -> tuple[dict[str, Any], list[Descriptor]]:
+        """The parsed ``index.json`` object and its entries."""
+        try:
+            data = (self.path / INDEX_FILE).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"{self.name}: no {INDEX_FILE}") from None
+        return parse_index(data, self.name)
+
+    def entries(self) -> list[Descriptor]:
+        """The manifests listed in ``index.json``, in order."""
+        return self.read_index()[1]
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the exclusive lock on ``index.json`` (flock; survives its replacement)."""
+        index = self.path / INDEX_FILE
+        with self._lock:
+            while True:
+                try:
+                    fd = os.open(index, os.O_RDONLY)
+                except FileNotFoundError:
+                    raise NotFound(f"{self.name}: no {INDEX_FILE}") from None
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    st, cur = os.fstat(fd), os.stat(index)
+                    if (st.st_ino, st.st_dev) == (cur.st_ino, cur.st_dev):
+                        break
+                except FileNotFoundError:
+                    pass
+                os.close(fd)  # replaced while we waited: lock the new file
+            try:
+                yield
+            finally:
+                os.close(fd)
+
+    def update_index(
+        self, change: Callable[[list[Descriptor]], list[Descriptor]]
+    ) -> list[Descriptor]:
+        """Rewrite ``index.json`` with ``change(entries)`` under the lock; returns the result."""
+        with self.locked():
+            return self._update_index_locked(change)
+
+    def _update_index_locked(
+        self, change: Callable[[list[Descriptor]], list[Descriptor]]
+    ) -> list[Descriptor]:
+        obj, entries = self.read_index()
+        new = change(list(entries))
+        obj["manifests"] = [e.to_dict() for e in new]
+        obj.setdefault("schemaVersion", 2)
+        self._write_file(INDEX_FILE, _dump(obj))
+        return new
+
+    def add_entries(self, descs: Iterable[Descriptor]) -> list[Descriptor]:
+        """Add entries to ``index.json``.
+
+        An entry whose ref.name already exists replaces that entry; an entry
+        without ref.name replaces an unnamed entry of the same digest.
+        """
+        descs = list(descs)
+        return self.update_index(lambda es: _merge(es, descs))
+
+    def remove_entries(self, match: Callable[[Descriptor], bool]) -> list[Descriptor]:
+        """Remove the entries for which *match* is true; returns them."""
+        removed: list[Descriptor] = []
+
+        def change(entries: list[Descriptor]) -> list[Descriptor]:
+            keep: list[Descriptor] = []
+            for e in entries:
+                (removed if match(e) else keep).append(e)
+            return keep
+
+        self.update_index(change)
+        return removed
+
+    # --- sparse records ----------------------------------------------------
+    def sparse_records(self) -> dict[Digest, str]:
+        """Missing-blob digest → the source address it can be fetched from."""
+        try:
+            data = (self.path / SPARSE_FILE).read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            obj = json.loads(data)
+            blobs = obj["blobs"]
+            assert isinstance(blobs, dict)
+            return {Digest.parse(k): str(v) for k, v in blobs.items()}
+        except (ValueError, KeyError, AssertionError, TypeError, InvalidDigest):
+            raise InvalidManifest(f"{self.name}: {SPARSE_FILE} is malformed") from None
+
+    def _write_sparse_locked(self, records: dict[Digest, str]) -> None:
+        if not records:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path / SPARSE_FILE)
+            return
+        obj = {"version": 1, "blobs": {str(k): v for k, v in sorted(records.items())}}
+        self._write_file(SPARSE_FILE, _dump(obj))
+
+    def record_sparse(self, records: dict[Digest, str], entries: Iterable[Descriptor] = ()) -> None:
+        """Record where missing blobs come from, then add *entries*, in one locked update."""
+        entries = list(entries)
+        with self.locked():
+            cur = self.sparse_records()
+            cur.update(records)
+            self._write_sparse_locked(cur)
+            if entries:
+                self._update_index_locked(lambda es: _merge(es, entries))
+
+    def prune_sparse(self, keep: Callable[[Digest], bool]) -> None:
+        """Drop sparse records for which *keep* is false."""
+        with self.locked():
+            cur = self.sparse_records()
+            new = {k: v for k, v in cur.items() if keep(k)}
+            if new != cur:
+                self._write_sparse_locked(new)
+
+    def open_source(self, address: str) -> Store:
+        """The store a sparse record names (opened once per address)."""
+        with self._lock:
+            store = self._origins.get(address)
+        if store is None:
+            from luff.context import default_context
+            from luff.stores import open_store
+
+            store, _ = open_store(address, self.ctx or default_context())
+            with self._lock:
+                store = self._origins.setdefault(address, store)
+        return store
+
+    def origin(self, desc: Descriptor) -> Store | None:
+        if self.exists(desc):
+            return None
+        src = self.sparse_records().get(desc.digest)
+        return self.open_source(src) if src else None
+
+    # --- reading -------------------------------------------------------
+    def resolve(self, identifier: str) -> Descriptor:
+        entries = self.entries()
+        found = find_entry(entries, identifier, self.name)
+        if found is not None:
+            return found
+        d = Digest.parse(identifier)
+        path = self.blob_path(d)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"{self.name}@{identifier}: manifest unknown") from None
+        if size > MAX_MANIFEST:
+            raise InvalidManifest(f"{self.name}@{identifier}: not a manifest (too large)")
+        data = path.read_bytes()
+        desc = Descriptor("application/octet-stream", d, size)
+        self.fetch_bytes(desc.with_(data=data))  # verifies the bytes
+        return Descriptor(sniff_media_type(data), d, size)
+
+    def exists(self, desc: Descriptor) -> bool:
+        try:
+            return self.blob_path(desc.digest).stat().st_size == desc.size
+        except FileNotFoundError:
+            return False
+
+    def _open(self, desc: Descriptor) -> BinaryIO:
+        try:
+            return open(self.blob_path(desc.digest), "rb")
+        except FileNotFoundError:
+            pass
+        src = self.sparse_records().get(desc.digest)
+        if src:
+            return self.open_source(src)._open(desc)
+        raise NotFound(f"{self.name}: blob {desc.digest} is not in the layout")
+
+    def get_manifest(self, identifier: str) -> tuple[Descriptor, Manifest]:
+        desc = self.resolve(identifier)
+        m = self.fetch_manifest(desc)
+        return m.descriptor(annotations=desc.annotations, platform=desc.platform), m
+
+    # --- writing -------------------------------------------------------
+    def push_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
+        if self.exists(desc):
+            return
+        src = VerifyingReader(stream, desc.digest, desc.size)
+        fd, tmp = self._tmp()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                while chunk := src.read(CHUNK):
+                    f.write(chunk)
+            self._install(tmp, desc.digest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def push_blob_unsized(self, media_type: str, stream: BinaryIO) -> Descriptor:
+        import hashlib
+
+        h = hashlib.sha256()
+        n = 0
+        fd, tmp = self._tmp()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                while chunk := stream.read(CHUNK):
+                    h.update(chunk)
+                    n += len(chunk)
+                    f.write(chunk)
+            digest = Digest("sha256", h.hexdigest())
+            self._install(tmp, digest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return Descriptor(media_type, digest, n)
+
+    def _write_manifest(self, manifest: Manifest) -> None:
+        desc = manifest.descriptor()
+        if not self.exists(desc):
+            fd, tmp = self._tmp()
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(manifest.data)
+                self._install(tmp, manifest.digest)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+
+    def push_manifest(self, manifest: Manifest, tag: str = "") -> Descriptor:
+        self._write_manifest(manifest)
+        with self._lock:
+            self._written[manifest.digest] = manifest
+        desc = manifest.descriptor()
+        if tag:
+            self.tag(desc, tag)
+        return desc
+
+    def entry_for(self, desc: Descriptor, manifest: Manifest | None = None) -> Descriptor:
+        """*desc* as an index.json entry: with a platform from the config when known."""
+        if desc.platform is not None or not mt.is_image_manifest(desc.media_type):
+            return desc
+        try:
+            m = manifest or self.fetch_manifest(desc)
+            if self.blob_path(m.config.digest).is_file():
+                plat = platform_of_config(self.fetch_bytes(m.config, limit=MAX_MANIFEST * 4))
+                if plat is not None:
+                    return desc.with_(platform=plat)
+        except (LuffError, OSError):
+            pass
+        return desc
+
+    def tag(self, desc: Descriptor, tag: str) -> None:
+        """Add or replace the entry whose ref.name is *tag*."""
+        if not self.exists(desc):
+            raise NotFound(f"{self.name}: manifest {desc.digest} is not in the layout")
+        entry = self.entry_for(desc.with_(data=None))
+        self.add_entries([entry.with_(annotations={**entry.annotations, mt.REF_NAME: tag})])
+
+    def tags(self) -> list[str]:
+        return sorted({ref_name(e) for e in self.entries() if ref_name(e)})
+
+    def delete(self, identifier: str) -> None:
+        """Remove index.json entries by ref.name or digest (blobs stay until ``gc``)."""
+        if is_digest(identifier):
+            d = Digest.parse(identifier)
+            removed = self.remove_entries(lambda e: e.digest == d)
+        else:
+            removed = self.remove_entries(lambda e: ref_name(e) == identifier)
+        if not removed:
+            raise NotFound(f"{self.name}:{identifier}: no such entry")
+
+    def trusts_manifest_closure(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        """Add untagged root manifests written through this handle to ``index.json``."""
+        with self._lock:
+            written = dict(self._written)
+            self._written.clear()
+        if not written:
+            return
+        children = {c.digest for m in written.values() for c in m.children()}
+        roots = [m for d, m in written.items() if d not in children]
+        if not roots:
+            return
+        have = {e.digest for e in self.entries()}
+        new = [self.entry_for(m.descriptor(), m) for m in roots if m.digest not in have]
+        if new:
+            self.update_index(lambda es: _merge(es, new, only_new=True))
+
+    def abort(self) -> None:
+        with self._lock:
+            self._written.clear()
+
+    # --- maintenance -------------------------------------------------------
+    def reachable(self) -> tuple[set[Digest], dict[Digest, Descriptor]]:
+        """Digests reachable from ``index.json``: ``(present, {missing: descriptor})``."""
+        present: set[Digest] = set()
+        missing: dict[Digest, Descriptor] = {}
+        todo = list(self.entries())
+        while todo:
+            d = todo.pop()
+            if d.digest in present or d.digest in missing:
+                continue
+            if not self.exists(d):
+                missing[d.digest] = d
+                continue
+            present.add(d.digest)
+            if mt.is_manifest(d.media_type):
+                m = self.fetch_manifest(d)
+                todo.extend(m.children())
+                if m.subject is not None and self.exists(m.subject):
+                    todo.append(m.subject)
+        return present, missing
+
+    def stale_temporaries(self, age: float = 3600.0) -> list[Path]:
+        """Temporary files left by interrupted writes, older than *age* seconds."""
+        now = time.time()
+        out = []
+        for p in self.path.glob(TMP_PREFIX + "*"):
+            with contextlib.suppress(FileNotFoundError):
+                if now - p.stat().st_mtime > age:
+                    out.append(p)
+        return out
+
+
+def _merge(
+    entries: list[Descriptor], new: list[Descriptor], only_new: bool = False
+) -> list[Descriptor]:
+    have = {(ref_name(e), e.digest) for e in entries}
+    for d in new:
+        name = ref_name(d)
+        if only_new and (name, d.digest) in have:
+            continue
+        for i, e in enumerate(entries):
+            if ref_name(e) == name and (name or e.digest == d.digest):
+                entries[i] = d
+                break
+        else:
+            entries.append(d)
+    return entries
+
+
+def _dump(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
