@@ -33,7 +33,7 @@ def open_store(
     if addr.transport == OCI:
         from luff.stores.layout import LayoutStore
 
-        return LayoutStore.open(addr.path, create=write), addr.identifier
+        return LayoutStore.open(addr.path, create=write, ctx=ctx), addr.identifier
     if addr.transport == OCI_ARCHIVE:
         from luff.stores.archive import OciArchiveStore
 
