@@ -18,9 +18,9 @@ def _need(tool: str) -> None:
         pytest.fail(f"{tool} is not installed; run the README's test command, which installs it")
 
 
-def _start(tmp: Path, auth: str = "") -> Iterator[DistributionRegistry]:
+def _start(tmp: Path, auth: str = "", tls: bool = False) -> Iterator[DistributionRegistry]:
     _need("docker-registry")
-    reg = DistributionRegistry(tmp, auth=auth).start()
+    reg = DistributionRegistry(tmp, auth=auth, tls=tls).start()
     try:
         yield reg
     finally:
@@ -55,6 +55,12 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribu
 def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DistributionRegistry]:
     """A distribution registry with bearer-token auth from tests.registries.TokenServer."""
     yield from _start(tmp_path_factory.mktemp("reg-token"), "token")
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DistributionRegistry]:
+    """A distribution registry serving HTTPS with a self-signed certificate."""
+    yield from _start(tmp_path_factory.mktemp("reg-tls"), tls=True)
 
 
 def creds_for(*regs: DistributionRegistry) -> dict[str, Credentials]:

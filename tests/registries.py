@@ -36,10 +36,13 @@ def free_port() -> int:
 
 
 def wait_http(url: str, timeout: float = 20.0) -> None:
+    import ssl
+
     deadline = time.monotonic() + timeout
+    unverified = ssl._create_unverified_context()
     while True:
         try:
-            urllib.request.urlopen(url, timeout=2)
+            urllib.request.urlopen(url, timeout=2, context=unverified)
             return
         except urllib.error.HTTPError:
             return  # it answered (401 is fine)
@@ -162,12 +165,54 @@ class TokenServer:
         self.httpd.server_close()
 
 
+def self_signed(workdir: Path, names: list[str]) -> tuple[Path, Path]:
+    """A self-signed server certificate for *names* (IPs or DNS names)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    sans: list[x509.GeneralName] = []
+    for n in names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            sans.append(x509.DNSName(n))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cp, kp = workdir / "tls-cert.pem", workdir / "tls-key.pem"
+    cp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    kp.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cp, kp
+
+
 @dataclass
 class DistributionRegistry:
     """A ``docker-registry`` process on a free loopback port."""
 
     workdir: Path
     auth: str = ""  # "", "htpasswd" or "token"
+    tls: bool = False
     username: str = ""
     password: str = ""
     token_server: TokenServer | None = None
@@ -211,12 +256,15 @@ class DistributionRegistry:
                     "rootcertbundle": str(self.token_server.cert_path),
                 }
             }
+        if self.tls:
+            cert, key = self_signed(self.workdir, ["127.0.0.1", "localhost"])
+            cfg["http"]["tls"] = {"certificate": str(cert), "key": str(key)}
         conf = self.workdir / "config.yml"
         conf.write_text(json.dumps(cfg))  # JSON is YAML
         log = open(self.workdir / "registry.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(conf)], stdout=log, stderr=log)
         try:
-            wait_http(f"http://{self.host}/v2/")
+            wait_http(f"{'https' if self.tls else 'http'}://{self.host}/v2/")
         except OSError:
             self.stop()
             raise RuntimeError(

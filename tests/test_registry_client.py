@@ -378,3 +378,24 @@ def test_error_json_is_shown(registry: DistributionRegistry, ctx: Context) -> No
         basic.digest(f"{registry.host}/no/such:tag", ctx=ctx)
     with pytest.raises(NotFound):
         basic.ls(f"{registry.host}/no/such", ctx=ctx)
+
+
+def test_tls_registry_on_loopback(tls_registry: DistributionRegistry, ctx: Context) -> None:
+    """Loopback registries start on plain HTTP and move to unverified TLS when they speak it."""
+    img = random_image(size=500)
+    img.push(f"{tls_registry.host}/tls/app:1", ctx)
+    assert ctx.client(tls_registry.host).scheme == "https"
+    other = Context(insecure={tls_registry.host}, credentials=lambda h: ANONYMOUS)
+    assert basic.digest(f"{tls_registry.host}/tls/app:1", ctx=other).digest == img.digest
+    p = __import__("subprocess").run(
+        [
+            "skopeo",
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            f"docker://{tls_registry.host}/tls/app:1",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert Digest.of(p.stdout) == img.digest

@@ -62,9 +62,14 @@ class RegistryClient:
     def __init__(self, host: str, ctx: Context) -> None:
         self.host = host
         self.ctx = ctx
-        self._local = ctx.is_insecure(host) and host not in ctx.insecure
-        self._insecure = host in ctx.insecure
-        self.scheme = "http" if self._local else "https"
+        from luff.context import is_local_host
+
+        # Loopback and --insecure hosts: TLS is not verified and either scheme may serve.
+        self._insecure = ctx.is_insecure(host)
+        self.scheme = "http" if is_local_host(host) else "https"
+        if self._insecure:
+            # Skipping verification is what the user asked for; don't warn on every request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._lock = threading.Lock()
         self._token_lock = threading.Lock()
         self._auth_scheme = ""  # "", "basic" or "bearer"
@@ -201,6 +206,7 @@ class RegistryClient:
         attempts = 0
         authed = False
         same_host = True
+        switched = False
         replayable = body is None or isinstance(body, bytes)
         while True:
             attempts += 1
@@ -212,7 +218,9 @@ class RegistryClient:
             try:
                 resp = self._send(method, url, h, body, stream)
             except TransportError:
-                if self._insecure and url.startswith("https:") and attempts == 1:
+                if self._insecure and same_host and not switched and url.startswith("https:"):
+                    switched = True
+                    attempts -= 1
                     self.scheme = "http"
                     url = "http:" + url[len("https:") :]
                     continue
@@ -220,6 +228,20 @@ class RegistryClient:
                     self._sleep(attempts, None)
                     continue
                 raise
+            if (
+                resp.status == 400
+                and self._insecure
+                and same_host
+                and not switched
+                and url.startswith("http:")
+                and _speaks_tls(resp)
+            ):
+                # A loopback or --insecure registry that speaks TLS after all.
+                switched = True
+                attempts -= 1
+                self.scheme = "https"
+                url = "https:" + url[len("http:") :]
+                continue
             if resp.status == 401 and same_host and not authed:
                 _drain(resp)
                 authed = True
@@ -335,6 +357,13 @@ class RegistryClient:
             out.extend(obj.get(key) or [])
             next_path = _next_link(resp.headers.get("Link", ""))
         return out
+
+
+def _speaks_tls(resp: urllib3.BaseHTTPResponse) -> bool:
+    # Go's TLS servers answer plain HTTP with a bare HTTP/1.0 400 (body unread for HEAD).
+    if resp.version == 10 and not resp.headers.get("Content-Type"):
+        return True
+    return b"HTTPS server" in (resp.data or b"")[:500]
 
 
 class _RetryStream(Exception):
