@@ -800,7 +800,12 @@ def _assemble(a: _Assembly, new_groups: Sequence[Sequence[Entry]]) -> BuiltIndex
             ):
                 drop.add(b.digest)
                 replaced.append((b, n))
-    entries = _merge([*_drop_with_attestations(base, drop), *new])
+    # A replacement takes the place of the entry it replaces.
+    instead = {old.digest: n for old, n in replaced}
+    placed = {n.digest for n in instead.values()}
+    kept = [instead.get(e.digest, e) for e in base if e.digest in instead or e.digest not in drop]
+    kept = _drop_with_attestations(kept, drop)
+    entries = _merge([*kept, *(n for n in new if n.digest not in placed)])
 
     rest: dict[str, Any] = dict(a.base_doc) if a.base_doc is not None else {}
     media = FORMATS[a.format] if a.format else rest.get("mediaType", mt.OCI_INDEX)
