@@ -145,6 +145,7 @@ class SafeTar:
             with raw, opener(raw) as z:
                 shutil.copyfileobj(z, plain, CHUNK)
             plain.flush()
+            plain.seek(0)
             raw = plain  # type: ignore[assignment]
         self._file = raw
         self._fd = raw.fileno()
@@ -630,11 +631,19 @@ class _DockerArchiveReader(DockerArchiveStore):
         desc = self.resolve(identifier)
         return desc, self._manifests[desc.digest]
 
-    def exists(self, desc: Descriptor) -> bool:
+    def _known(self, digest: Digest) -> bool:
         with self._lock:
-            return desc.digest in self._blobs or desc.digest in self._manifests
+            if digest in self._blobs or digest in self._manifests:
+                return True
+        self.entries()  # builds every image's manifest and blob table
+        with self._lock:
+            return digest in self._blobs or digest in self._manifests
+
+    def exists(self, desc: Descriptor) -> bool:
+        return self._known(desc.digest)
 
     def _open(self, desc: Descriptor) -> BinaryIO:
+        self._known(desc.digest)
         with self._lock:
             if desc.digest in self._manifests:
                 return io.BytesIO(self._manifests[desc.digest].data)
