@@ -33,6 +33,13 @@ NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 MAX_NAME = 255
 
+try:  # aiohttp >= 3.12 wants typed keys for request storage
+    from aiohttp.web import RequestKey
+
+    USER_KEY: Any = RequestKey("luff_user", str)
+except ImportError:  # pragma: no cover
+    USER_KEY = "luff_user"
+
 Handler = Callable[[web.Request, "re.Match[str]"], Awaitable[web.StreamResponse]]
 
 
@@ -130,7 +137,7 @@ class AccessLog(AbstractAccessLogger):
     """One line per request: client, user, request line, status, bytes, duration."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        user = request.get("luff_user") or "-"
+        user = request.get(USER_KEY) or "-"
         when = _now()
         line = (
             f'{request.remote or "-"} - {user} [{when}] "{request.method} {request.path_qs} '
@@ -248,11 +255,11 @@ class RegistryApp:
                     "authentication required",
                     headers={"WWW-Authenticate": f'Basic realm="{a.service}"'},
                 )
-            request["luff_user"] = user
+            request[USER_KEY] = user
             return
         ok, user = a.check_bearer(header, needs)
         if ok:
-            request["luff_user"] = user
+            request[USER_KEY] = user
             return
         challenge = f'Bearer realm="{self._realm(request)}",service="{a.service}"'
         if needs:
@@ -315,7 +322,7 @@ class RegistryApp:
                 user = found or "anonymous"
             if request.query.get("offline_token") == "true" and user:
                 refresh = a.refresh_token(user)
-        request["luff_user"] = user or "-"
+        request[USER_KEY] = user or "-"
         tok, ttl = a.issue(user, scopes)
         body: dict[str, Any] = {
             "token": tok,
