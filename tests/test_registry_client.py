@@ -156,7 +156,8 @@ def test_wrong_password(
         assert "\n" not in str(e.value)
 
 
-def test_token_scopes(token_registry: DistributionRegistry, auth_ctx: Context) -> None:
+def test_token_scopes(dist_token_registry: DistributionRegistry, auth_ctx: Context) -> None:
+    token_registry = dist_token_registry
     ts = token_registry.token_server
     assert ts is not None
     img = random_image()
