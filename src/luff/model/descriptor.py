@@ -15,7 +15,12 @@ from luff.model.platform import Platform
 
 @dataclass(frozen=True)
 class Descriptor:
-    """Points at content by media type, digest and size (OCI image-spec)."""
+    """Points at content by media type, digest and size (OCI image-spec).
+
+    The platform is kept as written (``arm64`` with ``variant: v8`` stays
+    so); compare platforms with :meth:`Platform.matches` or
+    :meth:`Platform.same`, which normalise.
+    """
 
     media_type: str
     digest: Digest
@@ -66,7 +71,7 @@ class Descriptor:
             p = obj["platform"]
             if not isinstance(p, dict):
                 raise InvalidManifest(f"descriptor {dg}: platform must be an object")
-            plat = Platform.from_dict(p)
+            plat = Platform.from_dict(p, normalize=False)
         at = obj.get("artifactType", "") or ""
         return cls(mt, digest, size, tuple(urls), dict(ann), data, at, plat)
 

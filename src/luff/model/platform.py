@@ -70,8 +70,12 @@ class Platform:
         ).normalized()
 
     @classmethod
-    def from_dict(cls, obj: Mapping[str, Any]) -> Platform:
-        """Build from the OCI JSON form (``os``, ``architecture``, ...)."""
+    def from_dict(cls, obj: Mapping[str, Any], *, normalize: bool = True) -> Platform:
+        """Build from the OCI JSON form (``os``, ``architecture``, ...).
+
+        With ``normalize=False`` the fields are kept as written (descriptors
+        do this, so that re-serialising an entry does not change it).
+        """
         os_ = obj.get("os")
         arch = obj.get("architecture")
         if not isinstance(os_, str) or not os_ or not isinstance(arch, str) or not arch:
@@ -85,7 +89,8 @@ class Platform:
         for name, lst in (("os.features", osf), ("features", feats)):
             if not isinstance(lst, list) or not all(isinstance(x, str) for x in lst):
                 raise InvalidPlatform(f"platform {name!r} must be a list of strings")
-        return cls(os_, arch, variant, version, tuple(osf), tuple(feats)).normalized()
+        p = cls(os_, arch, variant, version, tuple(osf), tuple(feats))
+        return p.normalized() if normalize else p
 
     def normalized(self) -> Platform:
         """The containerd-normalised form of this platform."""
