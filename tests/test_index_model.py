@@ -9,7 +9,15 @@ import pytest
 
 import luff
 from luff.errors import InvalidManifest, InvalidPlatform, NotFound, UsageError
-from luff.index import BuiltIndex, Source, apply_edits, build, build_filter, destinations
+from luff.index import (
+    BuiltIndex,
+    Source,
+    apply_edits,
+    build,
+    build_append,
+    build_filter,
+    destinations,
+)
 from luff.model import mediatypes as mt
 from luff.model.manifest import Manifest
 from luff.model.platform import Platform
@@ -369,3 +377,37 @@ def test_bad_yaml_has_position(tmp_path: Path) -> None:
 def test_luff_index_is_an_attribute() -> None:
     assert callable(luff.index.create) and callable(luff.index.list)
     assert json.loads(build([src(random_image())]).to_json())["schemaVersion"] == 2
+
+
+# --- append in memory ----------------------------------------------------------------
+
+
+def test_append_amends_replaces_and_creates() -> None:
+    store = MemoryStore("m")
+    a = random_image("linux/amd64", store=store)
+    b = random_image("linux/arm64", store=store)
+    build([src(a), src(b)]).push(store, ["multi"])
+    base = Source.from_store(store, "multi")
+    # The same image again, relabelled: the entry is amended in place.
+    amended = build_append(
+        base, [src(a, platform=Platform.parse("linux/amd64/v3"), annotations={"k": "v"})]
+    )
+    assert [str(e.platform) for e in amended.entries] == ["linux/amd64/v3", "linux/arm64"]
+    assert amended.entries[0].descriptor.annotations == {"k": "v"}
+    assert amended.replaced == []
+    # Another image of an existing platform replaces that entry, in its place.
+    c = random_image("linux/amd64")
+    replaced = build_append(base, [src(c)])
+    assert [e.digest for e in replaced.entries] == [c.digest, b.digest]
+    assert [(o.digest, n.digest) for o, n in replaced.replaced] == [(a.digest, c.digest)]
+    # A missing base: append is create.
+    fresh = build_append(Source.from_store(store, "nope"), [src(c)])
+    assert [e.digest for e in fresh.entries] == [c.digest]
+    assert fresh.manifest.media_type == mt.OCI_INDEX
+
+
+def test_unknown_source_message_names_it_once() -> None:
+    store = MemoryStore("empty")
+    with pytest.raises(NotFound) as e:
+        build([Source.from_store(store, "nope")])
+    assert str(e.value).count("empty:nope") == 1

@@ -527,7 +527,7 @@ def _open_source(source: str | Source, ctx: Context) -> tuple[Store, Descriptor,
         try:
             desc, m = get_root(src.store, src.identifier)
         except NotFound as e:
-            raise NotFound(f"unknown source {src.address}: {e}") from None
+            raise NotFound(f"unknown source {src.address}: {_detail(e, src.store)}") from None
         return src.store, desc, m, False
     address = src.address
     try:
@@ -539,11 +539,18 @@ def _open_source(source: str | Source, ctx: Context) -> tuple[Store, Descriptor,
         desc, m = get_root(store, ident)
     except NotFound as e:
         store.abort()
-        raise NotFound(f"unknown source {address}: {e}") from None
+        raise NotFound(f"unknown source {address}: {_detail(e, store)}") from None
     except BaseException:
         store.abort()
         raise
     return store, desc, m, True
+
+
+def _detail(e: Exception, store: Store) -> str:
+    """The message of *e* without the store name it starts with."""
+    msg = str(e)
+    head, sep, rest = msg.partition(": ")
+    return rest if sep and head.startswith(store.name) else msg
 
 
 def config_platform(store: Store, m: Manifest, label: str = "") -> Platform | None:
@@ -729,6 +736,16 @@ def _merge(entries: Iterable[Entry]) -> list[Entry]:
     return out
 
 
+def _amended(old: Entry, new: Entry) -> Entry:
+    raw = dict(old.raw)
+    if new.platform is not None:
+        raw["platform"] = new.raw["platform"]
+    ann = {**(old.raw.get("annotations") or {}), **(new.raw.get("annotations") or {})}
+    if ann:
+        raw["annotations"] = ann
+    return Entry(raw, new.source, new.store, new.manifest or old.manifest)
+
+
 def _drop_with_attestations(entries: list[Entry], drop: set[Digest]) -> list[Entry]:
     return [
         e for e in entries if e.digest not in drop and not (e.is_attestation and e.subject in drop)
@@ -785,6 +802,11 @@ class _Assembly:
 def _assemble(a: _Assembly, new_groups: Sequence[Sequence[Entry]]) -> BuiltIndex:
     base = _merge(a.base_entries)
     new = _merge(e for g in new_groups for e in g)
+    # A new source naming an image already in the base amends that entry in place.
+    amend = {n.digest: n for n in new if n.digest in {b.digest for b in base}}
+    if amend:
+        base = [_amended(b, amend[b.digest]) if b.digest in amend else b for b in base]
+        new = [n for n in new if n.digest not in amend]
     replaced: list[tuple[Entry, Entry]] = []
     base_digests = {e.digest for e in base}
     drop: set[Digest] = set()
