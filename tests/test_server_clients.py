@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -242,3 +243,20 @@ def test_cli_server_with_auth_and_skopeo(auth: str) -> None:
         )
         with pytest.raises(LuffError):
             basic.digest(f"{reg.host}/dst/app:1", ctx=anon())
+
+
+def test_demo_script() -> None:
+    """examples/demo.py (what ``make demo`` runs) works and its digests agree."""
+    demo = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
+    p = subprocess.run(
+        [sys.executable, str(demo)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = p.stdout
+    for plat in PLATFORMS:
+        assert plat in out
+    pinned = next(ln for ln in out.splitlines() if "/release/app@sha256:" in ln)
+    descriptor = json.loads(out[out.index("{") : out.index("}") + 1])
+    assert pinned.endswith(descriptor["digest"])
+    assert descriptor["mediaType"] == mt.OCI_INDEX
+    assert "registry stopped" in out

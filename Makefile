@@ -1,0 +1,16 @@
+# make demo: install luff into .venv and run its main job against the embedded registry.
+PYTHON ?= python3
+VENV ?= .venv
+
+.PHONY: demo test bench
+
+demo:
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e .
+	@$(VENV)/bin/python examples/demo.py
+
+test:
+	bash scripts/test.sh
+
+bench:
+	$(VENV)/bin/python bench/bench_server.py
