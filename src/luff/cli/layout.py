@@ -9,8 +9,8 @@ import click
 from luff.cli.common import log, out, out_json, print_plan, progress_for_tty, state
 from luff.copy import Plan
 from luff.errors import UsageError
-from luff.ops import layout as ops
-from luff.ops.basic import pinned
+
+FORMATS = ("oci", "oci-archive", "docker-archive")
 
 
 def _plan_hook() -> Callable[[Plan], None] | None:
@@ -36,6 +36,8 @@ def layout() -> None:
 @click.argument("directory", metavar="DIR")
 def init_(directory: str) -> None:
     """Create an empty OCI layout in DIR."""
+    from luff.ops import layout as ops
+
     ops.init(directory)
     log(f"initialised OCI layout {directory}")
 
@@ -70,6 +72,8 @@ def append_(
     as_json: bool,
 ) -> None:
     """Add SOURCE images or indexes to the layout DIR."""
+    from luff.ops import layout as ops
+
     st = state()
     progress = progress_for_tty()
     try:
@@ -100,6 +104,8 @@ def append_(
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
 def list_(directory: str, as_json: bool) -> None:
     """Show the entries of the layout DIR (sparse ones lack some blobs)."""
+    from luff.ops import layout as ops
+
     entries = ops.list_entries(directory)
     if as_json:
         out_json([e.to_dict() for e in entries])
@@ -127,6 +133,8 @@ def list_(directory: str, as_json: bool) -> None:
 @click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Remove entries of this platform.")
 def remove_(directory: str, tag: str | None, digest: str | None, platform: str | None) -> None:
     """Remove entries from the layout DIR (run `layout gc` to delete their blobs)."""
+    from luff.ops import layout as ops
+
     for d in ops.remove(directory, tag=tag, digest=digest, platform=platform):
         log(f"removed {d.annotations.get('org.opencontainers.image.ref.name', '')} {d.digest}")
 
@@ -136,6 +144,8 @@ def remove_(directory: str, tag: str | None, digest: str | None, platform: str |
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 def gc_(directory: str, dry_run: bool) -> None:
     """Delete blobs of the layout DIR that no entry references."""
+    from luff.ops import layout as ops
+
     res = ops.gc(directory, dry_run=dry_run)
     for d in res.removed:
         out(str(d))
@@ -147,6 +157,8 @@ def gc_(directory: str, dry_run: bool) -> None:
 @click.argument("directory", metavar="DIR")
 def fill_(directory: str) -> None:
     """Download the blobs a sparse layout DIR lacks, from their recorded sources."""
+    from luff.ops import layout as ops
+
     st = state()
     progress = progress_for_tty()
     try:
@@ -164,6 +176,9 @@ def fill_(directory: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the descriptor as JSON.")
 def push(path: str, target: str, index: bool, as_json: bool) -> None:
     """Push the layout or archive at PATH (or PATH:TAG) to TARGET."""
+    from luff.ops import layout as ops
+    from luff.ops.basic import pinned
+
     st = state()
     progress = progress_for_tty()
     try:
@@ -185,7 +200,7 @@ def push(path: str, target: str, index: bool, as_json: bool) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(ops.FORMATS),
+    type=click.Choice(FORMATS),
     default="oci",
     show_default=True,
     help="A layout directory or an archive file.",
@@ -194,6 +209,8 @@ def push(path: str, target: str, index: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the descriptor as JSON.")
 def pull(ref: str, path: str, fmt: str, platform: str | None, as_json: bool) -> None:
     """Pull REF into a layout directory or archive at PATH."""
+    from luff.ops import layout as ops
+
     st = state()
     progress = progress_for_tty()
     try:

@@ -25,7 +25,6 @@ from luff.model.platform import Platform
 from luff.model.reference import Reference, valid_tag
 from luff.ops.basic import get_root, select_platform
 from luff.stores import open_store
-from luff.stores.archive import DockerArchiveStore, OciArchiveStore, open_archive
 from luff.stores.base import Store
 from luff.stores.layout import (
     LayoutStore,
@@ -406,6 +405,8 @@ def open_path(path: str, ctx: Context | None = None) -> tuple[Store, str]:
     head, sep, tail = path.rpartition(":")
     if sep and head and tail and "/" not in tail:
         candidates.append((head, tail))
+    from luff.stores.archive import open_archive
+
     for p, ident in candidates:
         pp = Path(p)
         if pp.is_dir():
@@ -490,8 +491,10 @@ def push(
 
 
 def _entries(store: Store) -> list[Descriptor]:
-    if isinstance(store, (LayoutStore, OciArchiveStore, DockerArchiveStore)):
-        return store.entries()
+    entries = getattr(store, "entries", None)
+    if callable(entries):
+        found: list[Descriptor] = entries()
+        return found
     return []
 
 
@@ -518,6 +521,8 @@ def pull(
     """
     if format not in FORMATS:
         raise UsageError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    from luff.stores.archive import DockerArchiveStore, OciArchiveStore
+
     ctx = _ctx(ctx)
     src, ident = open_store(ref, ctx)
     desc, m = get_root(src, ident)

@@ -1,0 +1,129 @@
+"""Benchmark: `luff pull` of a 3-platform index into an OCI layout vs `skopeo copy --all`.
+
+Starts its own distribution registry (docker-registry) on a free loopback
+port, pushes a random 3-platform index (~65 MB of incompressible layers) with
+luff, then alternates the two commands, each into a fresh directory, and
+prints the median wall times and their ratio (luff / skopeo).
+
+    .venv/bin/python bench/bench_pull.py [--runs 7] [--mb 65]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from luff.context import Context
+from luff.testing import random_index
+
+REGISTRY_BIN = "/usr/bin/docker-registry"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_registry(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    host = f"127.0.0.1:{port}"
+    cfg = {
+        "version": 0.1,
+        "log": {"level": "error", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(workdir / "data")}},
+        "http": {"addr": host},
+    }
+    (workdir / "config.yml").write_text(json.dumps(cfg))  # JSON is YAML
+    proc = subprocess.Popen(
+        [REGISTRY_BIN, "serve", str(workdir / "config.yml")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"http://{host}/v2/", timeout=2)
+            break
+        except urllib.error.HTTPError:
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+    return proc, host
+
+
+def timed(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr}")
+    return dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--mb", type=float, default=65.0, help="total layer megabytes")
+    args = ap.parse_args()
+    for tool in ("skopeo", REGISTRY_BIN):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed")
+    luff = str(Path(sys.executable).parent / "luff")
+    with tempfile.TemporaryDirectory(prefix="luff-bench-pull-") as tmp:
+        work = Path(tmp)
+        proc, host = start_registry(work)
+        try:
+            per_layer = int(args.mb * 1_000_000 / 6)
+            idx = random_index(
+                ("linux/amd64", "linux/arm64", "linux/ppc64le"), layers=2, size=per_layer
+            )
+            ref = f"{host}/bench/app:1"
+            ctx = Context()
+            idx.push(ref, ctx)
+            ctx.close()
+            total = sum(len(b) for b in idx.store.blobs.values())
+            print(f"registry {host}; index {idx.digest} with {total / 1e6:.1f} MB of blobs")
+            policy = work / "policy.json"
+            policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+            times: dict[str, list[float]] = {"luff": [], "skopeo": []}
+            for i in range(args.runs):
+                order = ("luff", "skopeo") if i % 2 == 0 else ("skopeo", "luff")
+                for who in order:
+                    out = work / f"{who}-{i}"
+                    if who == "luff":
+                        cmd = [luff, "pull", ref, str(out)]
+                    else:
+                        cmd = [
+                            "skopeo", "--policy", str(policy), "copy", "--all", "-q",
+                            "--src-tls-verify=false", f"docker://{ref}", f"oci:{out}:1",
+                        ]  # fmt: skip
+                    times[who].append(timed(cmd))
+                    shutil.rmtree(out)
+                print(
+                    f"run {i + 1}: luff {times['luff'][-1]:.3f}s  skopeo {times['skopeo'][-1]:.3f}s"
+                )
+            lm, sm = statistics.median(times["luff"]), statistics.median(times["skopeo"])
+            print(f"median luff pull     {lm:.3f} s")
+            print(f"median skopeo copy   {sm:.3f} s")
+            print(f"ratio luff/skopeo    {lm / sm:.2f}x  (target <= 1.0)")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
