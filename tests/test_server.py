@@ -654,3 +654,25 @@ def test_access_log_one_line_per_request() -> None:
     assert '"POST /v2/logged/blobs/uploads/?digest=' in lines[1]
     assert " 201 " in lines[1]
     assert " 404 " in lines[2]
+
+
+def test_client_disconnect_mid_upload(server: RegistryServer, http: Http) -> None:
+    import socket
+
+    data = b"q" * 100
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(
+            f"POST /v2/cut/blobs/uploads/?digest={sha(data)} HTTP/1.1\r\n"
+            f"Host: {server.host}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data[:10]
+        )
+    # the server goes on serving, and the cut upload left nothing behind
+    for _ in range(100):
+        if not server.storage.uploads:
+            break
+        threading.Event().wait(0.05)
+    assert server.storage.uploads == {}
+    assert http("HEAD", f"/v2/cut/blobs/{sha(data)}").status == 404
+    assert http("GET", "/v2/").status == 200
+    d = http.push_blob("cut", data)
+    assert http("GET", f"/v2/cut/blobs/{d}").data == data

@@ -120,7 +120,7 @@ class RegistryServer:
             kw = {"access_log_class": AccessLog, "access_log": access_logger(self.access_log)}
         else:
             kw = {"access_log": None}
-        runner = web.AppRunner(app, handle_signals=False, **kw)  # type: ignore[arg-type]
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=3.0, **kw)  # type: ignore[arg-type]
         await runner.setup()
         try:
             sock = _bind(self.bind_host, self.port)
