@@ -412,6 +412,8 @@ def test_sparse_append_push_mount_fill(
     for x in layers:
         assert actions[str(x.digest)] == ("mount", "sparse/src")
     assert basic.digest(f"{registry.host}/sparse/dst:1", ctx=ctx).digest == img.digest
+    # the mounts really happened (a refused mount would have turned into a copy)
+    assert {b.action for b in plans[0].blobs if b.descriptor in layers} == {"mount"}
     dst, _ = open_store(f"{registry.host}/sparse/dst:1", ctx)
     assert all(dst.exists(x) for x in layers)
 
@@ -489,3 +491,44 @@ def test_interrupted_append_leaves_layout_valid(
     for e in lay.list_entries(st):
         assert not e.sparse
     assert basic.digest(f"oci:{st}:good").digest == good.digest
+
+
+def test_cli_push_and_pull(tmp_path: Path, registry: DistributionRegistry, ctx: Context) -> None:
+    luff = str(Path(sys.executable).parent / "luff")
+    ref = f"{registry.host}/lay/cli:7"
+    idx = random_index(("linux/amd64", "linux/arm64"))
+    idx.push(ref, ctx)
+    out = tmp_path / "pulled"
+    r = subprocess.run([luff, "pull", ref, str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"oci:{out}@{idx.digest}"
+    r = subprocess.run(
+        [luff, "pull", ref, str(tmp_path / "a.tar"), "--format", "docker-archive"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "--platform" in r.stderr and "Traceback" not in r.stderr
+    lay.append(out, [f"oci:{out}:7"], flatten=True)
+    r = subprocess.run(
+        [luff, "push", str(out), f"{registry.host}/lay/cli2:1"], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "holds 3 entries" in r.stderr and "--index" in r.stderr
+    r = subprocess.run(
+        [luff, "push", f"{out}:7", f"{registry.host}/lay/cli2:1"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"{registry.host}/lay/cli2@{idx.digest}"
+    r = subprocess.run(
+        [luff, "push", str(out), f"{registry.host}/lay/cli2:all", "--index", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["mediaType"] == mt.OCI_INDEX
+    _, _, m = basic.resolve(f"{registry.host}/lay/cli2:all", ctx=ctx)
+    assert [str(e.digest) for e in m.manifests] == [
+        str(idx.digest),
+        *(str(c.digest) for c in idx.children),
+    ]
+    assert all(mt.REF_NAME not in e.annotations for e in m.manifests)
