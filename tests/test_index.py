@@ -431,7 +431,15 @@ def test_failures_push_nothing(
     line = error_line(p, code)
     for w in words:
         assert w in line, line
-    nothing_pushed(registry3, repo, blobs_of(srcs[f"{r1}/src/amd64:1"]))
+    blobs = [
+        b
+        for text in sources
+        for ref in [text.format(r1=r1).removeprefix("ref=").split(",")[0]]
+        if ref in srcs
+        for b in blobs_of(srcs[ref])
+    ]
+    assert blobs
+    nothing_pushed(registry3, repo, blobs)
 
 
 # --- append ------------------------------------------------------------------------
