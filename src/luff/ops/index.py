@@ -450,10 +450,16 @@ class BuiltIndex:
             return False
 
     def close(self) -> None:
-        """Release the source stores."""
+        """Release the source stores (archives hold open files)."""
         for s in self.stores:
             s.close()
         self.stores = []
+
+    def __enter__(self) -> BuiltIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _bare(desc: Descriptor) -> Descriptor:
@@ -522,7 +528,7 @@ def destinations(primary: str, extra: Sequence[str] = ()) -> list[tuple[str, lis
 
 def _open_source(source: str | Source, ctx: Context) -> tuple[Store, Descriptor, Manifest, bool]:
     """Open a source: ``(store, descriptor, manifest, opened_here)``."""
-    src = Source.coerce(source) if isinstance(source, Source) else Source(source)
+    src = source if isinstance(source, Source) else Source(source)
     if src.store is not None:
         try:
             desc, m = get_root(src.store, src.identifier)
