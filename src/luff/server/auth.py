@@ -63,12 +63,12 @@ def scope_string(needs: Iterable[Access]) -> str:
     return " ".join(f"{t}:{n}:{','.join(acts)}" for (t, n), acts in grouped.items())
 
 
-def hash_password(password: str, scheme: str = "bcrypt") -> str:
-    """An htpasswd hash of *password*: ``bcrypt`` (default), ``sha`` or ``plain``."""
+def hash_password(password: str, scheme: str = "bcrypt", *, rounds: int = 10) -> str:
+    """An htpasswd hash of *password*: ``bcrypt`` (default; cost *rounds*), ``sha`` or ``plain``."""
     if scheme == "bcrypt":
         import bcrypt
 
-        return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+        return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=rounds)).decode()
     if scheme == "sha":
         return "{SHA}" + base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
     if scheme == "plain":

@@ -96,7 +96,7 @@ class Registry:
             import bcrypt  # noqa: F401
         except ImportError:
             scheme = "sha"
-        return {self.username: hash_password(self.password, scheme)}
+        return {self.username: hash_password(self.password, scheme, rounds=4)}
 
     def start(self) -> Registry:
         """Start serving; returns self."""
