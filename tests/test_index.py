@@ -551,3 +551,20 @@ def test_list_table_and_json(
     assert [m["attestation"] for m in j["manifests"]] == [False, False, True]
     assert j["manifests"][2]["subject"] == str(arm64)
     assert j["mediaType"] == mt.OCI_INDEX
+
+
+def test_create_into_a_layout_read_by_skopeo(
+    registry: DistributionRegistry, srcs: dict[str, Image], tmp_path: Path
+) -> None:
+    r1 = registry.host
+    target = f"oci:{tmp_path}/lay:multi"
+    p = luff_cli("index", "create", target, f"{r1}/src/amd64:1", f"{r1}/src/s390x:1")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().startswith(f"oci:{tmp_path}/lay@sha256:")
+    q = subprocess.run(["skopeo", "inspect", "--raw", target], capture_output=True, timeout=60)
+    assert q.returncode == 0, q.stderr
+    assert p.stdout.strip().endswith("sha256:" + hashlib.sha256(q.stdout).hexdigest())
+    out = skopeo("copy", "--all", target, f"oci:{tmp_path}/copy:x")
+    assert out.returncode == 0, out.stderr
+    listed = luff_cli("index", "list", target)
+    assert "linux/s390x" in listed.stdout, listed.stderr
