@@ -19,7 +19,7 @@ import pytest
 
 import luff
 from luff.context import Context
-from luff.copy import COPY, EXISTS, MOUNT
+from luff.copy import COPY, EXISTS, MOUNT, Plan
 from luff.errors import NotFound
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
@@ -252,7 +252,10 @@ def test_same_registry_sources_are_mounted(
     plan = built.plan(f"{r3}/rel/mounted:1")
     assert plan.blobs and {b.action for b in plan.blobs} == {MOUNT}
     assert plan.bytes_to_copy == 0
-    built.push(f"{r3}/rel/mounted:1")
+    seen: list[Plan] = []
+    built.push(f"{r3}/rel/mounted:1", on_plan=seen.append)
+    # Still "mount" after the transfer: no mount fell back to a download.
+    assert seen and {b.action for b in seen[0].blobs} == {MOUNT}
     out = skopeo("inspect", "--tls-verify=false", f"docker://{r3}/rel/mounted:1")
     assert out.returncode == 0, out.stderr
 
