@@ -411,3 +411,26 @@ def test_unknown_source_message_names_it_once() -> None:
     with pytest.raises(NotFound) as e:
         build([Source.from_store(store, "nope")])
     assert str(e.value).count("empty:nope") == 1
+
+
+def test_nested_indexes_are_flattened_recursively() -> None:
+    from luff.testing import random_index
+
+    inner = random_index(["linux/amd64", "linux/arm64"])
+    outer = Manifest.from_dict(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_INDEX,
+            "manifests": [inner.descriptor.to_dict()],
+        }
+    )
+    inner.store.push_manifest(outer, "outer")
+    built = build([Source.from_store(inner.store, "outer")])
+    assert [e.digest for e in built.entries] == [c.digest for c in inner.children]
+    nested = build([Source.from_store(inner.store, "outer")], flatten=False)
+    assert [e.digest for e in nested.entries] == [outer.digest]
+    plan = nested.plan(MemoryStore("t"))
+    assert {m.descriptor.digest for m in plan.manifests} >= {
+        inner.digest,
+        *(c.digest for c in inner.children),
+    }
