@@ -51,12 +51,16 @@ def test_registry_with_auth(auth: str) -> None:
             basic.ls(f"{reg.host}/app", ctx=Registry().context())  # no credentials
 
 
-def test_registry_random_password_and_anonymous_pull() -> None:
-    with Registry(auth="token", anonymous_pull=("pub/",)) as reg:
+@pytest.mark.parametrize("process", [False, True], ids=["thread", "process"])
+def test_registry_random_password_and_anonymous_pull(process: bool) -> None:
+    with Registry(auth="token", anonymous_pull=("pub/",), process=process) as reg:
         assert reg.password and reg.username == "luff"
         random_image().push(f"{reg.host}/pub/app:1", reg.context())
         anon = Registry().context()
         assert basic.ls(f"{reg.host}/pub/app", ctx=anon) == ["1"]
+        random_image().push(f"{reg.host}/priv/app:1", reg.context())
+        with pytest.raises(AuthError):
+            basic.ls(f"{reg.host}/priv/app", ctx=anon)
 
 
 def test_registry_storage_persists(tmp_path: Path) -> None:

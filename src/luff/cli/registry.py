@@ -45,6 +45,13 @@ def registry() -> None:
     show_default=True,
     help="Lifetime of issued tokens, in seconds.",
 )
+@click.option(
+    "--anonymous-pull",
+    multiple=True,
+    metavar="PREFIX",
+    help="Token mode with --htpasswd: anonymous clients may pull repositories named PREFIX… "
+    "(repeatable).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No access log.")
 def serve(
     address: str,
@@ -52,6 +59,7 @@ def serve(
     htpasswd: str | None,
     token: bool,
     token_ttl: int,
+    anonymous_pull: tuple[str, ...],
     quiet: bool,
 ) -> None:
     """Serve the OCI distribution API until interrupted.
@@ -67,6 +75,7 @@ def serve(
         htpasswd=htpasswd,
         token=token,
         token_ttl=token_ttl,
+        anonymous_pull=anonymous_pull,
         access_log=None if quiet else sys.stderr,
     )
 
