@@ -135,6 +135,22 @@ class VerifyingReader:
 CHUNK = 1 << 20
 
 
+def verified_digest(stream: object) -> Digest | None:
+    """The digest *stream* checks as it is read, if it is (or wraps) a :class:`VerifyingReader`.
+
+    Wrappers expose what they wrap as ``__wrapped__``. A store writing such a
+    stream to the end need not hash it a second time: the reader raises
+    :class:`DigestMismatch` at EOF before the write can be committed.
+    """
+    for _ in range(8):
+        if isinstance(stream, VerifyingReader):
+            return stream.digest
+        stream = getattr(stream, "__wrapped__", None)
+        if stream is None:
+            return None
+    return None
+
+
 def verify_bytes(data: bytes, digest: Digest | str, size: int | None = None) -> None:
     """Raise :class:`DigestMismatch` unless *data* matches *digest* (and *size*)."""
     d = digest if isinstance(digest, Digest) else Digest.parse(digest)
