@@ -532,3 +532,31 @@ def test_cli_push_and_pull(tmp_path: Path, registry: DistributionRegistry, ctx: 
         *(str(c.digest) for c in idx.children),
     ]
     assert all(mt.REF_NAME not in e.annotations for e in m.manifests)
+
+
+def test_self_verifying_stream_is_hashed_once_and_still_refused(tmp_path: Path) -> None:
+    import io
+
+    from luff.model.digest import VerifyingReader, verified_digest
+
+    store = LayoutStore.init(tmp_path / "l")
+    good = Descriptor.for_bytes(mt.OCI_LAYER, b"payload")
+
+    class Wrapper:
+        def __init__(self, s: object) -> None:
+            self.__wrapped__ = s
+
+        def read(self, n: int = -1) -> bytes:
+            return self.__wrapped__.read(n)  # type: ignore[attr-defined,no-any-return]
+
+    ok = Wrapper(VerifyingReader(io.BytesIO(b"payload"), good.digest, good.size))
+    assert verified_digest(ok) == good.digest
+    assert verified_digest(io.BytesIO()) is None
+    store.push_blob(good, ok)  # type: ignore[arg-type]
+    assert store.blob_path(good.digest).read_bytes() == b"payload"
+    # a self-verifying stream with the wrong bytes fails at EOF; nothing is committed
+    bad = Descriptor.for_bytes(mt.OCI_LAYER, b"expected")
+    liar = Wrapper(VerifyingReader(io.BytesIO(b"imposter"), bad.digest, bad.size))
+    with pytest.raises(DigestMismatch):
+        store.push_blob(bad, liar)  # type: ignore[arg-type]
+    assert not store.exists(bad) and not list(store.path.glob(TMP_PREFIX + "*"))

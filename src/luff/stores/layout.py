@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from luff.errors import InvalidDigest, InvalidManifest, LuffError, NotFound, UsageError
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
-from luff.model.digest import Digest, VerifyingReader, is_digest
+from luff.model.digest import Digest, VerifyingReader, is_digest, verified_digest
 from luff.model.manifest import MAX_MANIFEST, Manifest, sniff_media_type
 from luff.model.platform import Platform
 from luff.stores.base import Store
@@ -386,7 +386,9 @@ class LayoutStore(Store):
     def push_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
         if self.exists(desc):
             return
-        src = VerifyingReader(stream, desc.digest, desc.size)
+        src: BinaryIO = stream
+        if verified_digest(stream) != desc.digest:  # else it already checks itself
+            src = VerifyingReader(stream, desc.digest, desc.size)  # type: ignore[assignment]
         fd, tmp = self._tmp()
         try:
             with os.fdopen(fd, "wb") as f:
