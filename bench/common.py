@@ -1,0 +1,225 @@
+"""Shared helpers for the benchmarks in bench/.
+
+- :class:`Registry` starts Debian's ``docker-registry`` on a free loopback
+  port with its storage in a temporary directory.
+- :func:`push_random_index` pushes a random 3-platform index (about 65 MB
+  of incompressible layers by default) with :mod:`luff.testing`.
+- :func:`alternate` runs several commands in alternating order and
+  :func:`report` prints medians and the median ratio.
+
+Run a bench as ``.venv/bin/python bench/bench_copy.py`` from the repository
+root; see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+REGISTRY_BIN = "/usr/bin/docker-registry"
+PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
+#: The venv's ``luff`` console script (next to the running interpreter).
+LUFF = str(Path(sys.executable).with_name("luff"))
+
+
+def need(tool: str) -> str:
+    """The path of *tool*, or exit with a message naming it."""
+    path = shutil.which(tool)
+    if path is None:
+        sys.exit(f"bench: {tool} is not installed (apt-get install docker-registry skopeo)")
+    return path
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Registry:
+    """A plain ``docker-registry`` on a free loopback port, storing in a temp dir.
+
+    Use as a context manager; the process and its storage are removed on exit.
+    """
+
+    def __init__(self, name: str = "registry") -> None:
+        self.name = name
+        self.port = 0
+        self.dir = Path()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:PORT``."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> Registry:
+        """Start the registry and wait until ``/v2/`` answers."""
+        need(REGISTRY_BIN)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"luff-bench-{self.name}-"))
+        self.port = free_port()
+        cfg = {
+            "version": 0.1,
+            "log": {"level": "error", "accesslog": {"disabled": True}},
+            "storage": {"filesystem": {"rootdirectory": str(self.dir / "data")}},
+            "http": {"addr": self.host, "secret": "luff-bench"},
+        }
+        conf = self.dir / "config.yml"
+        conf.write_text(json.dumps(cfg))  # JSON is YAML
+        log = open(self.dir / "registry.log", "wb")  # noqa: SIM115 (owned by the process)
+        self._proc = subprocess.Popen([REGISTRY_BIN, "serve", str(conf)], stdout=log, stderr=log)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2)
+                return self
+            except urllib.error.HTTPError:
+                return self
+            except OSError:
+                if time.monotonic() > deadline or self._proc.poll() is not None:
+                    self.stop()
+                    sys.exit(f"bench: docker-registry did not start; see {self.dir}/registry.log")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the process and delete its storage."""
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+        if self.dir != Path() and self.dir.exists():
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Registry:
+        return self.start()
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def push_random_index(
+    address: str,
+    *,
+    total_mb: float = 65.0,
+    layers: int = 2,
+    platforms: Sequence[str] = PLATFORMS,
+) -> str:
+    """Push a random index of ``len(platforms)`` images to *address*; returns its digest.
+
+    The layers hold random (incompressible) bytes, so *total_mb* (10^6 bytes)
+    is close to the bytes that go over the wire.
+    """
+    from luff.context import Context
+    from luff.testing import random_index
+
+    size = int(total_mb * 1_000_000 / (len(platforms) * layers))
+    index = random_index(tuple(platforms), layers=layers, size=size)
+    ctx = Context()
+    try:
+        index.push(address, ctx)
+    finally:
+        ctx.close()
+    return str(index.digest)
+
+
+def index_bytes(total_mb: float, layers: int, platforms: Sequence[str] = PLATFORMS) -> int:
+    """Approximate payload bytes of :func:`push_random_index` with these arguments."""
+    return int(total_mb * 1_000_000 / (len(platforms) * layers)) * len(platforms) * layers
+
+
+@dataclass
+class Timing:
+    """One measured run: wall-clock seconds and the CPU seconds (user+sys) of the command."""
+
+    wall: float
+    cpu: float
+
+
+def run(cmd: Sequence[str], *, env: dict[str, str] | None = None) -> Timing:
+    """Run *cmd* (output captured), exit the bench if it fails; returns its timing."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(list(cmd), capture_output=True, env=env)
+    dt = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        sys.exit(
+            f"bench: command failed ({p.returncode}): {' '.join(cmd)}\n"
+            f"{p.stderr.decode(errors='replace')}"
+        )
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Timing(dt, cpu)
+
+
+def alternate(
+    runners: dict[str, Callable[[int], Timing]], runs: int, *, warmup: int = 1
+) -> dict[str, list[Timing]]:
+    """Call each runner ``runs`` times, rotating which goes first; returns timings per name.
+
+    A runner gets the run number (negative for warm-up runs, which are not
+    recorded) and returns its :class:`Timing`.
+    """
+    names = list(runners)
+    times: dict[str, list[Timing]] = {n: [] for n in names}
+    for i in range(-warmup, runs):
+        k = i % len(names)
+        for n in names[k:] + names[:k]:
+            t = runners[n](i)
+            if i >= 0:
+                times[n].append(t)
+            note = "  (warm-up)" if i < 0 else ""
+            print(f"  run {i:>2} {n:<8} {t.wall:7.3f} s  cpu {t.cpu:6.3f} s{note}", flush=True)
+    return times
+
+
+def report(times: dict[str, list[Timing]], baseline: str, *, nbytes: int = 0) -> float:
+    """Print wall min/median/max, median CPU and median ratios against *baseline*.
+
+    Returns the wall-clock median ratio of the first tool that is not the baseline.
+    """
+    base = statistics.median(t.wall for t in times[baseline])
+    first_ratio = 0.0
+    print()
+    print(
+        f"{'tool':<8} {'runs':>4} {'min':>7} {'median':>7} {'max':>7} "
+        f"{'MB/s':>6} {'cpu':>6}  ratio (median wall)"
+    )
+    for name, ts in times.items():
+        walls = [t.wall for t in ts]
+        med = statistics.median(walls)
+        cpu = statistics.median(t.cpu for t in ts)
+        mbs = f"{nbytes / med / 1e6:6.1f}" if nbytes else f"{'':>6}"
+        ratio = med / base
+        if name != baseline and not first_ratio:
+            first_ratio = ratio
+        print(
+            f"{name:<8} {len(ts):>4} {min(walls):7.3f} {med:7.3f} {max(walls):7.3f} "
+            f"{mbs} {cpu:6.3f}  {ratio:.2f}x {baseline}"
+        )
+    return first_ratio
+
+
+def clean_env() -> dict[str, str]:
+    """The environment for tool subprocesses: the current one without proxy settings."""
+    return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
