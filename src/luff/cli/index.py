@@ -57,7 +57,7 @@ def _edit_options(f: F) -> F:
                 "fmt",
                 type=click.Choice(["oci", "docker"]),
                 default=None,
-                help="Index media type: OCI index (default) or Docker manifest list.",
+                help="Index or Docker list (default oci; append and filter keep the base's).",
             ),
             click.option(
                 "--dry-run", is_flag=True, help="Print the index and the plan; push nothing."
