@@ -301,6 +301,10 @@ class Entry:
         """The descriptor's JSON form as written in the index."""
         return dict(self.raw)
 
+    def __repr__(self) -> str:
+        kind = "attestation" if self.is_attestation else str(self.platform or "-")
+        return f"<Entry {self.digest.short} {kind} from {self.source}>"
+
 
 @dataclass
 class _Content:
@@ -350,6 +354,12 @@ class BuiltIndex:
     def to_json(self) -> str:
         """The exact bytes of the index, as text."""
         return self.manifest.data.decode()
+
+    def __repr__(self) -> str:
+        plats = ", ".join(
+            "attestation" if e.is_attestation else str(e.platform or "-") for e in self.entries
+        )
+        return f"<BuiltIndex {self.digest} [{plats}]>"
 
     # --- targets -------------------------------------------------------
     def _open(
