@@ -409,7 +409,6 @@ class RegistryApp:
             "Location": f"/v2/{name}/blobs/uploads/{up.id}",
             "Range": f"0-{max(up.offset - 1, 0)}",
             "Docker-Upload-UUID": up.id,
-            "OCI-Chunk-Min-Length": "0",
         }
 
     def _blob_created(self, name: str, d: Digest) -> web.Response:
