@@ -123,7 +123,7 @@ def test_umoci_lists_and_unpacks_luff_layout(
 
 
 def test_umoci_reads_complete_parts_of_sparse_layout(
-    tmp_path: Path, registry: DistributionRegistry, ctx: Context
+    tmp_path: Path, registry: DistributionRegistry, ctx: Context, policy: Path
 ) -> None:
     img = random_image("linux/amd64", size=300)
     src = f"{registry.host}/interop/umoci-sparse:1"
@@ -134,6 +134,8 @@ def test_umoci_reads_complete_parts_of_sparse_layout(
     assert run("umoci", "ls", "--layout", str(st)).split() == ["s"]
     stat = json.loads(run("umoci", "stat", "--json", "--image", f"{st}:s"))
     assert len(stat["history"]) == 1  # read the manifest and config
+    info = json.loads(skopeo(policy, "inspect", f"oci:{st}:s"))
+    assert info["Digest"] == str(img.digest) and info["Architecture"] == "amd64"
     lay.fill(st, ctx=ctx)
     run("umoci", "unpack", "--rootless", "--image", f"{st}:s", str(tmp_path / "b"))
 
