@@ -374,3 +374,35 @@ def test_write_docker_archive_from_registry(
     with pytest.raises(UsageError, match="--platform"):
         idx.push(f"docker-archive:{tmp_path / 'i.tar'}:x/y:1")
     assert not (tmp_path / "i.tar").exists()
+
+
+def test_index_create_from_disk_sources(
+    tmp_path: Path, registry: DistributionRegistry, ctx: Context
+) -> None:
+    """Layouts and both archive kinds are sources of `index create`, and a layout a target."""
+    from luff.ops import index
+
+    multi = random_index(("linux/amd64", "linux/arm64"))
+    multi.push(f"oci:{tmp_path / 'l'}:1")
+    s390 = random_image("linux/s390x", media="docker")
+    s390.push(f"docker-archive:{tmp_path / 's.tar'}:acme/app:1")
+    ppc = random_image("linux/ppc64le")
+    ppc.push(f"oci-archive:{tmp_path / 'p.tar'}:1")
+    sources = [
+        f"oci:{tmp_path / 'l'}:1",
+        f"docker-archive:{tmp_path / 's.tar'}:acme/app:1",
+        f"oci-archive:{tmp_path / 'p.tar'}",
+    ]
+    d = index.create(f"{registry.host}/disk/idx:1", sources, ctx=ctx)
+    _, _, m = basic.resolve(f"{registry.host}/disk/idx:1", ctx=ctx)
+    assert m.digest == d.digest
+    plats = [str(e.platform) for e in m.manifests]
+    assert plats == ["linux/amd64", "linux/arm64", "linux/s390x", "linux/ppc64le"]
+    assert m.manifests[0].digest == multi.children[0].digest
+    assert m.manifests[3].digest == ppc.digest
+    synthesized = basic.digest(f"docker-archive:{tmp_path / 's.tar'}").digest
+    assert m.manifests[2].digest == synthesized
+    # into a layout
+    d2 = index.create(f"oci:{tmp_path / 'out'}:v", sources, ctx=ctx)
+    (entry,) = lay.list_entries(tmp_path / "out")
+    assert entry.descriptor.digest == d2.digest and not entry.sparse
