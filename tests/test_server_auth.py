@@ -38,6 +38,8 @@ def htpasswd(tmp_path: Path) -> Path:
     p.write_text(
         "# users\n"
         f"bob:{hash_password('bcrypt-pw', 'bcrypt')}\n"
+        # what Apache's htpasswd -B writes: the $2y$ prefix
+        f"amy:{hash_password('apache-pw', 'bcrypt', rounds=4).replace('$2b$', '$2y$', 1)}\n"
         f"sam:{hash_password('sha-pw', 'sha')}\n"
         "\n"
         "pat:plain-pw\n"
@@ -82,7 +84,8 @@ def test_basic_auth_challenge(basic_server: RegistryServer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("user", "password"), [("bob", "bcrypt-pw"), ("sam", "sha-pw"), ("pat", "plain-pw")]
+    ("user", "password"),
+    [("bob", "bcrypt-pw"), ("amy", "apache-pw"), ("sam", "sha-pw"), ("pat", "plain-pw")],
 )
 def test_basic_auth_users(basic_server: RegistryServer, user: str, password: str) -> None:
     url = f"{basic_server.url}/v2/"
