@@ -348,8 +348,11 @@ def test_docker_archive_to_registry_compresses_with_correct_diff_ids(
         with store.fetch(x) as f:
             plain = gzip.decompress(f.read())
         assert plain == want and Digest.of(plain) == Digest.parse(diff)
-    # pushing again is a no-op with the same digest
+    # pushing again is a no-op with the same digest; FILE:REPO:TAG names the image
     assert lay.push(str(p), f"{registry.host}/darc/app:1.0", ctx=ctx).digest == desc.digest
+    assert lay.push(f"{p}:app:1.0", f"{registry.host}/darc/app:1.1", ctx=ctx).digest == desc.digest
+    with pytest.raises(NotFound):
+        lay.push(f"{p}:app:9", f"{registry.host}/darc/app:1.1", ctx=ctx)
 
 
 def test_write_docker_archive_from_registry(

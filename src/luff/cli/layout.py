@@ -228,6 +228,8 @@ def pull(ref: str, path: str, fmt: str, platform: str | None, as_json: bool) -> 
             progress.stop()
     if as_json:
         out_json(desc.to_dict())
+    elif fmt == "docker-archive":
+        out(f"{fmt}:{path}")  # its images get new digests (uncompressed layers)
     else:
         out(f"{fmt}:{path}@{desc.digest}")
 

@@ -395,16 +395,15 @@ def fill(
 def open_path(path: str, ctx: Context | None = None) -> tuple[Store, str]:
     """Open a layout directory or an archive file, as an address or a plain path.
 
-    A plain ``PATH:TAG`` names an entry when ``PATH`` exists; an archive is a
-    docker archive when it holds ``manifest.json``, else an OCI archive.
+    A plain ``PATH:TAG`` (``FILE:REPO:TAG`` for a docker archive) names an
+    entry when ``PATH`` exists; an archive is a docker archive when it holds
+    ``manifest.json``, else an OCI archive.
     """
     ctx = _ctx(ctx)
     if any(path.startswith(t + ":") for t in TRANSPORTS):
         return open_store(path, ctx)
     candidates = [(path, "")]
-    head, sep, tail = path.rpartition(":")
-    if sep and head and tail and "/" not in tail:
-        candidates.append((head, tail))
+    candidates += [(path[:i], path[i + 1 :]) for i, c in enumerate(path) if c == ":" and i > 0]
     from luff.stores.archive import open_archive
 
     for p, ident in candidates:
