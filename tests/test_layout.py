@@ -560,3 +560,57 @@ def test_self_verifying_stream_is_hashed_once_and_still_refused(tmp_path: Path) 
     with pytest.raises(DigestMismatch):
         store.push_blob(bad, liar)  # type: ignore[arg-type]
     assert not store.exists(bad) and not list(store.path.glob(TMP_PREFIX + "*"))
+
+
+def test_killed_append_leaves_layout_valid(tmp_path: Path) -> None:
+    """SIGKILL while a layer is being written: index.json is untouched, gc clears the rest."""
+    import errno
+    import time
+
+    src = tmp_path / "src"
+    img = random_image("linux/amd64", size=4096)
+    img.push(f"oci:{src}:x")
+    layer = img.manifest.layers[0]
+    fifo = src / blob_relpath(layer.digest)
+    fifo.unlink()
+    os.mkfifo(fifo)  # the layer's bytes arrive only when this test writes them
+    st = tmp_path / "stage"
+    lay.init(st)
+    random_image("linux/arm64").push(f"oci:{st}:keep")
+    before = index_json(st)
+    luff = str(Path(sys.executable).parent / "luff")
+    proc = subprocess.Popen([luff, "layout", "append", str(st), f"oci:{src}:x", "--tag", "new"])
+    deadline = time.monotonic() + 120  # a guard against hanging, not a timing assertion
+    try:
+        while True:  # open the write end once the reader has opened the fifo
+            try:
+                w = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as e:
+                assert e.errno == errno.ENXIO and proc.poll() is None
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        data = img.store.blobs[layer.digest]
+        os.write(w, data[: len(data) // 2])
+        while not list(st.glob(TMP_PREFIX + "*")):  # the layer is being written
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.kill()
+        proc.wait()
+        os.close(w)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert index_json(st) == before
+    store = LayoutStore.open(st)
+    assert not store.exists(layer)
+    assert [e.sparse for e in lay.list_entries(st)] == [False]
+    tmps = list(st.glob(TMP_PREFIX + "*"))
+    assert tmps
+    assert lay.gc(st).temporaries == 0  # fresh temporaries may belong to a live writer
+    old = time.time() - 7200
+    for t in tmps:
+        os.utime(t, (old, old))
+    res = lay.gc(st)
+    assert res.temporaries == len(tmps) and not list(st.glob(TMP_PREFIX + "*"))
+    assert basic.digest(f"oci:{st}:keep").digest == LayoutStore.open(st).resolve("keep").digest
