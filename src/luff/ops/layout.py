@@ -520,8 +520,6 @@ def pull(
     """
     if format not in FORMATS:
         raise UsageError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
-    from luff.stores.archive import DockerArchiveStore, OciArchiveStore
-
     ctx = _ctx(ctx)
     src, ident = open_store(ref, ctx)
     desc, m = get_root(src, ident)
@@ -538,6 +536,8 @@ def pull(
         dst = LayoutStore.open(path, create=True, ctx=ctx)
         tags = [tag] if tag else []
     elif format == "oci-archive":
+        from luff.stores.archive import OciArchiveStore
+
         dst = OciArchiveStore.open(path, write=True)
         tags = [tag] if tag else []
     else:
@@ -547,6 +547,8 @@ def pull(
                 f"{ref} is an index; a docker archive holds one image: choose one with "
                 f"--platform (has: {have})"
             )
+        from luff.stores.archive import DockerArchiveStore
+
         dst = DockerArchiveStore.open(path, write=True)
         if addr.reference is not None and tag:
             tags = [f"{addr.reference.name}:{tag}"]
