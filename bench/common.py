@@ -221,5 +221,13 @@ def report(times: dict[str, list[Timing]], baseline: str, *, nbytes: int = 0) ->
 
 
 def clean_env() -> dict[str, str]:
-    """The environment for tool subprocesses: the current one without proxy settings."""
-    return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    """The environment for tool subprocesses: the current one without proxy settings.
+
+    ``PYTHONDONTWRITEBYTECODE`` is dropped too: an installed luff has compiled
+    bytecode, so the warm-up run caches it instead of every run recompiling.
+    """
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if "proxy" not in k.lower() and k != "PYTHONDONTWRITEBYTECODE"
+    }
