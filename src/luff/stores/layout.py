@@ -133,6 +133,7 @@ class LayoutStore(Store):
         self.name = f"oci:{path}"
         self.ctx = ctx
         self._lock = threading.Lock()
+        self._index_lock = threading.Lock()  # threads of this process; flock for the rest
         self._written: dict[Digest, Manifest] = {}
         self._origins: dict[str, Store] = {}
 
@@ -224,7 +225,7 @@ class LayoutStore(Store):
     def locked(self) -> Iterator[None]:
         """Hold the exclusive lock on ``index.json`` (flock; survives its replacement)."""
         index = self.path / INDEX_FILE
-        with self._lock:
+        with self._index_lock:
             while True:
                 try:
                     fd = os.open(index, os.O_RDONLY)
