@@ -711,8 +711,9 @@ class _DockerArchiveWriter(DockerArchiveStore):
     def resolve(self, identifier: str) -> Descriptor:
         with self._lock:
             images = list(self._images.values())
+        want = normalize_repo_tag(identifier) if identifier else ""
         for m, tags in images:
-            if identifier in (str(m.digest), *tags) or (not identifier and len(images) == 1):
+            if identifier == str(m.digest) or want in tags or (not want and len(images) == 1):
                 return m.descriptor()
         raise NotFound(f"{self.name}:{identifier}: not written yet")
 
