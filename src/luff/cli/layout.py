@@ -136,7 +136,8 @@ def remove_(directory: str, tag: str | None, digest: str | None, platform: str |
     from luff.ops import layout as ops
 
     for d in ops.remove(directory, tag=tag, digest=digest, platform=platform):
-        log(f"removed {d.annotations.get('org.opencontainers.image.ref.name', '')} {d.digest}")
+        name = d.annotations.get("org.opencontainers.image.ref.name", "")
+        log(f"removed {name + ' ' if name else ''}{d.digest}")
 
 
 @layout.command("gc")
