@@ -264,9 +264,8 @@ class Copier:
                 list(pool.map(self._push_manifest, items))
 
     def _push_manifest(self, item: ManifestItem) -> None:
-        if item.depth > 0 and self.target.exists(item.descriptor):
-            item.action = EXISTS
-            return
+        # The plan already looked for it on a registry target; a PUT of the same bytes is
+        # idempotent everywhere else.
         self.target.push_manifest(item.manifest)
 
     def _transfer(self, item: PlanItem, progress: Progress | None) -> None:
