@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeVar
 
 from luff.context import Context, default_context
 from luff.errors import LuffError, NotFound, RegistryError, TransportError
@@ -28,6 +28,8 @@ MOUNT = "mount"
 COPY = "copy"
 SKIP = "skip"  # non-distributable (foreign) layers
 TAG = "tag"  # the root, pushed under its tags last
+
+_T = TypeVar("_T")
 
 _FOREIGN = frozenset(
     {
@@ -171,6 +173,7 @@ class Copier:
         self._blobs: dict[Digest, PlanItem] = {}
         self._manifests: dict[Digest, ManifestItem] = {}
         self._pending: list[tuple[Store, Descriptor, Manifest | None, int]] = []
+        self._lock = threading.Lock()  # guards _blobs and _manifests across pool threads
 
     def add(
         self, source: Store, desc: Descriptor, manifest: Manifest | None = None, depth: int = 0
@@ -208,22 +211,37 @@ class Copier:
         if not mt.is_manifest(desc.media_type):
             self._add_blob(source, desc)
             return []
-        if desc.digest in self._manifests:
-            item = self._manifests[desc.digest]
-            item.depth = max(item.depth, depth)
-            return []
+        with self._lock:
+            item = self._manifests.get(desc.digest)
+            if item is not None:
+                return self._seen_again(item, depth)
         if trusted and depth > 0 and manifest is None and self.target.exists(desc):
             # The target registry only holds a manifest whose children it holds.
-            self._manifests[desc.digest] = ManifestItem(
-                desc, Manifest(b"", desc.media_type), source, depth, EXISTS
-            )
+            with self._lock:
+                self._manifests.setdefault(
+                    desc.digest,
+                    ManifestItem(desc, Manifest(b"", desc.media_type), source, depth, EXISTS),
+                )
             return []
         m = manifest if manifest is not None else source.fetch_manifest(desc)
-        self._manifests[desc.digest] = ManifestItem(desc, m, source, depth)
+        with self._lock:
+            if desc.digest in self._manifests:  # another thread got there first
+                return self._seen_again(self._manifests[desc.digest], depth)
+            self._manifests[desc.digest] = ManifestItem(desc, m, source, depth)
         return [(source, child, None, depth + 1) for child in m.children()]
 
+    @staticmethod
+    def _seen_again(
+        item: ManifestItem, depth: int
+    ) -> list[tuple[Store, Descriptor, Manifest | None, int]]:
+        if depth <= item.depth or item.action == EXISTS:
+            return []
+        # Reached again deeper down: its children must stay below it.
+        item.depth = depth
+        return [(item.source, c, None, depth + 1) for c in item.manifest.children()]
+
     def _add_blob(self, source: Store, desc: Descriptor) -> None:
-        with _lock:
+        with self._lock:
             if desc.digest in self._blobs:
                 prev = self._blobs[desc.digest]
                 # Prefer a source the target can mount from.
@@ -247,9 +265,7 @@ class Copier:
             progress.planned(plan)
         todo = [b for b in plan.blobs if b.action in (COPY, MOUNT)]
         if todo:
-            with ThreadPoolExecutor(max_workers=max(1, self.ctx.jobs)) as pool:
-                for f in [pool.submit(self._transfer, b, progress) for b in todo]:
-                    f.result()
+            _run_all(lambda b: self._transfer(b, progress), todo, self.ctx.jobs)
         # Manifests deepest first; one depth level at a time, concurrently.
         by_depth: dict[int, list[ManifestItem]] = {}
         for m in plan.manifests:
@@ -260,8 +276,7 @@ class Copier:
             if len(items) == 1:
                 self._push_manifest(items[0])
                 continue
-            with ThreadPoolExecutor(max_workers=max(1, self.ctx.jobs)) as pool:
-                list(pool.map(self._push_manifest, items))
+            _run_all(self._push_manifest, items, self.ctx.jobs)
 
     def _push_manifest(self, item: ManifestItem) -> None:
         # The plan already looked for it on a registry target; a PUT of the same bytes is
@@ -306,7 +321,29 @@ class Copier:
             progress.finished(item)
 
 
-_lock = threading.Lock()
+def _run_all(fn: Callable[[_T], None], items: list[_T], jobs: int) -> None:
+    """Run *fn* on every item with *jobs* threads.
+
+    After the first error no further call starts; the running ones are
+    awaited, and that first error is raised.
+    """
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def run(x: _T) -> None:
+        if errors:
+            return
+        try:
+            fn(x)
+        except BaseException as e:
+            with lock:
+                errors.append(e)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for f in [pool.submit(run, x) for x in items]:
+            f.result()
+    if errors:
+        raise errors[0]
 
 
 def copy_graph(
