@@ -86,12 +86,6 @@ def serve(
         click.echo(s.host)
         sys.stdout.flush()
 
-    import signal
-
-    def on_term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
     srv.run(on_ready=ready)
     click.echo("luff registry stopped", err=True)
 

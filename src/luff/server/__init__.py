@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import os
+import signal
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -147,6 +148,10 @@ class RegistryServer:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._stopped = asyncio.Event()
+            if threading.current_thread() is threading.main_thread():
+                # Stop gracefully: requests in flight finish (and are logged) first.
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    self._loop.add_signal_handler(sig, self._stopped.set)
             await self.start()
             if on_ready is not None:
                 on_ready(self)
