@@ -370,6 +370,36 @@ class _RetryStream(Exception):
     """Authentication changed while a one-shot body was being sent."""
 
 
+class ResponseStream:
+    """A streamed response body; a connection failure while reading raises TransportError."""
+
+    def __init__(self, resp: urllib3.BaseHTTPResponse, host: str) -> None:
+        self._resp = resp
+        self._host = host
+
+    def read(self, n: int | None = -1) -> bytes:
+        try:
+            return self._resp.read(None if n is None or n < 0 else n)
+        except Urllib3Error as e:
+            raise TransportError(
+                f"{self._host}: connection lost while reading: {_reason(e)}"
+            ) from None
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Close the response; a connection with unread bytes is not reused."""
+        self._resp.close()
+        self._resp.release_conn()
+
+    def __enter__(self) -> ResponseStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _next_link(header: str) -> str | None:
     for part in header.split(","):
         if 'rel="next"' in part or "rel=next" in part:

@@ -12,12 +12,10 @@ from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, is_digest, verify_bytes
 from luff.model.manifest import MAX_MANIFEST, Manifest, sniff_media_type
 from luff.model.reference import Reference
-from luff.registry.client import RegistryClient, _RetryStream
+from luff.registry.client import RegistryClient, ResponseStream, _drain, _RetryStream
 from luff.stores.base import Store
 
 if TYPE_CHECKING:
-    import urllib3
-
     from luff.context import Context
 
 CHUNK_SIZE = 16 * 1024 * 1024
@@ -153,12 +151,12 @@ class RegistryStore(Store):
             stream=True,
         )
         if resp.status == 404:
-            resp.release_conn()
+            _drain(resp)
             raise NotFound(f"{self._what(str(desc.digest))}: blob unknown")
         if resp.status != 200:
             resp.read()
         self.client.check(resp, (200,), self._what(str(desc.digest)))
-        return resp  # type: ignore[return-value]
+        return ResponseStream(resp, self.client.host)  # type: ignore[return-value]
 
     # --- writing -------------------------------------------------------
     def _start_upload(self) -> str:
@@ -280,7 +278,3 @@ class RegistryStore(Store):
 
     def trusts_manifest_closure(self) -> bool:
         return True
-
-
-def _release(resp: urllib3.BaseHTTPResponse) -> None:
-    resp.release_conn()
