@@ -400,3 +400,36 @@ def test_tls_registry_on_loopback(tls_registry: DistributionRegistry, ctx: Conte
         timeout=60,
     )
     assert Digest.of(p.stdout) == img.digest
+
+
+def _loopback_name() -> str:
+    """A name for this machine that resolves to loopback but is not 'localhost'."""
+    import socket
+
+    name = socket.gethostname()
+    try:
+        addr = socket.gethostbyname(name)
+    except OSError:
+        return ""
+    return name if addr.startswith("127.") and name != "localhost" else ""
+
+
+@pytest.mark.skipif(not _loopback_name(), reason="the host name does not resolve to loopback")
+def test_insecure_flag_for_a_named_host(
+    tls_registry: DistributionRegistry, registry: DistributionRegistry
+) -> None:
+    """--insecure HOST: unverified TLS, or plain HTTP when the host has no TLS."""
+    name = _loopback_name()
+    tls_host = f"{name}:{tls_registry.host.rsplit(':', 1)[1]}"
+    plain_host = f"{name}:{registry.host.rsplit(':', 1)[1]}"
+    img = random_image(size=500)
+    img.push(f"{tls_registry.host}/named/app:1", Context(credentials=lambda h: ANONYMOUS))
+    img.push(f"{registry.host}/named/app:1", Context(credentials=lambda h: ANONYMOUS))
+    strict = Context(credentials=lambda h: ANONYMOUS, max_attempts=1)
+    with pytest.raises(TransportError, match=r"TLS|certificate|SSL"):
+        basic.digest(f"{tls_host}/named/app:1", ctx=strict)
+    loose = Context(insecure={tls_host, plain_host}, credentials=lambda h: ANONYMOUS)
+    assert basic.digest(f"{tls_host}/named/app:1", ctx=loose).digest == img.digest
+    assert loose.client(tls_host).scheme == "https"
+    assert basic.digest(f"{plain_host}/named/app:1", ctx=loose).digest == img.digest
+    assert loose.client(plain_host).scheme == "http"
