@@ -299,7 +299,8 @@ class RegistryClient:
                 preload_content=not stream,
             )
         except SSLError as e:
-            raise TransportError(f"{self.host}: TLS error: {e}") from None
+            hint = "" if self._insecure else f" (--insecure {self.host} skips verification)"
+            raise TransportError(f"{self.host}: TLS error: {_reason(e)}{hint}") from None
         except Urllib3Error as e:
             raise TransportError(f"{self.host}: {_reason(e)}") from None
 
