@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 import threading
 from collections.abc import Iterator
@@ -13,11 +14,16 @@ import pytest
 
 from luff.context import Context
 from luff.copy import Copier
-from luff.errors import TransportError
+from luff.errors import RegistryError, TransportError
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
+from luff.ops import basic
+from luff.registry.auth import ANONYMOUS, Credentials
 from luff.stores.layout import LayoutStore
 from luff.stores.registry import RegistryStore
+from luff.testing import random_image
+from tests.faultproxy import FaultProxy, Rule
+from tests.registries import PASSWORD, USER
 
 BLOB = bytes(range(256)) * 64
 DESC = Descriptor.for_bytes(mt.OCI_LAYER_GZIP, BLOB)
@@ -93,3 +99,44 @@ def test_a_body_cut_short_is_fetched_again_into_a_layout(
     c.execute(c.plan())
     assert truncating.gets == 2
     assert dst.blob_path(DESC.digest).read_bytes() == BLOB
+
+
+def test_a_redirected_blob_put_fails_clearly_without_resending(registry: Any, ctx: Context) -> None:
+
+    other = FaultProxy(registry.host, bind_host="localhost")
+    front = FaultProxy(registry.host)
+    ctx.timeout = 10
+    try:
+        front.add(
+            Rule("PUT", r"/blobs/uploads/", "redirect", target=f"http://{other.host}", times=-1)
+        )
+        img = random_image(size=3000)
+        with pytest.raises(RegistryError, match=r"redirected \(307\).*streamed body"):
+            img.push(f"{front.host}/redir/put:1", ctx)
+        assert not [x for x in other.seen if x.method == "PUT"]  # never re-sent, not even empty
+        puts = [x for x in front.seen if x.method == "PUT"]
+        assert len(puts) <= ctx.jobs  # each blob tried once, not retried
+    finally:
+        other.stop()
+        front.stop()
+
+
+def test_a_redirected_manifest_put_keeps_authorization_home(auth_registry: Any) -> None:
+
+    upstream = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    cdn = FaultProxy(auth_registry.host, bind_host="localhost", upstream_auth=upstream)
+    front = FaultProxy(auth_registry.host)
+    creds = Credentials(USER, PASSWORD)
+    c = Context(credentials=lambda h: creds if h == front.host else ANONYMOUS, backoff=0.01)
+    try:
+        front.add(Rule("PUT", r"/manifests/", "redirect", target=f"http://{cdn.host}", times=-1))
+        img = random_image(size=2000)
+        img.push(f"{front.host}/redir/man:1", c)
+        at_cdn = [x for x in cdn.seen if x.method == "PUT" and "/manifests/" in x.path]
+        assert at_cdn and all("Authorization" not in x.headers for x in at_cdn)
+        assert all(x.body_len == img.manifest.size for x in at_cdn)
+        assert basic.digest(f"{front.host}/redir/man:1", ctx=c).digest == img.digest
+    finally:
+        c.close()
+        cdn.stop()
+        front.stop()

@@ -312,7 +312,7 @@ class Copier:
                 break
             except (TransportError, RegistryError) as e:
                 status = getattr(e, "status", 0)
-                if attempts >= 3 or (isinstance(e, RegistryError) and 400 <= status < 500):
+                if attempts >= 3 or (isinstance(e, RegistryError) and 300 <= status < 500):
                     raise
                 self.ctx.say(f"retrying {desc.digest}: {e}")
                 if progress is not None and sent:

@@ -255,6 +255,12 @@ class RegistryClient:
             if resp.status in REDIRECT_STATUS and resp.headers.get("Location"):
                 _drain(resp)
                 new = urllib.parse.urljoin(url, resp.headers["Location"])
+                if resp.status != 303 and not replayable:
+                    raise RegistryError(
+                        f"{self.host}: {method} redirected ({resp.status}) to {new}; "
+                        "a streamed body cannot be sent again",
+                        resp.status,
+                    )
                 if urllib.parse.urlsplit(new).netloc != urllib.parse.urlsplit(self.base).netloc:
                     same_host = False  # never send our credentials to another host
                 url = new
@@ -299,8 +305,7 @@ class RegistryClient:
                 preload_content=not stream,
             )
         except SSLError as e:
-            hint = "" if self._insecure else f" (--insecure {self.host} skips verification)"
-            raise TransportError(f"{self.host}: TLS error: {_reason(e)}{hint}") from None
+            raise TransportError(f"{self.host}: TLS error: {e}") from None
         except Urllib3Error as e:
             raise TransportError(f"{self.host}: {_reason(e)}") from None
 
