@@ -358,6 +358,30 @@ sources:
     assert plats[1] == {"architecture": "arm", "os": "linux", "variant": "v6"}
     assert plats[2]["os.version"] == "10.0.20348.2"
 
+    # append takes a spec too: its sources are added, its tags become extra targets.
+    more = tmp_path / "more.yaml"
+    more.write_text(
+        f"""
+tags: [with-arm7]
+sources:
+  - ref: {r2}/src/arm:1
+    platform: linux/arm/v7
+    annotations: {{org.example.note: "appended"}}
+"""
+    )
+    p = luff_cli("index", "append", f"{r3}/spec/app:1", "-f", str(more))
+    assert p.returncode == 0, p.stderr
+    digest2, doc2 = raw(f"{r3}/spec/app:with-arm7")
+    assert p.stdout.strip() == f"{r3}/spec/app@{digest2}"
+    assert raw(f"{r3}/spec/app:1")[0] == digest2
+    # The same image again amends its entry in place: platform and annotations.
+    assert len(doc2["manifests"]) == len(doc["manifests"])
+    assert platforms(doc2)[1] == {"architecture": "arm", "os": "linux", "variant": "v7"}
+    assert doc2["manifests"][1]["annotations"] == {"org.example.note": "appended"}
+    more.write_text(f"target: {r3}/x:1\nsources: [{r2}/src/arm:1]\n")
+    p = luff_cli("index", "append", f"{r3}/spec/app:1", "-f", str(more))
+    assert p.returncode == 2 and "target" in p.stderr
+
 
 # --- failure paths: a clear error and nothing pushed ------------------------------------
 

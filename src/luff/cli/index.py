@@ -222,7 +222,14 @@ def create(
 
 @index.command(epilog=_SOURCE_HELP)
 @click.argument("base")
-@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@click.argument("sources", nargs=-1, metavar="SOURCE...")
+@click.option(
+    "-f",
+    "--file",
+    "spec_file",
+    type=click.Path(dir_okay=False),
+    help="YAML spec: sources with overrides, annotations, edits and extra tags.",
+)
 @click.option(
     "-t",
     "--target",
@@ -235,6 +242,7 @@ def create(
 def append(
     base: str,
     sources: tuple[str, ...],
+    spec_file: str | None,
     targets: tuple[str, ...],
     allow_duplicate_platforms: bool,
     no_flatten: bool,
@@ -250,16 +258,39 @@ def append(
     image with the platform of an existing entry replaces it.
     """
     st = state()
+    srcs: list[ops.Source] = []
+    spec_tags: list[str] = []
+    ann: dict[str, str] = {}
+    all_edits: list[str] = []
+    allow, flatten = allow_duplicate_platforms, not no_flatten
+    if spec_file:
+        from luff.spec import load_spec
+
+        spec = load_spec(spec_file)
+        if spec.target:
+            raise UsageError(f"{spec_file}: 'target:' has no meaning for append (use -t)")
+        srcs.extend(spec.sources)
+        spec_tags = list(spec.tags)
+        ann.update(spec.annotations)
+        all_edits.extend(spec.edits)
+        fmt = fmt or spec.format
+        allow = allow or spec.allow_duplicate_platforms
+        flatten = flatten and spec.flatten
+    srcs.extend(ops.Source.parse(s) for s in sources)
+    if not srcs:
+        raise UsageError("no SOURCE given")
+    ann.update(_annotations(annotations))
+    all_edits.extend(edits)
     primary, extra = ops.targets_of(base, list(targets))
-    dests = ops.destinations(primary, extra)
+    dests = ops.destinations(primary, [*extra, *spec_tags])
     built = ops.build_append(
         base,
-        [ops.Source.parse(s) for s in sources],
-        annotations=_annotations(annotations),
-        edits=list(edits),
+        srcs,
+        annotations=ann,
+        edits=all_edits,
         format=fmt,
-        allow_duplicate_platforms=allow_duplicate_platforms,
-        flatten=not no_flatten,
+        allow_duplicate_platforms=allow,
+        flatten=flatten,
         ctx=st.ctx,
     )
     _finish(built, dests, as_json, dry_run)
