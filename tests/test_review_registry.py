@@ -14,7 +14,7 @@ import pytest
 
 from luff.context import Context
 from luff.copy import Copier
-from luff.errors import RegistryError, TransportError
+from luff.errors import InvalidManifest, RegistryError, TransportError
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.ops import basic
@@ -35,6 +35,7 @@ class BlobServer:
     def __init__(self, truncate: int) -> None:
         self.truncate = truncate
         self.gets = 0
+        self.stopped = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,6 +45,17 @@ class BlobServer:
                 pass
 
             def do_GET(self) -> None:
+                if self.path.endswith("/manifests/huge"):
+                    # Announces 1 GiB and then stalls: a client must not wait to buffer it.
+                    self.send_response(200)
+                    self.send_header("Content-Type", mt.OCI_MANIFEST)
+                    self.send_header("Content-Length", str(1 << 30))
+                    self.end_headers()
+                    self.wfile.write(b"{")
+                    self.wfile.flush()
+                    server.stopped.wait(30)
+                    self.close_connection = True
+                    return
                 if not self.path.endswith(f"/blobs/{DESC.digest}"):
                     self.send_error(404)
                     return
@@ -69,6 +81,7 @@ class BlobServer:
         return f"127.0.0.1:{self.httpd.server_address[1]}"
 
     def stop(self) -> None:
+        self.stopped.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -87,6 +100,15 @@ def test_a_body_cut_short_is_a_transport_error(truncating: BlobServer, ctx: Cont
         while f.read(1000):
             pass
     f.close()
+
+
+def test_an_oversized_manifest_is_refused_without_reading_it(
+    truncating: BlobServer, ctx: Context
+) -> None:
+    ctx.timeout = 5
+    src = RegistryStore(ctx.client(truncating.host), "big/app")
+    with pytest.raises(InvalidManifest, match="manifest larger than"):
+        src.get_manifest("huge")
 
 
 def test_a_body_cut_short_is_fetched_again_into_a_layout(

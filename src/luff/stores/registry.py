@@ -16,6 +16,8 @@ from luff.registry.client import RegistryClient, ResponseStream, _drain, _RetryS
 from luff.stores.base import Store
 
 if TYPE_CHECKING:
+    import urllib3
+
     from luff.context import Context
 
 CHUNK_SIZE = 16 * 1024 * 1024
@@ -53,17 +55,38 @@ class RegistryStore(Store):
         return f"{self.name}{sep}{ident}"
 
     # --- reading -------------------------------------------------------
-    def resolve(self, identifier: str) -> Descriptor:
+    def _manifest_response(self, method: str, identifier: str) -> urllib3.BaseHTTPResponse:
+        """HEAD, or streamed GET, of a manifest; NotFound or the registry's error otherwise."""
         resp = self.client.request(
-            "HEAD",
+            method,
             self._path("manifests", identifier),
             scopes=self._pull,
             headers={"Accept": mt.ACCEPT},
+            stream=method == "GET",
         )
         what = self._what(identifier)
         if resp.status == 404:
+            _drain(resp)
             raise NotFound(f"{what}: manifest unknown")
         self.client.check(resp, (200,), what)
+        return resp
+
+    def _manifest_bytes(self, identifier: str) -> tuple[bytes, str, urllib3.HTTPHeaderDict]:
+        """The body (at most MAX_MANIFEST bytes), Content-Type and headers of a manifest GET."""
+        resp = self._manifest_response("GET", identifier)
+        too_large = f"{self._what(identifier)}: manifest larger than {MAX_MANIFEST} bytes"
+        with ResponseStream(resp, self.client.host) as body:
+            length = resp.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > MAX_MANIFEST:
+                raise InvalidManifest(too_large)
+            data = body.read(MAX_MANIFEST + 1)
+        if len(data) > MAX_MANIFEST:
+            raise InvalidManifest(too_large)
+        ctype = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        return data, ctype, resp.headers
+
+    def resolve(self, identifier: str) -> Descriptor:
+        resp = self._manifest_response("HEAD", identifier)
         ctype = resp.headers.get("Content-Type", "").split(";")[0].strip()
         dg = resp.headers.get("Docker-Content-Digest", "")
         size = resp.headers.get("Content-Length", "")
@@ -76,20 +99,8 @@ class RegistryStore(Store):
         return Descriptor(ctype, Digest.parse(dg), int(size))
 
     def get_manifest(self, identifier: str) -> tuple[Descriptor, Manifest]:
-        resp = self.client.request(
-            "GET",
-            self._path("manifests", identifier),
-            scopes=self._pull,
-            headers={"Accept": mt.ACCEPT},
-        )
+        data, ctype, headers = self._manifest_bytes(identifier)
         what = self._what(identifier)
-        if resp.status == 404:
-            raise NotFound(f"{what}: manifest unknown")
-        self.client.check(resp, (200,), what)
-        data = resp.data
-        ctype = resp.headers.get("Content-Type", "").split(";")[0].strip()
-        if len(data) > MAX_MANIFEST:
-            raise InvalidManifest(f"{what}: manifest larger than {MAX_MANIFEST} bytes")
         media = sniff_media_type(data, ctype)
         mt.check_supported(media)
         if mt.is_manifest(ctype) and ctype != media:
@@ -101,7 +112,7 @@ class RegistryStore(Store):
             algo = Digest.parse(identifier).algorithm
         else:
             algo = "sha256"
-            header = resp.headers.get("Docker-Content-Digest", "")
+            header = headers.get("Docker-Content-Digest", "")
             if is_digest(header):
                 verify_bytes(data, header)
         m = Manifest.parse(data, media)
@@ -110,23 +121,14 @@ class RegistryStore(Store):
 
     def fetch_bytes(self, desc: Descriptor, limit: int = MAX_MANIFEST) -> bytes:
         if mt.is_manifest(desc.media_type) and desc.data is None:
-            resp = self.client.request(
-                "GET",
-                self._path("manifests", str(desc.digest)),
-                scopes=self._pull,
-                headers={"Accept": mt.ACCEPT},
-            )
-            what = self._what(str(desc.digest))
-            if resp.status == 404:
-                raise NotFound(f"{what}: manifest unknown")
-            self.client.check(resp, (200,), what)
-            ctype = resp.headers.get("Content-Type", "").split(";")[0].strip()
+            data, ctype, _ = self._manifest_bytes(str(desc.digest))
             if mt.is_manifest(ctype) and ctype != desc.media_type:
                 raise InvalidManifest(
-                    f"{what}: registry says {ctype}, descriptor says {desc.media_type}"
+                    f"{self._what(str(desc.digest))}: registry says {ctype}, "
+                    f"descriptor says {desc.media_type}"
                 )
-            verify_bytes(resp.data, desc.digest, desc.size)
-            return bytes(resp.data)
+            verify_bytes(data, desc.digest, desc.size)
+            return data
         return super().fetch_bytes(desc, limit)
 
     def exists(self, desc: Descriptor) -> bool:
