@@ -162,3 +162,41 @@ def test_a_redirected_manifest_put_keeps_authorization_home(auth_registry: Any) 
         c.close()
         cdn.stop()
         front.stop()
+
+
+def test_unverified_tls_requests_use_the_origin_form(tmp_path: Path, ctx: Context) -> None:
+    """Requests to an --insecure TLS host name the path, not the absolute URL."""
+    import ssl
+
+    from tests.registries import self_signed
+
+    lines: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            lines.append(self.requestline)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    cert, key = self_signed(tmp_path, ["127.0.0.1", "localhost"])
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        client = ctx.client(f"127.0.0.1:{httpd.server_address[1]}")
+        client.scheme = "https"
+        client.ping()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert lines == ["GET /v2/ HTTP/1.1"]

@@ -283,26 +283,16 @@ class RegistryClient:
         if self._insecure and url.startswith("https:"):
             kw["cert_reqs"] = "CERT_NONE"
         try:
-            if kw:
-                pool = self.ctx.pool.connection_from_url(url, pool_kwargs=kw)
-                return pool.urlopen(
-                    method,
-                    url,
-                    headers=dict(headers),
-                    body=body,
-                    redirect=False,
-                    retries=False,
-                    preload_content=not stream,
-                    assert_same_host=False,
-                )
-            return self.ctx.pool.request(
+            pool = self.ctx.pool.connection_from_url(url, pool_kwargs=kw or None)
+            return pool.urlopen(
                 method,
-                url,
+                urllib3.util.parse_url(url).request_uri,  # origin-form, not the absolute URL
                 headers=dict(headers),
                 body=body,
                 redirect=False,
                 retries=False,
                 preload_content=not stream,
+                assert_same_host=False,
             )
         except SSLError as e:
             raise TransportError(f"{self.host}: TLS error: {e}") from None
