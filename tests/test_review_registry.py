@@ -200,3 +200,22 @@ def test_unverified_tls_requests_use_the_origin_form(tmp_path: Path, ctx: Contex
         httpd.shutdown()
         httpd.server_close()
     assert lines == ["GET /v2/ HTTP/1.1"]
+
+
+def test_retry_after_as_an_http_date(registry: Any, ctx: Context) -> None:
+    import email.utils
+    import time
+
+    said: list[str] = []
+    ctx.log = said.append
+    img = random_image(size=500)
+    img.push(f"{registry.host}/retry-date/app:1", ctx)
+    proxy = FaultProxy(registry.host)
+    try:
+        when = email.utils.formatdate(time.time() + 3, usegmt=True)
+        proxy.add(Rule("*", r"/manifests/", "status", status=503, headers={"Retry-After": when}))
+        assert basic.digest(f"{proxy.host}/retry-date/app:1", ctx=ctx).digest == img.digest
+    finally:
+        proxy.stop()
+    delays = [float(m.split(" in ")[1].split("s")[0]) for m in said if m.startswith("retrying")]
+    assert len(delays) == 1 and delays[0] >= 1.0, said  # the date, not the 0.01 s backoff

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 import random
 import threading
@@ -302,10 +304,7 @@ class RegistryClient:
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
         delay = self.ctx.backoff * (2 ** (attempt - 1))
         if retry_after:
-            try:
-                delay = max(delay, float(retry_after))
-            except ValueError:
-                pass
+            delay = max(delay, _retry_after_seconds(retry_after))
         delay = min(delay, 30.0) * (1 + random.random() * 0.1)
         self.ctx.say(f"retrying {self.host} in {delay:.2f}s (attempt {attempt + 1})")
         time.sleep(delay)
@@ -394,6 +393,20 @@ class ResponseStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _retry_after_seconds(value: str) -> float:
+    """Seconds from a ``Retry-After`` value: delay-seconds or an HTTP-date (0 if unreadable)."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
 
 
 def _next_link(header: str) -> str | None:
