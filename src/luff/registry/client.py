@@ -297,7 +297,8 @@ class RegistryClient:
                 assert_same_host=False,
             )
         except SSLError as e:
-            raise TransportError(f"{self.host}: TLS error: {e}") from None
+            hint = "" if self._insecure else f" (--insecure {self.host} skips verification)"
+            raise TransportError(f"{self.host}: TLS error: {_reason(e)}{hint}") from None
         except Urllib3Error as e:
             raise TransportError(f"{self.host}: {_reason(e)}") from None
 
