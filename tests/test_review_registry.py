@@ -44,6 +44,11 @@ class BlobServer:
             def log_message(self, *a: Any) -> None:
                 pass
 
+            def do_HEAD(self) -> None:
+                # A blob HEAD without Content-Length (allowed by HTTP, seen behind proxies).
+                self.send_response(200 if self.path.endswith(f"/blobs/{DESC.digest}") else 404)
+                self.end_headers()
+
             def do_GET(self) -> None:
                 if self.path.endswith("/manifests/huge"):
                     # Announces 1 GiB and then stalls: a client must not wait to buffer it.
@@ -109,6 +114,15 @@ def test_an_oversized_manifest_is_refused_without_reading_it(
     src = RegistryStore(ctx.client(truncating.host), "big/app")
     with pytest.raises(InvalidManifest, match="manifest larger than"):
         src.get_manifest("huge")
+
+
+def test_blob_without_a_size_in_its_head(ctx: Context) -> None:
+    server = BlobServer(truncate=0)
+    try:
+        with basic.blob(f"{server.host}/sizeless/app@{DESC.digest}", ctx=ctx) as f:
+            assert f.read() == BLOB
+    finally:
+        server.stop()
 
 
 def test_a_body_cut_short_is_fetched_again_into_a_layout(

@@ -108,12 +108,7 @@ def blob(address: str, *, ctx: Context | None = None) -> BinaryIO:
     store, _ = open_store(addr, _ctx(ctx))
     d = Digest.parse(addr.reference.digest)
     if isinstance(store, RegistryStore):
-        resp = store.client.request("HEAD", f"/v2/{store.repository}/blobs/{d}", scopes=store._pull)
-        if resp.status == 404:
-            raise NotFound(f"{store.name}@{d}: blob unknown")
-        store.client.check(resp, (200,), f"{store.name}@{d}")
-        size = int(resp.headers.get("Content-Length", "-1"))
-        return store.fetch(Descriptor("application/octet-stream", d, size))
+        return store.fetch_blob(d)
     raise UsageError("blob reads from a registry")
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from luff.errors import InvalidManifest, NotFound, RegistryError
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
-from luff.model.digest import Digest, is_digest, verify_bytes
+from luff.model.digest import Digest, VerifyingReader, is_digest, verify_bytes
 from luff.model.manifest import MAX_MANIFEST, Manifest, sniff_media_type
 from luff.model.reference import Reference
 from luff.registry.client import RegistryClient, ResponseStream, _drain, _RetryStream
@@ -130,6 +130,18 @@ class RegistryStore(Store):
             verify_bytes(data, desc.digest, desc.size)
             return data
         return super().fetch_bytes(desc, limit)
+
+    def fetch_blob(self, digest: Digest) -> BinaryIO:
+        """A verified stream of blob *digest*, whose size is not known beforehand."""
+        resp = self.client.request("HEAD", self._path("blobs", str(digest)), scopes=self._pull)
+        what = self._what(str(digest))
+        if resp.status == 404:
+            raise NotFound(f"{what}: blob unknown")
+        self.client.check(resp, (200,), what)
+        length = resp.headers.get("Content-Length", "")
+        size = int(length) if length.isdigit() else None
+        raw = self._open(Descriptor("application/octet-stream", digest, size or 0))
+        return VerifyingReader(raw, digest, size)  # type: ignore[return-value]
 
     def exists(self, desc: Descriptor) -> bool:
         kind = "manifests" if mt.is_manifest(desc.media_type) else "blobs"
