@@ -32,6 +32,19 @@ def state() -> State:
     return obj
 
 
+def annotation_options(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``{KEY: VALUE}`` from repeated ``--annotation KEY=VALUE`` values."""
+    from luff.errors import UsageError
+
+    out_: dict[str, str] = {}
+    for p in pairs:
+        key, eq, value = p.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--annotation {p!r}: expected KEY=VALUE")
+        out_[key] = value
+    return out_
+
+
 def log(message: str) -> None:
     """Print a log line on stderr."""
     click.echo(message, err=True)

@@ -8,7 +8,15 @@ from typing import Any, TypeVar
 
 import click
 
-from luff.cli.common import log, out, out_json, print_plan, progress_for_tty, state
+from luff.cli.common import (
+    annotation_options,
+    log,
+    out,
+    out_json,
+    print_plan,
+    progress_for_tty,
+    state,
+)
 from luff.copy import Plan
 from luff.errors import UsageError
 from luff.model import mediatypes as mt
@@ -86,16 +94,6 @@ def _source_options(f: F) -> F:
     ):
         f = opt(f)
     return f
-
-
-def _annotations(values: tuple[str, ...]) -> dict[str, str]:
-    out_: dict[str, str] = {}
-    for v in values:
-        key, eq, val = v.partition("=")
-        if not eq or not key:
-            raise UsageError(f"--annotation {v!r}: expected KEY=VALUE")
-        out_[key] = val
-    return out_
 
 
 def _finish(
@@ -205,7 +203,7 @@ def create(
     srcs.extend(ops.Source.parse(s) for s in sources)
     if not srcs:
         raise UsageError("no SOURCE given")
-    ann.update(_annotations(annotations))
+    ann.update(annotation_options(annotations))
     all_edits.extend(edits)
     dests = ops.destinations(target, all_tags)
     built = ops.build(
@@ -279,7 +277,7 @@ def append(
     srcs.extend(ops.Source.parse(s) for s in sources)
     if not srcs:
         raise UsageError("no SOURCE given")
-    ann.update(_annotations(annotations))
+    ann.update(annotation_options(annotations))
     all_edits.extend(edits)
     primary, extra = ops.targets_of(base, list(targets))
     dests = ops.destinations(primary, [*extra, *spec_tags])
@@ -343,7 +341,7 @@ def filter_(
         ref,
         platforms=platforms,
         exclude=exclude,
-        annotations=_annotations(annotations),
+        annotations=annotation_options(annotations),
         edits=list(edits),
         format=fmt,
         ctx=st.ctx,

@@ -6,25 +6,22 @@ from collections.abc import Callable
 
 import click
 
-from luff.cli.common import log, out, out_json, print_plan, progress_for_tty, state
+from luff.cli.common import (
+    annotation_options,
+    log,
+    out,
+    out_json,
+    print_plan,
+    progress_for_tty,
+    state,
+)
 from luff.copy import Plan
-from luff.errors import UsageError
 
 FORMATS = ("oci", "oci-archive", "docker-archive")
 
 
 def _plan_hook() -> Callable[[Plan], None] | None:
     return print_plan if state().verbose else None
-
-
-def _annotations(pairs: tuple[str, ...]) -> dict[str, str]:
-    out_: dict[str, str] = {}
-    for p in pairs:
-        k, sep, v = p.partition("=")
-        if not sep or not k:
-            raise UsageError(f"--annotation {p!r}: expected KEY=VALUE")
-        out_[k] = v
-    return out_
 
 
 @click.group("layout")
@@ -83,7 +80,7 @@ def append_(
             flatten=flatten,
             sparse=sparse,
             platforms=platforms,
-            annotations=_annotations(annotations),
+            annotations=annotation_options(annotations),
             tag=tag,
             ctx=st.ctx,
             progress=progress,
