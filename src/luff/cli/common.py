@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -30,6 +31,22 @@ def state() -> State:
     obj = click.get_current_context().find_root().obj
     assert isinstance(obj, State)
     return obj
+
+
+def plan_hook() -> Callable[[Plan], None] | None:
+    """:func:`print_plan` under ``-v``, else None."""
+    return print_plan if state().verbose else None
+
+
+@contextlib.contextmanager
+def transfer_progress() -> Iterator[RichProgress | None]:
+    """A progress display on a terminal (None in pipes), stopped on the way out."""
+    progress = progress_for_tty()
+    try:
+        yield progress
+    finally:
+        if progress is not None:
+            progress.stop()
 
 
 def annotation_options(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:

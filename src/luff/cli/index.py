@@ -13,11 +13,10 @@ from luff.cli.common import (
     log,
     out,
     out_json,
-    print_plan,
-    progress_for_tty,
+    plan_hook,
     state,
+    transfer_progress,
 )
-from luff.copy import Plan
 from luff.errors import UsageError
 from luff.model import mediatypes as mt
 from luff.model.platform import Platform
@@ -102,7 +101,6 @@ def _finish(
     as_json: bool,
     dry_run: bool,
 ) -> None:
-    st = state()
     for old, new in built.replaced:
         log(
             f"luff: replacing {old.platform} {old.digest} (from {old.source}) "
@@ -127,14 +125,9 @@ def _finish(
                 for line in plan.lines():
                     out(line)
             return
-        progress = progress_for_tty()
-        on_plan: Callable[[Plan], None] | None = print_plan if st.verbose else None
-        try:
+        with transfer_progress() as progress:
             for addr, tags in dests:
-                built.push(addr, tags, progress=progress, on_plan=on_plan)
-        finally:
-            if progress is not None:
-                progress.stop()
+                built.push(addr, tags, progress=progress, on_plan=plan_hook())
     finally:
         built.close()
     if as_json:

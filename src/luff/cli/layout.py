@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import click
 
 from luff.cli.common import (
@@ -11,17 +9,12 @@ from luff.cli.common import (
     log,
     out,
     out_json,
-    print_plan,
-    progress_for_tty,
+    plan_hook,
     state,
+    transfer_progress,
 )
-from luff.copy import Plan
 
 FORMATS = ("oci", "oci-archive", "docker-archive")
-
-
-def _plan_hook() -> Callable[[Plan], None] | None:
-    return print_plan if state().verbose else None
 
 
 @click.group("layout")
@@ -72,8 +65,7 @@ def append_(
     from luff.ops import layout as ops
 
     st = state()
-    progress = progress_for_tty()
-    try:
+    with transfer_progress() as progress:
         added = ops.append(
             directory,
             sources,
@@ -84,11 +76,8 @@ def append_(
             tag=tag,
             ctx=st.ctx,
             progress=progress,
-            on_plan=_plan_hook(),
+            on_plan=plan_hook(),
         )
-    finally:
-        if progress is not None:
-            progress.stop()
     if as_json:
         out_json([d.to_dict() for d in added])
         return
@@ -158,12 +147,8 @@ def fill_(directory: str) -> None:
     from luff.ops import layout as ops
 
     st = state()
-    progress = progress_for_tty()
-    try:
-        got = ops.fill(directory, ctx=st.ctx, progress=progress, on_plan=_plan_hook())
-    finally:
-        if progress is not None:
-            progress.stop()
+    with transfer_progress() as progress:
+        got = ops.fill(directory, ctx=st.ctx, progress=progress, on_plan=plan_hook())
     log(f"fetched {len(got)} blob(s), {sum(d.size for d in got)} bytes")
 
 
@@ -178,14 +163,10 @@ def push(path: str, target: str, index: bool, as_json: bool) -> None:
     from luff.ops.basic import pinned
 
     st = state()
-    progress = progress_for_tty()
-    try:
+    with transfer_progress() as progress:
         desc = ops.push(
-            path, target, index=index, ctx=st.ctx, progress=progress, on_plan=_plan_hook()
+            path, target, index=index, ctx=st.ctx, progress=progress, on_plan=plan_hook()
         )
-    finally:
-        if progress is not None:
-            progress.stop()
     if as_json:
         out_json(desc.to_dict())
     else:
@@ -210,8 +191,7 @@ def pull(ref: str, path: str, fmt: str, platform: str | None, as_json: bool) -> 
     from luff.ops import layout as ops
 
     st = state()
-    progress = progress_for_tty()
-    try:
+    with transfer_progress() as progress:
         desc = ops.pull(
             ref,
             path,
@@ -219,11 +199,8 @@ def pull(ref: str, path: str, fmt: str, platform: str | None, as_json: bool) -> 
             platform=platform or st.platform,
             ctx=st.ctx,
             progress=progress,
-            on_plan=_plan_hook(),
+            on_plan=plan_hook(),
         )
-    finally:
-        if progress is not None:
-            progress.stop()
     if as_json:
         out_json(desc.to_dict())
     elif fmt == "docker-archive":

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
 
 from luff import __version__
-from luff.cli.common import State, log, out, out_json, print_plan, progress_for_tty, state
-from luff.copy import Plan
+from luff.cli.common import State, log, out, out_json, plan_hook, state, transfer_progress
 from luff.errors import LuffError
 from luff.ops import basic
 
@@ -77,10 +75,6 @@ def cli(
         Platform.parse(platform)  # fail early on a bad platform
 
 
-def _plan_hook() -> Callable[[Plan], None] | None:
-    return print_plan if state().verbose else None
-
-
 @cli.command()
 @click.argument("source")
 @click.argument("target")
@@ -94,18 +88,14 @@ def copy(source: str, target: str, all_tags: bool, jobs: int | None, as_json: bo
     st = state()
     if jobs:
         st.ctx.jobs = jobs
-    progress = progress_for_tty()
-    try:
+    with transfer_progress() as progress:
         if all_tags:
             for t, d in basic.copy_all_tags(
-                source, target, ctx=st.ctx, progress=progress, on_plan=_plan_hook()
+                source, target, ctx=st.ctx, progress=progress, on_plan=plan_hook()
             ).items():
                 out(f"{target}:{t}@{d.digest}")
             return
-        desc = basic.copy(source, target, ctx=st.ctx, progress=progress, on_plan=_plan_hook())
-    finally:
-        if progress is not None:
-            progress.stop()
+        desc = basic.copy(source, target, ctx=st.ctx, progress=progress, on_plan=plan_hook())
     if as_json:
         out_json(desc.to_dict())
     else:
