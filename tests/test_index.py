@@ -23,14 +23,13 @@ from luff.copy import COPY, EXISTS, MOUNT, Plan
 from luff.errors import NotFound
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
-from luff.model.manifest import Manifest
 from luff.model.platform import Platform
 from luff.model.reference import Reference
 from luff.ops import basic
 from luff.registry.auth import ANONYMOUS
-from luff.stores.memory import MemoryStore
 from luff.stores.registry import RegistryStore
 from luff.testing import Image, random_image
+from tests.images import index_with_attestation
 from tests.registries import DistributionRegistry
 
 WIN = Platform("windows", "amd64", "", "10.0.17763.1234")
@@ -73,26 +72,6 @@ def error_line(p: subprocess.CompletedProcess[str], code: int) -> str:
     return lines[0]
 
 
-def with_attestation(platform_raw: dict[str, str]) -> Image:
-    """An index with one image (raw platform as given) and an attestation for it."""
-    store = MemoryStore("att")
-    img = random_image(Platform.from_dict(platform_raw), store=store)
-    att = random_image("unknown/unknown", store=store)
-    entry = img.descriptor.to_dict()
-    entry["platform"] = platform_raw
-    att_entry = att.descriptor.with_(
-        annotations={
-            mt.REFERENCE_TYPE: "attestation-manifest",
-            mt.REFERENCE_DIGEST: str(img.digest),
-        }
-    ).to_dict()
-    m = Manifest.from_dict(
-        {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [entry, att_entry]}
-    )
-    store.push_manifest(m)
-    return Image(m.descriptor(), m, store, [img, att])
-
-
 @pytest.fixture(scope="module")
 def actx() -> Iterator[Context]:
     c = Context(credentials=lambda host: ANONYMOUS, backoff=0.01)
@@ -111,7 +90,7 @@ def srcs(
         f"{r1}/src/amd64b:1": random_image("linux/amd64", size=2000),
         f"{r2}/src/arm:1": random_image("linux/arm/v7", size=2000, media="docker"),
         f"{r1}/src/win:1": random_image(WIN, size=2000),
-        f"{r2}/src/multi:1": with_attestation(
+        f"{r2}/src/multi:1": index_with_attestation(
             {"architecture": "arm64", "os": "linux", "variant": "v8"}
         ),
         f"{r1}/src/d-amd64:1": random_image("linux/amd64", media="docker"),

@@ -24,6 +24,7 @@ from luff.model.platform import Platform
 from luff.spec import load_spec, parse_spec
 from luff.stores.memory import MemoryStore
 from luff.testing import Image, random_image
+from tests.images import index_with_attestation
 
 
 def src(img: Image, **kw: object) -> Source:
@@ -32,24 +33,9 @@ def src(img: Image, **kw: object) -> Source:
 
 def with_attestation(platform: str = "linux/amd64") -> tuple[Image, str, str]:
     """An index holding one image and a BuildKit-style attestation for it."""
-    store = MemoryStore("att")
-    img = random_image(platform, store=store)
-    att = random_image("unknown/unknown", store=store)
-    att_entry = att.descriptor.with_(
-        annotations={
-            mt.REFERENCE_TYPE: "attestation-manifest",
-            mt.REFERENCE_DIGEST: str(img.digest),
-        }
-    ).to_dict()
-    m = Manifest.from_dict(
-        {
-            "schemaVersion": 2,
-            "mediaType": mt.OCI_INDEX,
-            "manifests": [img.descriptor.to_dict(), att_entry],
-        }
-    )
-    store.push_manifest(m, "multi")
-    return Image(m.descriptor(), m, store), str(img.digest), str(att.digest)
+    idx = index_with_attestation(platform)
+    img, att = idx.children
+    return idx, str(img.digest), str(att.digest)
 
 
 # --- Source.parse ---------------------------------------------------------
