@@ -25,7 +25,6 @@ import json
 import pstats
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,26 +40,10 @@ from common import (
     index_bytes,
     need,
     push_random_index,
+    remote_digest,
     report,
     run,
 )
-
-ACCEPT = (
-    "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
-    "application/vnd.docker.distribution.manifest.list.v2+json, "
-    "application/vnd.docker.distribution.manifest.v2+json"
-)
-
-
-def remote_digest(ref: str) -> str:
-    """The ``Docker-Content-Digest`` of ``HOST/REPO:TAG`` (plain HTTP), via urllib."""
-    host, _, rest = ref.partition("/")
-    repo, _, tag = rest.rpartition(":")
-    req = urllib.request.Request(
-        f"http://{host}/v2/{repo}/manifests/{tag}", method="HEAD", headers={"Accept": ACCEPT}
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return str(r.headers["Docker-Content-Digest"])
 
 
 def profile_copy(src: str, dst: str, top: int) -> None:

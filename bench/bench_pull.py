@@ -14,57 +14,19 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Registry, need
 
 from luff.context import Context
 from luff.testing import random_index
-
-REGISTRY_BIN = "/usr/bin/docker-registry"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_registry(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    host = f"127.0.0.1:{port}"
-    cfg = {
-        "version": 0.1,
-        "log": {"level": "error", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(workdir / "data")}},
-        "http": {"addr": host},
-    }
-    (workdir / "config.yml").write_text(json.dumps(cfg))  # JSON is YAML
-    proc = subprocess.Popen(
-        [REGISTRY_BIN, "serve", str(workdir / "config.yml")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"http://{host}/v2/", timeout=2)
-            break
-        except urllib.error.HTTPError:
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)
-    return proc, host
-
 
 # An installed package has its bytecode compiled; make sure luff's is cached here too.
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -85,14 +47,12 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=65.0, help="total layer megabytes")
     ap.add_argument("--jobs", type=int, default=0, help="pass -j N to luff (default: its own)")
     args = ap.parse_args()
-    for tool in ("skopeo", REGISTRY_BIN):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed")
+    need("skopeo")
     luff = str(Path(sys.executable).parent / "luff")
     with tempfile.TemporaryDirectory(prefix="luff-bench-pull-") as tmp:
         work = Path(tmp)
-        proc, host = start_registry(work)
-        try:
+        with Registry("pull") as reg:
+            host = reg.host
             per_layer = int(args.mb * 1_000_000 / 6)
             idx = random_index(
                 ("linux/amd64", "linux/arm64", "linux/ppc64le"), layers=2, size=per_layer
@@ -130,9 +90,6 @@ def main() -> None:
             print(f"median luff pull     {lm:.3f} s")
             print(f"median skopeo copy   {sm:.3f} s")
             print(f"ratio luff/skopeo    {lm / sm:.2f}x  (target <= 1.0)")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

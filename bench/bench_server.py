@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,14 +36,9 @@ from common import (
     index_bytes,
     need,
     push_random_index,
+    remote_digest,
     report,
     run,
-)
-
-ACCEPT = (
-    "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
-    "application/vnd.docker.distribution.manifest.list.v2+json, "
-    "application/vnd.docker.distribution.manifest.v2+json"
 )
 
 
@@ -79,14 +73,6 @@ class Embedded:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def remote_digest(host: str, repo: str, tag: str) -> str:
-    req = urllib.request.Request(
-        f"http://{host}/v2/{repo}/manifests/{tag}", method="HEAD", headers={"Accept": ACCEPT}
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return str(r.headers["Docker-Content-Digest"])
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="measured runs per registry (default 5)")
@@ -118,7 +104,7 @@ def main() -> int:
                         ],
                         env=env,
                     )
-                    got = remote_digest(dst.host, "bench/copy", "v1")
+                    got = remote_digest(f"{dst.host}/bench/copy:v1")
                     if got != digest:
                         sys.exit(f"bench: digest changed in {dst.host}: {got} != {digest}")
                 return t

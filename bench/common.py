@@ -118,6 +118,19 @@ class Registry:
         self.stop()
 
 
+def remote_digest(ref: str) -> str:
+    """The ``Docker-Content-Digest`` of ``HOST/REPO:TAG`` (plain HTTP), by a HEAD with urllib."""
+    from luff.model.mediatypes import ACCEPT
+
+    host, _, rest = ref.partition("/")
+    repo, _, tag = rest.rpartition(":")
+    req = urllib.request.Request(
+        f"http://{host}/v2/{repo}/manifests/{tag}", method="HEAD", headers={"Accept": ACCEPT}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return str(r.headers["Docker-Content-Digest"])
+
+
 def push_random_index(
     address: str,
     *,
