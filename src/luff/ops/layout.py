@@ -264,19 +264,7 @@ def list_entries(path: str | os.PathLike[str]) -> list[LayoutEntry]:
     records = store.sparse_records()
     out = []
     for e in store.entries():
-        missing: dict[Digest, Descriptor] = {}
-        seen: set[Digest] = set()
-        todo = [e]
-        while todo:
-            d = todo.pop()
-            if d.digest in seen:
-                continue
-            seen.add(d.digest)
-            if not store.exists(d):
-                missing[d.digest] = d
-            elif mt.is_manifest(d.media_type):
-                todo.extend(store.fetch_manifest(d).children())
-        ms = list(missing.values())
+        ms = list(store.reachable([e], subjects=False)[1].values())
         out.append(LayoutEntry(e, ms, sum(1 for d in ms if d.digest in records)))
     return out
 

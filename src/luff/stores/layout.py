@@ -501,11 +501,16 @@ class LayoutStore(Store):
             self._written.clear()
 
     # --- maintenance -------------------------------------------------------
-    def reachable(self) -> tuple[set[Digest], dict[Digest, Descriptor]]:
-        """Digests reachable from ``index.json``: ``(present, {missing: descriptor})``."""
+    def reachable(
+        self, roots: Iterable[Descriptor] | None = None, *, subjects: bool = True
+    ) -> tuple[set[Digest], dict[Digest, Descriptor]]:
+        """Digests reachable from *roots* (default: ``index.json``): ``(present, {missing: desc})``.
+
+        With *subjects*, a manifest's ``subject`` is followed too when it is present.
+        """
         present: set[Digest] = set()
         missing: dict[Digest, Descriptor] = {}
-        todo = list(self.entries())
+        todo = list(self.entries() if roots is None else roots)
         while todo:
             d = todo.pop()
             if d.digest in present or d.digest in missing:
@@ -517,7 +522,7 @@ class LayoutStore(Store):
             if mt.is_manifest(d.media_type):
                 m = self.fetch_manifest(d)
                 todo.extend(m.children())
-                if m.subject is not None and self.exists(m.subject):
+                if subjects and m.subject is not None and self.exists(m.subject):
                     todo.append(m.subject)
         return present, missing
 
