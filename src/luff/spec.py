@@ -26,7 +26,7 @@ JSON is YAML, so a ``.json`` spec works too.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,12 +90,7 @@ def parse_spec(obj: Any, where: str = "spec", base_dir: Path | None = None) -> I
     """
     if not isinstance(obj, Mapping):
         raise UsageError(f"{where}: a spec is a mapping with a 'sources' list")
-    unknown = set(obj) - _TOP
-    if unknown:
-        raise UsageError(
-            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-            f"(known: {', '.join(sorted(_TOP))})"
-        )
+    _no_unknown_keys(obj, _TOP, where)
     raw_sources = obj.get("sources") or []
     if not isinstance(raw_sources, list):
         raise UsageError(f"{where}: 'sources' must be a list")
@@ -162,17 +157,21 @@ def _rebase(address: str, base_dir: Path | None) -> str:
     return address
 
 
+def _no_unknown_keys(obj: Mapping[Any, Any], known: Iterable[str], where: str) -> None:
+    unknown = set(obj) - set(known)
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+
+
 def _source(s: Any, where: str, base_dir: Path | None) -> Source:
     if isinstance(s, str):
         return Source(_rebase(s, base_dir))
     if not isinstance(s, Mapping):
         raise UsageError(f"{where}: a source is an address or a mapping with 'ref'")
-    unknown = set(s) - _SOURCE
-    if unknown:
-        raise UsageError(
-            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-            f"(known: {', '.join(sorted(_SOURCE))})"
-        )
+    _no_unknown_keys(s, _SOURCE, where)
     ref = s.get("ref")
     if not isinstance(ref, str) or not ref:
         raise UsageError(f"{where}: 'ref' (the source address) is required")
