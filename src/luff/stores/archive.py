@@ -568,14 +568,24 @@ class _DockerArchiveReader(DockerArchiveStore):
     def _prepare_layer(self, layer: _Layer, diff_id: Digest) -> None:
         with self.tar.open(layer.member) as f:
             head = f.read(4)
+        claimed = _expected_digest(layer.member)  # blobs/sha256/HEX names its content
         if head.startswith(_GZIP_MAGIC) or head.startswith(_ZSTD_MAGIC):
+            is_gz = head.startswith(_GZIP_MAGIC)
             h = hashlib.sha256()
+            unpacked = _Gunzip() if is_gz else None  # zstd: no decoder, diff_id unchecked
             with self.tar.open(layer.member) as f:
                 while chunk := f.read(CHUNK):
                     h.update(chunk)
+                    if unpacked is not None:
+                        unpacked.feed(chunk, self.name, layer.member)
             layer.digest = Digest("sha256", h.hexdigest())
+            if claimed is not None and claimed != layer.digest:
+                raise DigestMismatch(f"{self.name}: {layer.member} does not match its name")
+            if unpacked is not None and unpacked.hexdigest() != diff_id.hex:
+                raise DigestMismatch(
+                    f"{self.name}: layer {layer.member} does not match diff_id {diff_id}"
+                )
             layer.size = self.tar.size(layer.member)
-            is_gz = head.startswith(_GZIP_MAGIC)
             layer.media_type = mt.DOCKER_LAYER_GZIP if is_gz else mt.OCI_LAYER_ZSTD
             return
         # Uncompressed: check the diff_id while compressing deterministically.
@@ -590,7 +600,7 @@ class _DockerArchiveReader(DockerArchiveStore):
                 while chunk := src.read(CHUNK):
                     plain.update(chunk)
                     gz.write(chunk)
-        if plain.hexdigest() != diff_id.hex:
+        if plain.hexdigest() != diff_id.hex or (claimed is not None and claimed != diff_id):
             os.unlink(tmp)
             raise DigestMismatch(
                 f"{self.name}: layer {layer.member} does not match diff_id {diff_id}"
@@ -667,6 +677,29 @@ class _DockerArchiveReader(DockerArchiveStore):
     def close(self) -> None:
         self.tar.close()
         self._cache.cleanup()
+
+
+class _Gunzip:
+    """sha256 of the decompressed bytes of a (multi-member) gzip stream fed in chunks."""
+
+    def __init__(self) -> None:
+        self._d = zlib.decompressobj(47)
+        self._h = hashlib.sha256()
+
+    def feed(self, chunk: bytes, archive: str, member: str) -> None:
+        try:
+            while chunk:
+                self._h.update(self._d.decompress(chunk))
+                chunk = b""
+                if self._d.eof:
+                    chunk = self._d.unused_data
+                    self._d = zlib.decompressobj(47)
+        except zlib.error as e:
+            raise InvalidManifest(f"{archive}: {member} is not valid gzip: {e}") from None
+
+    def hexdigest(self) -> str:
+        self._h.update(self._d.flush())
+        return self._h.hexdigest()
 
 
 class _HashingWriter:
