@@ -233,3 +233,68 @@ def test_retry_after_as_an_http_date(registry: Any, ctx: Context) -> None:
         proxy.stop()
     delays = [float(m.split(" in ")[1].split("s")[0]) for m in said if m.startswith("retrying")]
     assert len(delays) == 1 and delays[0] >= 1.0, said  # the date, not the 0.01 s backoff
+
+
+def _run_with_deadline(fn: Any, seconds: float = 120) -> None:
+    """Run *fn* in a thread; a pooled connection never given back makes it hang."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fn()
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), "stuck waiting for a pooled connection: one was never released"
+    if errors:
+        raise errors[0]
+
+
+def test_no_pooled_connection_is_kept_on_any_path(
+    registry: Any, registry2: Any, auth_registry: Any
+) -> None:
+    """One connection per host, blocking: every path must give its connection back."""
+    import urllib3
+
+    from luff.errors import AuthError, NotFound
+
+    ctx = Context(credentials=lambda h: ANONYMOUS, backoff=0.01, jobs=1)
+    ctx._pool = urllib3.PoolManager(maxsize=1, block=True, retries=False, timeout=30)
+    img = random_image(layers=2, size=3000)
+    missing = Descriptor.for_bytes(mt.OCI_LAYER_GZIP, b"not there")
+    proxy = FaultProxy(registry.host)
+    cdn = FaultProxy(registry.host, bind_host="localhost")
+
+    def scenario() -> None:
+        img.push(f"{registry.host}/pool/app:1", ctx)
+        src = RegistryStore(ctx.client(registry.host), "pool/app")
+        for _ in range(3):
+            with pytest.raises(NotFound):
+                src.resolve("nope")
+            with pytest.raises(NotFound):
+                src.get_manifest("nope")
+            with pytest.raises(NotFound):
+                src.fetch(missing)
+            assert not src.exists(missing)
+            with src.fetch(img.manifest.layers[0]) as f:
+                f.read(10)  # closed half read
+            with pytest.raises(NotFound):
+                basic.blob(f"{registry.host}/pool/app@{missing.digest}", ctx=ctx)
+        proxy.add(Rule("*", r"/manifests/", "status", status=503, times=2))
+        proxy.add(Rule("GET", r"/blobs/", "status", status=500, times=2))
+        proxy.add(Rule("GET", r"/blobs/", "redirect", target=f"http://{cdn.host}", times=-1))
+        basic.copy(f"{proxy.host}/pool/app:1", f"{registry2.host}/pool/copy:1", ctx=ctx)
+        basic.copy(f"{registry.host}/pool/app:1", f"{registry.host}/pool/mounted:1", ctx=ctx)
+        for _ in range(3):
+            with pytest.raises(AuthError):
+                basic.digest(f"{auth_registry.host}/pool/app:1", ctx=ctx)
+        assert basic.digest(f"{registry2.host}/pool/copy:1", ctx=ctx).digest == img.digest
+
+    try:
+        _run_with_deadline(scenario)
+    finally:
+        proxy.stop()
+        cdn.stop()
