@@ -67,3 +67,22 @@ def test_a_failed_transfer_cancels_the_queued_ones(tmp_path: Path) -> None:
     copied = [b for b in todo if target.exists(b.descriptor)]
     # With one job, no transfer starts after the failed one.
     assert copied == []
+
+
+def test_a_descriptor_whose_content_says_another_media_type_is_refused(ctx: Context) -> None:
+    from luff.errors import InvalidManifest
+
+    store = MemoryStore()
+    img = random_image("linux/amd64", size=100, store=store)
+    inner = _index(store, img.manifest)
+    # An index whose entry calls the inner index an image manifest.
+    entry = inner.descriptor().to_dict()
+    entry["mediaType"] = mt.OCI_MANIFEST
+    outer = Manifest.from_dict(
+        {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [entry]}
+    )
+    store.push_manifest(outer)
+    c = Copier(MemoryStore(), ctx)
+    c.add(store, outer.descriptor(), outer)
+    with pytest.raises(InvalidManifest, match="descriptor says"):
+        c.plan()

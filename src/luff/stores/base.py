@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
-from luff.errors import NotFound, UsageError
+from luff.errors import InvalidManifest, NotFound, UsageError
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, verify_bytes
@@ -55,8 +55,18 @@ class Store(ABC):
         return data
 
     def fetch_manifest(self, desc: Descriptor) -> Manifest:
-        """The manifest or index that *desc* points at."""
-        return Manifest.parse(self.fetch_bytes(desc), desc.media_type)
+        """The manifest or index that *desc* points at.
+
+        Content whose own ``mediaType`` contradicts the descriptor's is refused
+        (image-spec, media-types.md: "Media Type Conflicts").
+        """
+        m = Manifest.parse(self.fetch_bytes(desc), desc.media_type)
+        if mt.is_manifest(desc.media_type) and m.media_type != desc.media_type:
+            raise InvalidManifest(
+                f"{self.name}: {desc.digest} is a {m.media_type}, "
+                f"but its descriptor says {desc.media_type}"
+            )
+        return m
 
     def get_manifest(self, identifier: str) -> tuple[Descriptor, Manifest]:
         """Resolve *identifier* and fetch its manifest."""
