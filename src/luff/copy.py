@@ -324,24 +324,28 @@ class Copier:
 def _run_all(fn: Callable[[_T], None], items: list[_T], jobs: int) -> None:
     """Run *fn* on every item with *jobs* threads.
 
-    After the first error no further call starts; the running ones are
-    awaited, and that first error is raised.
+    After the first error (or an interrupt of the caller) no further call
+    starts; the running ones are awaited, and the first error is raised.
     """
     errors: list[BaseException] = []
-    lock = threading.Lock()
+    stop = threading.Event()
 
     def run(x: _T) -> None:
-        if errors:
+        if stop.is_set():
             return
         try:
             fn(x)
         except BaseException as e:
-            with lock:
-                errors.append(e)
+            errors.append(e)
+            stop.set()
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for f in [pool.submit(run, x) for x in items]:
-            f.result()
+        try:
+            for f in [pool.submit(run, x) for x in items]:
+                f.result()
+        except BaseException:
+            stop.set()  # e.g. KeyboardInterrupt: let queued calls return at once
+            raise
     if errors:
         raise errors[0]
 
