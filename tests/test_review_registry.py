@@ -298,3 +298,24 @@ def test_no_pooled_connection_is_kept_on_any_path(
     finally:
         proxy.stop()
         cdn.stop()
+
+
+def test_a_blob_stored_under_another_digest_is_an_error(registry: Any, ctx: Context) -> None:
+    proxy = FaultProxy(registry.host)
+    wrong = "sha256:" + "0" * 64
+    try:
+        proxy.add(
+            Rule(
+                "PUT",
+                r"/blobs/uploads/",
+                "status",
+                status=201,
+                headers={"Docker-Content-Digest": wrong},
+                times=-1,
+            )
+        )
+        img = random_image(size=500)
+        with pytest.raises(RegistryError, match=f"registry stored the blob as {wrong}"):
+            img.push(f"{proxy.host}/stored/app:1", ctx)
+    finally:
+        proxy.stop()

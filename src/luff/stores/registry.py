@@ -200,6 +200,7 @@ class RegistryStore(Store):
             scopes=(*self._push, f"repository:{from_repository}:pull"),
         )
         if resp.status == 201:
+            self._stored_as(resp, desc.digest, "the mounted blob")
             return True
         if resp.status == 202 and resp.headers.get("Location"):
             # Mount refused; the registry opened an ordinary upload instead.
@@ -220,6 +221,7 @@ class RegistryStore(Store):
         except _RetryStream:
             raise RegistryError(f"{self.name}: credentials changed during upload") from None
         self.client.check(resp, (201,), f"{self.name}: upload {desc.digest}")
+        self._stored_as(resp, desc.digest, "the blob")
 
     def push_blob_unsized(self, media_type: str, stream: BinaryIO) -> Descriptor:
         """Chunked upload (PATCH with Content-Range) for a stream of unknown size."""
@@ -251,6 +253,7 @@ class RegistryStore(Store):
             body=b"",
         )
         self.client.check(resp, (201,), f"{self.name}: finish upload {digest}")
+        self._stored_as(resp, digest, "the blob")
         return Descriptor(media_type, digest, offset)
 
     def push_manifest(self, manifest: Manifest, tag: str = "") -> Descriptor:
@@ -263,12 +266,18 @@ class RegistryStore(Store):
             body=manifest.data,
         )
         self.client.check(resp, (201, 200), f"{self._what(ident)}: push manifest")
-        got = resp.headers.get("Docker-Content-Digest")
-        if got and is_digest(got) and Digest.parse(got) != manifest.digest:
-            raise RegistryError(
-                f"{self.name}: registry stored the manifest as {got}, expected {manifest.digest}"
-            )
+        self._stored_as(resp, manifest.digest, "the manifest")
         return manifest.descriptor()
+
+    def _stored_as(self, resp: urllib3.BaseHTTPResponse, expected: Digest, what: str) -> None:
+        """Refuse a ``Docker-Content-Digest`` (of the same algorithm) other than *expected*."""
+        got = resp.headers.get("Docker-Content-Digest", "")
+        if is_digest(got):
+            d = Digest.parse(got)
+            if d.algorithm == expected.algorithm and d != expected:
+                raise RegistryError(
+                    f"{self.name}: registry stored {what} as {got}, expected {expected}"
+                )
 
     def tag(self, desc: Descriptor, tag: str) -> None:
         self.push_manifest(self.fetch_manifest(desc), tag)
