@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -22,6 +22,9 @@ from luff.model import mediatypes as mt
 from luff.model.platform import Platform
 from luff.ops import index as ops
 from luff.ops.basic import pinned
+
+if TYPE_CHECKING:
+    from luff.spec import IndexSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -93,6 +96,41 @@ def _source_options(f: F) -> F:
     ):
         f = opt(f)
     return f
+
+
+def _load_spec(spec_file: str | None) -> IndexSpec | None:
+    if not spec_file:
+        return None
+    from luff.spec import load_spec
+
+    return load_spec(spec_file)
+
+
+def _build_args(
+    spec: IndexSpec | None,
+    sources: tuple[str, ...],
+    annotations: tuple[str, ...],
+    edits: tuple[str, ...],
+    fmt: str | None,
+    allow_duplicate_platforms: bool,
+    no_flatten: bool,
+) -> dict[str, Any]:
+    """The keyword arguments of ops.build/build_append: the spec's, then the flags'."""
+    srcs = [*(spec.sources if spec else []), *(ops.Source.parse(s) for s in sources)]
+    if not srcs:
+        raise UsageError("no SOURCE given")
+    return {
+        "sources": srcs,
+        "annotations": {
+            **(spec.annotations if spec else {}),
+            **annotation_options(annotations),
+        },
+        "edits": [*(spec.edits if spec else []), *edits],
+        "format": fmt or (spec.format if spec else None),
+        "allow_duplicate_platforms": allow_duplicate_platforms
+        or bool(spec and spec.allow_duplicate_platforms),
+        "flatten": not no_flatten and (spec.flatten if spec else True),
+    }
 
 
 def _finish(
@@ -174,40 +212,15 @@ def create(
     Prints the pinned reference TARGET_REPO@sha256:… .
     """
     st = state()
-    srcs: list[ops.Source] = []
-    all_tags = list(tags)
-    ann: dict[str, str] = {}
-    all_edits: list[str] = []
-    allow, flatten = allow_duplicate_platforms, not no_flatten
-    if spec_file:
-        from luff.spec import load_spec
-
-        spec = load_spec(spec_file)
-        target = target or spec.target
-        srcs.extend(spec.sources)
-        all_tags = [*spec.tags, *all_tags]
-        ann.update(spec.annotations)
-        all_edits.extend(spec.edits)
-        fmt = fmt or spec.format
-        allow = allow or spec.allow_duplicate_platforms
-        flatten = flatten and spec.flatten
+    spec = _load_spec(spec_file)
+    target = target or (spec.target if spec else None)
     if not target:
         raise UsageError("no TARGET given (as an argument or 'target:' in the spec)")
-    srcs.extend(ops.Source.parse(s) for s in sources)
-    if not srcs:
-        raise UsageError("no SOURCE given")
-    ann.update(annotation_options(annotations))
-    all_edits.extend(edits)
-    dests = ops.destinations(target, all_tags)
-    built = ops.build(
-        srcs,
-        annotations=ann,
-        edits=all_edits,
-        format=fmt,
-        allow_duplicate_platforms=allow,
-        flatten=flatten,
-        ctx=st.ctx,
+    build_args = _build_args(
+        spec, sources, annotations, edits, fmt, allow_duplicate_platforms, no_flatten
     )
+    dests = ops.destinations(target, [*(spec.tags if spec else []), *tags])
+    built = ops.build(ctx=st.ctx, **build_args)
     _finish(built, dests, as_json, dry_run)
 
 
@@ -249,41 +262,15 @@ def append(
     image with the platform of an existing entry replaces it.
     """
     st = state()
-    srcs: list[ops.Source] = []
-    spec_tags: list[str] = []
-    ann: dict[str, str] = {}
-    all_edits: list[str] = []
-    allow, flatten = allow_duplicate_platforms, not no_flatten
-    if spec_file:
-        from luff.spec import load_spec
-
-        spec = load_spec(spec_file)
-        if spec.target:
-            raise UsageError(f"{spec_file}: 'target:' has no meaning for append (use -t)")
-        srcs.extend(spec.sources)
-        spec_tags = list(spec.tags)
-        ann.update(spec.annotations)
-        all_edits.extend(spec.edits)
-        fmt = fmt or spec.format
-        allow = allow or spec.allow_duplicate_platforms
-        flatten = flatten and spec.flatten
-    srcs.extend(ops.Source.parse(s) for s in sources)
-    if not srcs:
-        raise UsageError("no SOURCE given")
-    ann.update(annotation_options(annotations))
-    all_edits.extend(edits)
-    primary, extra = ops.targets_of(base, list(targets))
-    dests = ops.destinations(primary, [*extra, *spec_tags])
-    built = ops.build_append(
-        base,
-        srcs,
-        annotations=ann,
-        edits=all_edits,
-        format=fmt,
-        allow_duplicate_platforms=allow,
-        flatten=flatten,
-        ctx=st.ctx,
+    spec = _load_spec(spec_file)
+    if spec is not None and spec.target:
+        raise UsageError(f"{spec_file}: 'target:' has no meaning for append (use -t)")
+    build_args = _build_args(
+        spec, sources, annotations, edits, fmt, allow_duplicate_platforms, no_flatten
     )
+    primary, extra = ops.targets_of(base, list(targets))
+    dests = ops.destinations(primary, [*extra, *(spec.tags if spec else [])])
+    built = ops.build_append(base, ctx=st.ctx, **build_args)
     _finish(built, dests, as_json, dry_run)
 
 
