@@ -14,7 +14,7 @@ import pytest
 
 from luff.context import Context
 from luff.copy import Copier
-from luff.errors import InvalidManifest, RegistryError, TransportError
+from luff.errors import InvalidManifest, LuffError, RegistryError, TransportError
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.ops import basic
@@ -319,3 +319,32 @@ def test_a_blob_stored_under_another_digest_is_an_error(registry: Any, ctx: Cont
             img.push(f"{proxy.host}/stored/app:1", ctx)
     finally:
         proxy.stop()
+
+
+def test_an_upload_location_on_another_host_gets_no_credentials(auth_registry: Any) -> None:
+    upstream = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    other = FaultProxy(auth_registry.host, bind_host="localhost", upstream_auth=upstream)
+    front = FaultProxy(auth_registry.host)
+    creds = Credentials(USER, PASSWORD)
+    c = Context(credentials=lambda h: creds if h == front.host else ANONYMOUS, backoff=0.01)
+    try:
+        front.add(
+            Rule(
+                "POST",
+                r"/blobs/uploads/$",
+                "status",
+                status=202,
+                headers={"Location": f"http://{other.host}/v2/loc/app/blobs/uploads/elsewhere"},
+                times=-1,
+            )
+        )
+        img = random_image(size=500)
+        with pytest.raises(LuffError):
+            img.push(f"{front.host}/loc/app:1", c)
+        puts = [x for x in other.seen if x.method == "PUT"]
+        assert puts, "the absolute Location was not used"
+        assert all("Authorization" not in x.headers for x in puts)
+    finally:
+        c.close()
+        other.stop()
+        front.stop()

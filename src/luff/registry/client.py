@@ -207,7 +207,8 @@ class RegistryClient:
         hdrs = {"User-Agent": USER_AGENT, **(headers or {})}
         attempts = 0
         authed = False
-        same_host = True
+        # Credentials go to this registry only, not to a host named in a Location or Link.
+        same_host = urllib.parse.urlsplit(url).netloc == urllib.parse.urlsplit(self.base).netloc
         switched = False
         replayable = body is None or isinstance(body, bytes)
         while True:
