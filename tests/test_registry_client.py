@@ -370,7 +370,7 @@ def test_tags_and_catalog_pagination(
     got = c.paginate("/v2/_catalog?n=2", "repositories", ("registry:catalog:*",))
     assert {"pages/app", "pages/repo0", "pages/repo1", "pages/repo2"} <= set(got)
     assert len(got) == len(set(got))
-    assert sum(1 for x in proxy.seen if "/_catalog" in x.path) >= 3
+    assert sum(1 for x in proxy.seen if "/_catalog" in x.path) >= 2  # >= 4 repositories, n=2
     assert set(got) == set(basic.catalog(registry.host, ctx=ctx))
 
 
