@@ -67,14 +67,37 @@ def log(message: str) -> None:
     click.echo(message, err=True)
 
 
+@contextlib.contextmanager
+def _writing_stdout() -> Iterator[Any]:
+    """Yield stdout; a closed or failing stdout becomes a one-line error (a closed pipe stays)."""
+    from luff.errors import LuffError
+
+    if sys.stdout is None:
+        raise LuffError("cannot write the result: standard output is closed")
+    try:
+        yield sys.stdout
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise LuffError(f"cannot write to standard output: {e.strerror or e}") from None
+
+
 def out(text: str) -> None:
     """Print a result on stdout."""
-    click.echo(text)
+    with _writing_stdout() as f:
+        click.echo(text, file=f)
 
 
 def out_json(obj: object) -> None:
     """Print *obj* as indented JSON on stdout."""
-    click.echo(json.dumps(obj, indent=2))
+    out(json.dumps(obj, indent=2))
+
+
+def out_bytes(data: bytes) -> None:
+    """Write *data* to stdout as is, and flush."""
+    with _writing_stdout() as f:
+        f.buffer.write(data)
+        f.buffer.flush()
 
 
 def print_plan(plan: Plan) -> None:

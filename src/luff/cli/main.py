@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from typing import Any
 
 import click
 
 from luff import __version__
-from luff.cli.common import State, log, out, out_json, plan_hook, state, transfer_progress
+from luff.cli.common import (
+    State,
+    log,
+    out,
+    out_bytes,
+    out_json,
+    plan_hook,
+    state,
+    transfer_progress,
+)
 from luff.errors import LuffError
 from luff.ops import basic
 
@@ -32,6 +40,11 @@ class LuffGroup(click.Group):
             click.echo("luff: interrupted", err=True)
             sys.exit(130)
         except BrokenPipeError:
+            sys.exit(1)
+        except OSError as e:
+            # A file-system failure that no operation translated (unwritable path, full disk).
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"luff: error: {where}{e.strerror or e}", err=True)
             sys.exit(1)
 
 
@@ -108,9 +121,7 @@ def manifest(ref: str) -> None:
     """Print the manifest of REF, byte for byte."""
     st = state()
     data = basic.manifest(ref, platform=st.platform, ctx=st.ctx)
-    sys.stdout.buffer.write(data)
-    if not data.endswith(b"\n"):
-        sys.stdout.buffer.write(b"\n")
+    out_bytes(_with_tty_newline(data))
 
 
 @cli.command()
@@ -119,9 +130,7 @@ def config(ref: str) -> None:
     """Print the config blob of the image at REF (of --platform, for an index)."""
     st = state()
     data = basic.config(ref, platform=st.platform, ctx=st.ctx)
-    sys.stdout.buffer.write(data)
-    if not data.endswith(b"\n"):
-        sys.stdout.buffer.write(b"\n")
+    out_bytes(_with_tty_newline(data))
 
 
 @cli.command()
@@ -144,8 +153,15 @@ def blob(ref: str) -> None:
     st = state()
     stream = basic.blob(ref, ctx=st.ctx)
     with stream:
-        shutil.copyfileobj(stream, sys.stdout.buffer, 1 << 20)
-    sys.stdout.flush()
+        while chunk := stream.read(1 << 20):
+            out_bytes(chunk)
+
+
+def _with_tty_newline(data: bytes) -> bytes:
+    """*data* exactly (its digest must match), plus a newline on a terminal for the prompt."""
+    if sys.stdout is not None and sys.stdout.isatty() and not data.endswith(b"\n"):
+        return data + b"\n"
+    return data
 
 
 @cli.command("ls")

@@ -1,0 +1,90 @@
+"""Edge cases of the CLI that a daily crane/skopeo user hits: closed or full stdout,
+unwritable paths, garbage from a registry, odd input files.
+
+Each failure must be one line ``luff: error: …`` with exit 1 (2 for bad usage),
+never a traceback, and never a half-written result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import pytest
+
+from luff.context import Context
+from luff.testing import random_index
+from tests.conftest import Reg
+
+
+def luff(
+    *args: str, stdin: str | None = None, stdout: int = subprocess.PIPE
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "luff", *args],
+        input=stdin.encode() if stdin is not None else None,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        timeout=120,
+    )
+
+
+def one_line_error(p: subprocess.CompletedProcess[bytes], code: int = 1) -> str:
+    err = p.stderr.decode()
+    assert p.returncode == code, (p.returncode, p.stdout, err)
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("luff: error: "), err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def multi(registry: Reg) -> str:
+    ref = f"{registry.host}/edges/multi:1"
+    random_index(("linux/amd64", "linux/arm64")).push(ref, Context())
+    return ref
+
+
+# --- stdout -------------------------------------------------------------------------
+
+
+def test_manifest_is_written_byte_for_byte(multi: str) -> None:
+    """Without a terminal, `luff manifest REF | sha256sum` gives the manifest digest."""
+    p = luff("manifest", multi)
+    assert p.returncode == 0, p.stderr
+    digest = luff("digest", multi).stdout.decode().strip()
+    assert "sha256:" + hashlib.sha256(p.stdout).hexdigest() == digest
+
+
+@pytest.mark.parametrize("verb", ["manifest", "digest", "config"])
+def test_closed_stdout_is_an_error_not_a_traceback(multi: str, verb: str) -> None:
+    p = subprocess.run(
+        ["/bin/sh", "-c", f'exec {sys.executable} -m luff {verb} "$0" >&-', multi],
+        stderr=subprocess.PIPE,
+        timeout=120,
+    )
+    assert "standard output is closed" in one_line_error(p)
+
+
+@pytest.mark.parametrize("verb", ["manifest", "digest", "ls", "blob"])
+def test_full_stdout_is_an_error_not_a_traceback(registry: Reg, multi: str, verb: str) -> None:
+    arg = multi
+    if verb == "ls":
+        arg = multi.rsplit(":", 1)[0]
+    if verb == "blob":
+        import json
+
+        image = json.loads(luff("--platform", "linux/amd64", "manifest", multi).stdout)
+        arg = f"{multi.rsplit(':', 1)[0]}@{image['layers'][0]['digest']}"
+    with open("/dev/full", "wb") as full:
+        p = luff(verb, arg, stdout=full.fileno())
+    assert "No space left on device" in one_line_error(p)
+
+
+# --- paths --------------------------------------------------------------------------
+
+
+def test_unwritable_layout_path(multi: str) -> None:
+    one_line_error(luff("copy", multi, "oci:/proc/luff-nope"))
+    one_line_error(luff("layout", "init", "/proc/luff-nope"))
