@@ -8,8 +8,10 @@ never a traceback, and never a half-written result.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +90,22 @@ def test_full_stdout_is_an_error_not_a_traceback(registry: Reg, multi: str, verb
 def test_unwritable_layout_path(multi: str) -> None:
     one_line_error(luff("copy", multi, "oci:/proc/luff-nope"))
     one_line_error(luff("layout", "init", "/proc/luff-nope"))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("copy", "{multi}", "oci-archive:{dir}"),
+        ("pull", "{multi}", "{dir}", "--format", "oci-archive"),
+        ("pull", "{multi}", "{dir}", "--format", "docker-archive", "--platform", "linux/arm64"),
+    ],
+)
+def test_archive_target_that_is_a_directory(
+    multi: str, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """Refused up front (usage), and the directory is left as it was."""
+    (tmp_path / "keep").write_text("x")
+    p = luff(*(a.format(multi=multi, dir=tmp_path) for a in args))
+    assert "is a directory" in one_line_error(p, 2)
+    assert sorted(os.listdir(tmp_path)) == ["keep"]
+    assert not any(n.startswith(".") for n in os.listdir(tmp_path.parent))

@@ -272,6 +272,8 @@ def write_tar(dest: Path, members: Iterable[tuple[str, Path | bytes]]) -> None:
 
 
 def _staging_dir(dest: Path) -> Path:
+    if dest.is_dir():
+        raise UsageError(f"{dest}: is a directory, not an archive")
     dest.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
 
