@@ -109,3 +109,36 @@ def test_archive_target_that_is_a_directory(
     assert "is a directory" in one_line_error(p, 2)
     assert sorted(os.listdir(tmp_path)) == ["keep"]
     assert not any(n.startswith(".") for n in os.listdir(tmp_path.parent))
+
+
+# --- copy --platform ----------------------------------------------------------------
+
+
+def test_copy_platform_narrows_an_index(registry: Reg, multi: str, tmp_path: Path) -> None:
+    """`copy --platform` (or the global one) copies that platform's image, as crane does."""
+    want = luff("--platform", "linux/arm64", "digest", multi).stdout.decode().strip()
+    target = f"{registry.host}/edges/arm64-only:1"
+    p = luff("copy", "--platform", "linux/arm64", multi, target)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode().strip() == f"{registry.host}/edges/arm64-only@{want}"
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{target}"],
+        capture_output=True,
+        timeout=120,
+    )
+    assert raw.returncode == 0, raw.stderr
+    assert "sha256:" + hashlib.sha256(raw.stdout).hexdigest() == want
+
+    # the error that a docker archive gives for an index suggests --platform: it must work
+    arch = tmp_path / "one.tar"
+    p = luff("copy", multi, f"docker-archive:{arch}")
+    assert "--platform" in one_line_error(p, 2)
+    p = luff("--platform", "linux/arm64", "copy", multi, f"docker-archive:{arch}")
+    assert p.returncode == 0, p.stderr
+    # a docker archive re-digests its image, so no digest is claimed for it
+    assert p.stdout.decode().strip() == f"docker-archive:{arch}"
+    cfg = luff("config", f"docker-archive:{arch}")
+    assert b'"arm64"' in cfg.stdout
+
+    p = luff("copy", "--platform", "linux/s390x", multi, f"{registry.host}/edges/none:1")
+    assert "no image for platform linux/s390x" in one_line_error(p)

@@ -60,7 +60,7 @@ class LuffGroup(click.Group):
 @click.option(
     "--platform",
     metavar="OS/ARCH[/VARIANT][:OSVERSION]",
-    help="Choose the image of this platform from an index (config, digest, manifest).",
+    help="Choose the image of this platform from an index (config, copy, digest, manifest).",
 )
 @click.option(
     "-j",
@@ -95,20 +95,45 @@ def cli(
 @click.option(
     "-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Concurrent transfers."
 )
+@click.option(
+    "--platform",
+    metavar="OS/ARCH[/VARIANT][:OSVERSION]",
+    help="Copy only this platform's image of an index.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the descriptor as JSON.")
-def copy(source: str, target: str, all_tags: bool, jobs: int | None, as_json: bool) -> None:
+def copy(
+    source: str,
+    target: str,
+    all_tags: bool,
+    jobs: int | None,
+    platform: str | None,
+    as_json: bool,
+) -> None:
     """Copy an image or index from SOURCE to TARGET, keeping its digest."""
     st = state()
     if jobs:
         st.ctx.jobs = jobs
+    platform = platform or st.platform
     with transfer_progress() as progress:
         if all_tags:
             for t, d in basic.copy_all_tags(
-                source, target, ctx=st.ctx, progress=progress, on_plan=plan_hook()
+                source,
+                target,
+                platform=platform,
+                ctx=st.ctx,
+                progress=progress,
+                on_plan=plan_hook(),
             ).items():
                 out(f"{target}:{t}@{d.digest}")
             return
-        desc = basic.copy(source, target, ctx=st.ctx, progress=progress, on_plan=plan_hook())
+        desc = basic.copy(
+            source,
+            target,
+            platform=platform,
+            ctx=st.ctx,
+            progress=progress,
+            on_plan=plan_hook(),
+        )
     if as_json:
         out_json(desc.to_dict())
     else:

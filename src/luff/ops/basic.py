@@ -9,7 +9,7 @@ from luff.context import Context, default_context
 from luff.copy import Plan, Progress, copy_graph
 from luff.errors import NotFound, UsageError
 from luff.model import mediatypes as mt
-from luff.model.address import parse_address
+from luff.model.address import DOCKER_ARCHIVE, parse_address
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
@@ -155,17 +155,21 @@ def copy(
     source: str,
     target: str,
     *,
+    platform: Platform | str | None = None,
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
 ) -> Descriptor:
     """Copy the image or index at *source* to *target*; the digest is kept.
 
-    A target without a tag takes the source's tag.
+    A target without a tag takes the source's tag. With *platform*, an index
+    source is narrowed to that platform's image.
     """
     ctx = _ctx(ctx)
     src, ident = open_store(source, ctx)
     desc, m = get_root(src, ident)
+    if platform is not None:
+        desc, m = select_platform(src, desc, m, platform)
     dst_addr = parse_address(target)
     dst, dst_ident = open_store(dst_addr, ctx, write=True)
     with dst:
@@ -189,11 +193,12 @@ def copy_all_tags(
     source: str,
     target: str,
     *,
+    platform: Platform | str | None = None,
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
 ) -> dict[str, Descriptor]:
-    """Copy every tag of repository *source* to repository *target*."""
+    """Copy every tag of repository *source* to repository *target* (see :func:`copy`)."""
     ctx = _ctx(ctx)
     src_repo = Reference.parse(_repo_only(source), default_tag=False)
     dst_repo = Reference.parse(_repo_only(target), default_tag=False)
@@ -202,6 +207,7 @@ def copy_all_tags(
         out[t] = copy(
             str(src_repo.with_tag(t)),
             str(dst_repo.with_tag(t)),
+            platform=platform,
             ctx=ctx,
             progress=progress,
             on_plan=on_plan,
@@ -210,8 +216,14 @@ def copy_all_tags(
 
 
 def pinned(address: str, desc: Descriptor) -> str:
-    """``registry/repo@digest`` for a registry address, ``transport:path@digest`` otherwise."""
+    """``registry/repo@digest`` for a registry address, ``transport:path@digest`` otherwise.
+
+    A docker archive gives its images new digests (uncompressed layers), so it
+    is named by its address alone.
+    """
     addr = parse_address(address)
     if addr.reference is not None:
         return str(addr.reference.with_digest(desc.digest))
+    if addr.transport == DOCKER_ARCHIVE:
+        return address
     return f"{addr.transport}:{addr.path}@{desc.digest}"
