@@ -142,3 +142,26 @@ def test_copy_platform_narrows_an_index(registry: Reg, multi: str, tmp_path: Pat
 
     p = luff("copy", "--platform", "linux/s390x", multi, f"{registry.host}/edges/none:1")
     assert "no image for platform linux/s390x" in one_line_error(p)
+
+
+# --- reference and argument checks ---------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["bad tag", "other/repo:x", "", ".dot"])
+def test_tag_names_the_bad_tag_before_any_network(bad: str) -> None:
+    """The message names the tag the user gave (no internal placeholder reference)."""
+    line = one_line_error(luff("tag", "127.0.0.1:1/app:multi", bad), 2)
+    assert f"invalid tag {bad!r}" in line and "x/x" not in line
+
+
+def test_catalog_host_checks(registry: Reg) -> None:
+    line = one_line_error(luff("catalog", "x y"), 2)
+    assert "invalid registry host 'x y'" in line
+    # a bare name is a host (as in crane), not a Docker Hub repository
+    line = one_line_error(luff("catalog", "luff-no-such-host"))
+    assert "luff-no-such-host" in line and "docker.io" not in line
+
+
+@pytest.mark.parametrize("ref", ["127.0.0.1:99999/x:y", "127.0.0.1:0/x:y"])
+def test_out_of_range_port_is_a_bad_reference(ref: str) -> None:
+    assert "bad port" in one_line_error(luff("digest", ref), 2)

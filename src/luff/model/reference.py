@@ -90,6 +90,11 @@ class Reference:
                 raise InvalidReference(
                     f"invalid reference {orig!r}: bad registry host {registry!r}"
                 )
+            port = "" if registry.endswith("]") else registry.rpartition(":")[2]
+            if ":" in registry and not registry.endswith("]") and not 0 < int(port) < 65536:
+                raise InvalidReference(
+                    f"invalid reference {orig!r}: bad port {port!r} in {registry!r}"
+                )
             if registry.startswith("["):
                 try:
                     ipaddress.IPv6Address(registry[1 : registry.index("]")])

@@ -7,14 +7,14 @@ from typing import BinaryIO
 
 from luff.context import Context, default_context
 from luff.copy import Plan, Progress, copy_graph
-from luff.errors import NotFound, UsageError
+from luff.errors import InvalidReference, NotFound, UsageError
 from luff.model import mediatypes as mt
 from luff.model.address import DOCKER_ARCHIVE, parse_address
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.model.platform import Platform, host_platform
-from luff.model.reference import Reference
+from luff.model.reference import Reference, valid_tag
 from luff.stores import open_store
 from luff.stores.base import Store
 from luff.stores.registry import RegistryStore
@@ -130,15 +130,24 @@ def catalog(registry: str, *, ctx: Context | None = None) -> list[str]:
     host = registry.removeprefix("docker://").rstrip("/")
     if not host or "/" in host:
         raise UsageError(f"{registry}: name a registry host, e.g. localhost:5000")
-    ref = Reference.parse(f"{host}/x")
+    try:
+        ref = Reference.parse(f"{host}/x")
+    except InvalidReference as e:
+        raise InvalidReference(f"invalid registry host {registry!r}: {e}") from None
+    if ref.repository != "x":  # a bare name ("myregistry") is a host here, not a Hub repository
+        ref = Reference(host, "x")
     return _ctx(ctx).client(ref.api_host).catalog()
 
 
 def tag(address: str, new_tag: str, *, ctx: Context | None = None) -> Descriptor:
     """Point *new_tag* (in the same repository) at the manifest of *address*."""
+    if not valid_tag(new_tag):
+        raise UsageError(
+            f"invalid tag {new_tag!r} (letters, digits, '_', '.', '-'; at most 128; "
+            "not starting with '.' or '-')"
+        )
     store, ident = open_store(address, _ctx(ctx))
     desc, m = get_root(store, ident)
-    Reference.parse(f"x/x:{new_tag}")  # validates the tag
     store.push_manifest(m, new_tag)
     return desc
 
