@@ -11,7 +11,11 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -165,3 +169,57 @@ def test_catalog_host_checks(registry: Reg) -> None:
 @pytest.mark.parametrize("ref", ["127.0.0.1:99999/x:y", "127.0.0.1:0/x:y"])
 def test_out_of_range_port_is_a_bad_reference(ref: str) -> None:
     assert "bad port" in one_line_error(luff("digest", ref), 2)
+
+
+# --- a registry that answers garbage ---------------------------------------------------
+
+
+class _GarbageHandler(BaseHTTPRequestHandler):
+    """Answers /v2/ like a registry, then lists that are not lists."""
+
+    protocol_version = "HTTP/1.1"
+    bodies: ClassVar[dict[str, bytes]] = {
+        "/v2/": b"{}",
+        "/v2/array/tags/list": b"[1, 2]",
+        "/v2/string/tags/list": b'{"tags": "abc"}',
+        "/v2/numbers/tags/list": b'{"tags": [1, null]}',
+        "/v2/_catalog": b'{"repositories": 5}',
+    }
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = self.bodies.get(self.path.partition("?")[0])
+        self.send_response(200 if body is not None else 404)
+        body = body or b'{"errors":[{"code":"NAME_UNKNOWN","message":"unknown"}]}'
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def garbage() -> Iterator[str]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _GarbageHandler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.mark.parametrize("repo", ["array", "string", "numbers"])
+def test_ls_of_a_malformed_tag_list(garbage: str, repo: str) -> None:
+    """Refused with the repository named; never a traceback or the letters of a string."""
+    p = luff("ls", f"{garbage}/{repo}")
+    assert p.stdout == b""
+    assert f"{garbage}/{repo}: " in one_line_error(p)
+
+
+def test_catalog_and_missing_repository_messages(garbage: str, registry: Reg) -> None:
+    p = luff("catalog", garbage)
+    assert p.stdout == b"" and "repositories" in one_line_error(p)
+    line = one_line_error(luff("ls", f"{registry.host}/edges/never-pushed"))
+    assert line.startswith(f"luff: error: {registry.host}/edges/never-pushed: "), line
+    assert "/v2/" not in line

@@ -335,23 +335,32 @@ class RegistryClient:
 
     def catalog(self, page_size: int = 1000) -> list[str]:
         """All repository names, following ``Link`` pagination."""
-        return self.paginate(f"/v2/_catalog?n={page_size}", "repositories", ("registry:catalog:*",))
+        return self.paginate(
+            f"/v2/_catalog?n={page_size}", "repositories", ("registry:catalog:*",), self.host
+        )
 
-    def paginate(self, path: str, key: str, scopes: Iterable[str]) -> list[str]:
-        """Collect *key* lists across pages linked with ``Link: <…>; rel="next"``."""
+    def paginate(self, path: str, key: str, scopes: Iterable[str], what: str = "") -> list[str]:
+        """Collect *key* lists across pages linked with ``Link: <…>; rel="next"``.
+
+        *what* names the listing in errors (default: the host and path).
+        """
+        what = what or f"{self.host}{path}"
         out: list[str] = []
         seen: set[str] = set()
         next_path: str | None = path
         while next_path and next_path not in seen:
             seen.add(next_path)
-            resp = self.check(
-                self.request("GET", next_path, scopes=scopes), (200,), f"{self.host}{path}"
-            )
+            resp = self.check(self.request("GET", next_path, scopes=scopes), (200,), what)
             try:
                 obj = json.loads(resp.data)
             except ValueError:
-                raise RegistryError(f"{self.host}: invalid JSON from {next_path}") from None
-            out.extend(obj.get(key) or [])
+                raise RegistryError(f"{what}: invalid JSON from {next_path}") from None
+            items = obj.get(key) if isinstance(obj, dict) else ()
+            if items is None:
+                items = []
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise RegistryError(f"{what}: {next_path} has no list of strings {key!r}")
+            out.extend(items)
             next_path = _next_link(resp.headers.get("Link", ""))
         return out
 

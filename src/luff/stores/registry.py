@@ -283,7 +283,9 @@ class RegistryStore(Store):
         self.push_manifest(self.fetch_manifest(desc), tag)
 
     def tags(self) -> list[str]:
-        tags = self.client.paginate(f"/v2/{self.repository}/tags/list?n=1000", "tags", self._pull)
+        tags = self.client.paginate(
+            f"/v2/{self.repository}/tags/list?n=1000", "tags", self._pull, self.name
+        )
         return sorted(set(tags))
 
     def delete(self, identifier: str) -> None:
