@@ -223,3 +223,27 @@ def test_catalog_and_missing_repository_messages(garbage: str, registry: Reg) ->
     line = one_line_error(luff("ls", f"{registry.host}/edges/never-pushed"))
     assert line.startswith(f"luff: error: {registry.host}/edges/never-pushed: "), line
     assert "/v2/" not in line
+
+
+# --- input files and stdin -------------------------------------------------------------
+
+
+def test_binary_spec_file(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(b"\x1f\x8b\x08\x00binary")
+    line = one_line_error(luff("index", "create", "127.0.0.1:1/x:1", "-f", str(spec)), 2)
+    assert "not a YAML or JSON text file" in line
+
+
+def test_password_stdin_with_stdin_closed() -> None:
+    p = subprocess.run(
+        [
+            "/bin/sh",
+            "-c",
+            f'exec {sys.executable} -m luff auth login "$0" -u u --password-stdin <&-',
+            "127.0.0.1:1",
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    assert "standard input is closed" in one_line_error(p, 2)

@@ -72,6 +72,10 @@ def load_spec(path: str | os.PathLike[str]) -> IndexSpec:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise UsageError(f"{path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(
+            f"{path}: not a YAML or JSON text file ({e.reason} at byte {e.start})"
+        ) from None
     try:
         obj = yaml.safe_load(text)
     except yaml.YAMLError as e:

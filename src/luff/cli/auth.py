@@ -26,6 +26,8 @@ def login_cmd(registry: str, username: str, password: str | None, password_stdin
     if password_stdin:
         if password:
             raise UsageError("use either --password or --password-stdin")
+        if sys.stdin is None:
+            raise UsageError("--password-stdin: standard input is closed")
         password = sys.stdin.readline().rstrip("\r\n")
     if not password:
         raise UsageError("no password given (use --password-stdin)")
