@@ -17,6 +17,7 @@ from luff.copy import Copier
 from luff.errors import InvalidManifest, LuffError, RegistryError, TransportError
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
+from luff.model.digest import Digest
 from luff.ops import basic
 from luff.registry.auth import ANONYMOUS, Credentials
 from luff.stores.layout import LayoutStore
@@ -32,8 +33,9 @@ DESC = Descriptor.for_bytes(mt.OCI_LAYER_GZIP, BLOB)
 class BlobServer:
     """Serves one blob; the first *truncate* GETs send half of it and close the connection."""
 
-    def __init__(self, truncate: int) -> None:
+    def __init__(self, truncate: int, any_digest: bool = False) -> None:
         self.truncate = truncate
+        self.any_digest = any_digest  # answer every blob GET with BLOB (a lying registry)
         self.gets = 0
         self.stopped = threading.Event()
         server = self
@@ -46,7 +48,7 @@ class BlobServer:
 
             def do_HEAD(self) -> None:
                 # A blob HEAD without Content-Length (allowed by HTTP, seen behind proxies).
-                self.send_response(200 if self.path.endswith(f"/blobs/{DESC.digest}") else 404)
+                self.send_response(200 if server.serves(self.path) else 404)
                 self.end_headers()
 
             def do_GET(self) -> None:
@@ -61,7 +63,7 @@ class BlobServer:
                     server.stopped.wait(30)
                     self.close_connection = True
                     return
-                if not self.path.endswith(f"/blobs/{DESC.digest}"):
+                if not server.serves(self.path):
                     self.send_error(404)
                     return
                 server.gets += 1
@@ -80,6 +82,11 @@ class BlobServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def serves(self, path: str) -> bool:
+        if self.any_digest:
+            return "/blobs/sha256:" in path
+        return path.endswith(f"/blobs/{DESC.digest}")
 
     @property
     def host(self) -> str:
@@ -348,3 +355,22 @@ def test_an_upload_location_on_another_host_gets_no_credentials(auth_registry: A
         c.close()
         other.stop()
         front.stop()
+
+
+def test_cli_blob_writes_nothing_when_the_digest_is_wrong() -> None:
+    import subprocess
+    import sys
+
+    server = BlobServer(truncate=0, any_digest=True)
+    lie = Digest.of(b"other content")  # the server answers with BLOB anyway
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "luff", "blob", f"{server.host}/lie/app@{lie}"],
+            capture_output=True,
+            timeout=60,
+        )
+    finally:
+        server.stop()
+    assert p.returncode == 1, p.stderr
+    assert b"luff: error:" in p.stderr and b"digest" in p.stderr
+    assert p.stdout == b""  # not one unverified byte

@@ -175,10 +175,15 @@ def digest(ref: str, as_json: bool) -> None:
 @click.argument("ref", metavar="REPO@DIGEST")
 def blob(ref: str) -> None:
     """Write the blob REPO@DIGEST to stdout, verified."""
+    import tempfile
+
     st = state()
-    stream = basic.blob(ref, ctx=st.ctx)
-    with stream:
+    # Spooled to a temporary file: nothing reaches stdout before the digest is checked.
+    with basic.blob(ref, ctx=st.ctx) as stream, tempfile.TemporaryFile() as tmp:
         while chunk := stream.read(1 << 20):
+            tmp.write(chunk)
+        tmp.seek(0)
+        while chunk := tmp.read(1 << 20):
             out_bytes(chunk)
 
 
