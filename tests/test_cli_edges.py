@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -247,3 +249,50 @@ def test_password_stdin_with_stdin_closed() -> None:
         timeout=120,
     )
     assert "standard input is closed" in one_line_error(p, 2)
+
+
+# --- jq edits ----------------------------------------------------------------------------
+
+
+def test_endless_jq_generator_is_refused_not_drained(multi: str) -> None:
+    p = luff("index", "create", "127.0.0.1:1/x:1", multi, "--set", "repeat(.)")
+    assert "gave more than one result" in one_line_error(p, 2)
+
+
+def test_ctrl_c_stops_an_endless_jq_program(multi: str) -> None:
+    """jq runs in C, where Python's KeyboardInterrupt never fires; Ctrl-C must still work."""
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "luff",
+            "index",
+            "create",
+            "127.0.0.1:1/x:1",
+            multi,
+            "--set",
+            "def f: f; f",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        # the program has started once the sources are read; wait until the process is
+        # busy in jq (it never ends on its own), then interrupt it
+        for _ in range(400):
+            if _cpu_ticks(p.pid) > 150:
+                break
+            time.sleep(0.05)
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert rc in (-signal.SIGINT, 130), rc
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])

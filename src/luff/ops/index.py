@@ -11,8 +11,12 @@ first and the index last: :meth:`BuiltIndex.push`. :func:`create`,
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -781,17 +785,39 @@ def apply_edits(doc: dict[str, Any], edits: Sequence[str]) -> dict[str, Any]:
         except ValueError as e:
             raise UsageError(f"invalid jq program {where}: {_jq_message(str(e))}") from None
         try:
-            results = compiled.input_value(doc).all()
+            with _interruptible():
+                # two results are enough to refuse; an endless generator must not be drained
+                results = list(itertools.islice(iter(compiled.input_value(doc)), 2))
         except ValueError as e:
             raise UsageError(f"jq program {where} failed: {_jq_message(str(e))}") from None
         if len(results) != 1:
-            raise UsageError(f"jq program {where} gave {len(results)} results; it must give one")
+            many = "0 results" if not results else "more than one result"
+            raise UsageError(f"jq program {where} gave {many}; it must give one")
         if not isinstance(results[0], dict):
             raise UsageError(
                 f"jq program {where} gave {type(results[0]).__name__}, not an index object"
             )
         doc = results[0]
     return doc
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Let Ctrl-C end the process while jq runs in C, where Python cannot raise
+    KeyboardInterrupt until the program returns (which an endless one never does).
+    Nothing has been written at that point. Only in the main thread, and only when
+    Python's own SIGINT handler is installed."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _jq_message(text: str) -> str:
