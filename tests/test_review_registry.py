@@ -374,3 +374,21 @@ def test_cli_blob_writes_nothing_when_the_digest_is_wrong() -> None:
     assert p.returncode == 1, p.stderr
     assert b"luff: error:" in p.stderr and b"digest" in p.stderr
     assert p.stdout == b""  # not one unverified byte
+
+
+def test_a_token_server_error_is_retried(token_registry: Any, registry_kind: str) -> None:
+    if registry_kind != "embedded":
+        pytest.skip("only the embedded registry's token realm is reached through the proxy")
+    proxy = FaultProxy(token_registry.host)
+    creds = Credentials(USER, PASSWORD)
+    hosts = {proxy.host, token_registry.host}
+    c = Context(credentials=lambda h: creds if h in hosts else ANONYMOUS, backoff=0.01)
+    try:
+        img = random_image(size=500)
+        img.push(f"{token_registry.host}/tok/app:1", c)
+        rule = proxy.add(Rule("GET", r"^/token", "status", status=503, times=1))
+        assert basic.digest(f"{proxy.host}/tok/app:1", ctx=c).digest == img.digest
+        assert rule.hits == 1
+    finally:
+        c.close()
+        proxy.stop()

@@ -155,12 +155,11 @@ class RegistryClient:
                 client_id="luff",
                 scope=" ".join(all_scopes),
             )
-            resp = self._send(
+            resp = self._send_token_request(
                 "POST",
                 realm,
                 {**headers, "Content-Type": "application/x-www-form-urlencoded"},
                 urllib.parse.urlencode(form).encode(),
-                False,
             )
         else:
             query += [("scope", s) for s in all_scopes]
@@ -168,7 +167,7 @@ class RegistryClient:
                 headers["Authorization"] = creds.basic()
             sep = "&" if "?" in realm else "?"
             url = realm + (sep + urllib.parse.urlencode(query) if query else "")
-            resp = self._send("GET", url, headers, None, False)
+            resp = self._send_token_request("GET", url, headers, None)
         if resp.status in (401, 403):
             who = f"as {creds.username!r}" if creds else "anonymously"
             raise AuthError(f"{self.host}: token server refused to authenticate {who}")
@@ -185,6 +184,25 @@ class RegistryClient:
             raise AuthError(f"{self.host}: token server sent no token")
         with self._lock:
             self._tokens[scopes] = _Token(str(token), time.monotonic() + max(expires - 10, 5))
+
+    def _send_token_request(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> urllib3.BaseHTTPResponse:
+        """A token server request, retried like registry requests (5xx, 429, resets)."""
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                resp = self._send(method, url, headers, body, False)
+            except TransportError:
+                if attempts >= self.ctx.max_attempts:
+                    raise
+                self._sleep(attempts, None)
+                continue
+            if resp.status in RETRY_STATUS and attempts < self.ctx.max_attempts:
+                self._sleep(attempts, resp.headers.get("Retry-After"))
+                continue
+            return resp
 
     def request(
         self,
