@@ -27,11 +27,10 @@ def login(registry: str, username: str, password: str, *, ctx: Context | None = 
     probe = Context(
         insecure=set(ctx.insecure), credentials=lambda _h: creds, max_attempts=ctx.max_attempts
     )
-    client = RegistryClient(ref.api_host, probe)
-    client.ping()
-    if client._auth_scheme == "bearer":
-        # /v2/ may be open; make sure the token server accepts these credentials.
-        client._fetch_token((), client._challenge)
+    try:
+        RegistryClient(ref.api_host, probe).check_login()
+    finally:
+        probe.close()
     return authmod.save(ref.registry, creds)
 
 

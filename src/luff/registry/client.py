@@ -351,6 +351,17 @@ class RegistryClient:
         resp = self.request("GET", "/v2/")
         self.check(resp, (200,), self.host)
 
+    def check_login(self) -> None:
+        """Ping, and on a token registry also fetch a token: wrong credentials fail here."""
+        self.ping()
+        with self._lock:
+            bearer = self._auth_scheme == "bearer"
+            challenge = dict(self._challenge)
+        if bearer:
+            # /v2/ may answer a token that asks for no scope; the token server must accept us.
+            with self._token_lock:
+                self._fetch_token((), challenge)
+
     def catalog(self, page_size: int = 1000) -> list[str]:
         """All repository names, following ``Link`` pagination."""
         return self.paginate(
