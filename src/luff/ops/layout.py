@@ -219,7 +219,7 @@ def _copy_sparse(
                 )
             records[layer.digest] = addr
     for _, m in sorted(manifests, key=lambda t: -t[0]):
-        store._write_manifest(m)
+        store.write_manifest(m)
     return records
 
 
@@ -339,7 +339,7 @@ def gc(path: str | os.PathLike[str], *, dry_run: bool = False) -> GcResult:
             records = store.sparse_records()
             keep = {k: v for k, v in records.items() if k in missing}
             if keep != records:
-                store._write_sparse_locked(keep)
+                store.write_sparse_locked(keep)
     return GcResult(removed, total, len(temps))
 
 

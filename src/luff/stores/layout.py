@@ -298,7 +298,8 @@ class LayoutStore(Store):
         except (ValueError, KeyError, AssertionError, TypeError, InvalidDigest):
             raise InvalidManifest(f"{self.name}: {SPARSE_FILE} is malformed") from None
 
-    def _write_sparse_locked(self, records: dict[Digest, str]) -> None:
+    def write_sparse_locked(self, records: dict[Digest, str]) -> None:
+        """Replace the sparse records (hold :meth:`locked` while calling this)."""
         if not records:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path / SPARSE_FILE)
@@ -312,7 +313,7 @@ class LayoutStore(Store):
         with self.locked():
             cur = self.sparse_records()
             cur.update(records)
-            self._write_sparse_locked(cur)
+            self.write_sparse_locked(cur)
             if entries:
                 self._update_index_locked(lambda es: _merge(es, entries))
 
@@ -322,7 +323,7 @@ class LayoutStore(Store):
             cur = self.sparse_records()
             new = {k: v for k, v in cur.items() if keep(k)}
             if new != cur:
-                self._write_sparse_locked(new)
+                self.write_sparse_locked(new)
 
     def open_source(self, address: str) -> Store:
         """The store a sparse record names (opened once per address)."""
@@ -421,21 +422,14 @@ class LayoutStore(Store):
             raise
         return Descriptor(media_type, digest, n)
 
-    def _write_manifest(self, manifest: Manifest) -> None:
-        desc = manifest.descriptor()
-        if not self.exists(desc):
-            fd, tmp = self._tmp()
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(manifest.data)
-                self._install(tmp, manifest.digest)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Store a manifest's bytes as a blob, without an ``index.json`` entry."""
+        if not self.exists(manifest.descriptor()):
+            self.blob_path(manifest.digest).parent.mkdir(parents=True, exist_ok=True)
+            self._write_file(blob_relpath(manifest.digest), manifest.data)
 
     def push_manifest(self, manifest: Manifest, tag: str = "") -> Descriptor:
-        self._write_manifest(manifest)
+        self.write_manifest(manifest)
         with self._lock:
             self._written[manifest.digest] = manifest
         desc = manifest.descriptor()
