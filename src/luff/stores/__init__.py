@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from luff.context import Context, default_context
 from luff.errors import UsageError
 from luff.model.address import DOCKER_ARCHIVE, OCI, OCI_ARCHIVE, Address, parse_address
 from luff.stores.base import Store
 from luff.stores.memory import MemoryStore
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["MemoryStore", "Store", "open_store"]
 
