@@ -296,3 +296,16 @@ def test_ctrl_c_stops_an_endless_jq_program(multi: str) -> None:
 def _cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
+
+
+# --- registry serve ----------------------------------------------------------------------
+
+
+def test_serve_refuses_a_binary_htpasswd_and_a_lone_anonymous_pull(tmp_path: Path) -> None:
+    bad = tmp_path / "htpasswd"
+    bad.write_bytes(b"\x1f\x8b\x08\x00\xff\xfe")
+    p = luff("registry", "serve", "--address", "127.0.0.1:0", "--htpasswd", str(bad))
+    assert "not an htpasswd file" in one_line_error(p, 2)
+    # without --token the option would be ignored and the server would start: refuse instead
+    p = luff("registry", "serve", "--address", "127.0.0.1:0", "--anonymous-pull", "pub/")
+    assert "--anonymous-pull needs --token" in one_line_error(p, 2)

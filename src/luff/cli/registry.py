@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from luff.errors import UsageError
+
 
 @click.group("registry")
 def registry() -> None:
@@ -69,6 +71,8 @@ def serve(
     """
     from luff.server import RegistryServer
 
+    if anonymous_pull and not token:
+        raise UsageError("--anonymous-pull needs --token (and --htpasswd): it grants tokens")
     srv = RegistryServer(
         storage,
         address=address,

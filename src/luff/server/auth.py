@@ -103,6 +103,8 @@ def load_htpasswd(path: str | os.PathLike[str]) -> dict[str, str]:
         text = Path(path).read_text()
     except OSError as e:
         raise UsageError(f"cannot read htpasswd file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not an htpasswd file (not text)") from None
     users: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
