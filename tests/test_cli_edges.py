@@ -192,6 +192,14 @@ class _GarbageHandler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        if self.path == "/v2/short/manifests/1":  # promises 1000 bytes, sends 2, hangs up
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"{}")
+            self.close_connection = True
+            return
         body = self.bodies.get(self.path.partition("?")[0])
         self.send_response(200 if body is not None else 404)
         body = body or b'{"errors":[{"code":"NAME_UNKNOWN","message":"unknown"}]}'
@@ -309,3 +317,8 @@ def test_serve_refuses_a_binary_htpasswd_and_a_lone_anonymous_pull(tmp_path: Pat
     # without --token the option would be ignored and the server would start: refuse instead
     p = luff("registry", "serve", "--address", "127.0.0.1:0", "--anonymous-pull", "pub/")
     assert "--anonymous-pull needs --token" in one_line_error(p, 2)
+
+
+def test_body_cut_short_is_a_readable_error(garbage: str) -> None:
+    line = one_line_error(luff("manifest", f"{garbage}/short:1"))
+    assert "connection closed early (got 2 of 1000 bytes)" in line, line

@@ -6,6 +6,7 @@ import datetime
 import email.utils
 import json
 import random
+import re
 import threading
 import time
 import urllib.parse
@@ -475,4 +476,8 @@ def _reason(e: Exception) -> str:
         return "unknown host"
     if "timed out" in text.lower():
         return "timed out"
+    short = re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected\)", text)
+    if short:
+        got, more = int(short[1]), int(short[2])
+        return f"connection closed early (got {got} of {got + more} bytes)"
     return text.split(": ", 1)[-1] if "Failed to establish" in text else text
