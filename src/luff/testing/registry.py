@@ -136,8 +136,8 @@ class Registry:
             cmd += ["--htpasswd", str(path)]
         if self.auth == "token":
             cmd.append("--token")
-        for prefix in self.anonymous_pull:
-            cmd += ["--anonymous-pull", prefix]
+            for prefix in self.anonymous_pull:  # meaningful (and accepted) in token mode only
+                cmd += ["--anonymous-pull", prefix]
         if self.log is None:
             cmd.append("--quiet")
         err: IO[bytes] | int = subprocess.DEVNULL
