@@ -322,3 +322,13 @@ def test_serve_refuses_a_binary_htpasswd_and_a_lone_anonymous_pull(tmp_path: Pat
 def test_body_cut_short_is_a_readable_error(garbage: str) -> None:
     line = one_line_error(luff("manifest", f"{garbage}/short:1"))
     assert "connection closed early (got 2 of 1000 bytes)" in line, line
+
+
+# --- layouts --------------------------------------------------------------------------------
+
+
+def test_push_of_an_empty_layout(tmp_path: Path) -> None:
+    assert luff("layout", "init", str(tmp_path / "empty")).returncode == 0
+    for extra in ((), ("--index",)):
+        p = luff("push", str(tmp_path / "empty"), "127.0.0.1:1/x:1", *extra)
+        assert "has no entries" in one_line_error(p)

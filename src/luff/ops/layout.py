@@ -458,6 +458,8 @@ def push(
         m = Manifest.from_dict(body)
         desc = m.descriptor()
     else:
+        if not ident and not entries:
+            raise NotFound(f"{src.name}: index.json has no entries; nothing to push")
         if not ident and len(entries) != 1:
             names = "\n  ".join(
                 f"{ref_name(e) or '(no ref.name)'} {e.digest} {e.platform or ''}".rstrip()
