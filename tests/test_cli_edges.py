@@ -332,3 +332,12 @@ def test_push_of_an_empty_layout(tmp_path: Path) -> None:
     for extra in ((), ("--index",)):
         p = luff("push", str(tmp_path / "empty"), "127.0.0.1:1/x:1", *extra)
         assert "has no entries" in one_line_error(p)
+
+
+@pytest.mark.parametrize("verb", ["digest", "manifest", "config"])
+def test_platform_after_the_verb(multi: str, verb: str) -> None:
+    """`luff digest --platform P REF` works as in crane, same as the global option."""
+    local = luff(verb, "--platform", "linux/arm64", multi)
+    assert local.returncode == 0, local.stderr
+    assert local.stdout == luff("--platform", "linux/arm64", verb, multi).stdout
+    assert local.stdout != luff("--platform", "linux/amd64", verb, multi).stdout

@@ -140,31 +140,43 @@ def copy(
         out(basic.pinned(target, desc))
 
 
+_PLATFORM_METAVAR = "OS/ARCH[/VARIANT][:OSVERSION]"
+
+
 @cli.command()
 @click.argument("ref")
-def manifest(ref: str) -> None:
+@click.option(
+    "--platform", metavar=_PLATFORM_METAVAR, help="The manifest of this platform's image."
+)
+def manifest(ref: str, platform: str | None) -> None:
     """Print the manifest of REF, byte for byte."""
     st = state()
-    data = basic.manifest(ref, platform=st.platform, ctx=st.ctx)
+    data = basic.manifest(ref, platform=platform or st.platform, ctx=st.ctx)
     out_bytes(_with_tty_newline(data))
 
 
 @cli.command()
 @click.argument("ref")
-def config(ref: str) -> None:
+@click.option(
+    "--platform",
+    metavar=_PLATFORM_METAVAR,
+    help="The image of this platform, for an index (default: this machine's).",
+)
+def config(ref: str, platform: str | None) -> None:
     """Print the config blob of the image at REF (of --platform, for an index)."""
     st = state()
-    data = basic.config(ref, platform=st.platform, ctx=st.ctx)
+    data = basic.config(ref, platform=platform or st.platform, ctx=st.ctx)
     out_bytes(_with_tty_newline(data))
 
 
 @cli.command()
 @click.argument("ref")
+@click.option("--platform", metavar=_PLATFORM_METAVAR, help="This platform's image, for an index.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole descriptor.")
-def digest(ref: str, as_json: bool) -> None:
+def digest(ref: str, platform: str | None, as_json: bool) -> None:
     """Print the digest of REF (of --platform's image, for an index)."""
     st = state()
-    desc = basic.digest(ref, platform=st.platform, ctx=st.ctx)
+    desc = basic.digest(ref, platform=platform or st.platform, ctx=st.ctx)
     if as_json:
         out_json(desc.to_dict())
     else:
