@@ -341,3 +341,25 @@ def test_platform_after_the_verb(multi: str, verb: str) -> None:
     assert local.returncode == 0, local.stderr
     assert local.stdout == luff("--platform", "linux/arm64", verb, multi).stdout
     assert local.stdout != luff("--platform", "linux/amd64", verb, multi).stdout
+
+
+def test_login_to_a_web_server_that_is_not_a_registry(tmp_path: Path) -> None:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _NotFoundHandler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{srv.server_address[1]}"
+        p = luff("auth", "login", host, "-u", "u", "--password-stdin", stdin="pw\n")
+        assert "not a registry" in one_line_error(p)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+class _NotFoundHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()

@@ -350,6 +350,8 @@ class RegistryClient:
     def ping(self) -> None:
         """GET /v2/, authenticating if the registry asks; raises on failure."""
         resp = self.request("GET", "/v2/")
+        if resp.status == 404:
+            raise NotFound(f"{self.host}: not a registry (GET /v2/ answered 404)")
         self.check(resp, (200,), self.host)
 
     def check_login(self) -> None:
