@@ -200,6 +200,14 @@ class _GarbageHandler(BaseHTTPRequestHandler):
             self.wfile.write(b"{}")
             self.close_connection = True
             return
+        if self.path == "/v2/html/manifests/1":  # a login page where a manifest should be
+            page = b"<html>sign in</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
         body = self.bodies.get(self.path.partition("?")[0])
         self.send_response(200 if body is not None else 404)
         body = body or b'{"errors":[{"code":"NAME_UNKNOWN","message":"unknown"}]}'
@@ -363,3 +371,8 @@ class _NotFoundHandler(BaseHTTPRequestHandler):
         self.send_response(404)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+
+def test_a_manifest_that_is_not_json_names_the_reference(garbage: str) -> None:
+    line = one_line_error(luff("manifest", f"{garbage}/html:1"))
+    assert line == f"luff: error: {garbage}/html:1: manifest is not valid JSON"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import urllib.parse
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
-from luff.errors import InvalidManifest, NotFound, RegistryError
+from luff.errors import DigestMismatch, InvalidManifest, NotFound, RegistryError
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, is_digest, verify_bytes
@@ -101,21 +103,23 @@ class RegistryStore(Store):
     def get_manifest(self, identifier: str) -> tuple[Descriptor, Manifest]:
         data, ctype, headers = self._manifest_bytes(identifier)
         what = self._what(identifier)
-        media = sniff_media_type(data, ctype)
-        mt.check_supported(media)
+        with _naming(what):
+            media = sniff_media_type(data, ctype)
+            mt.check_supported(media)
         if mt.is_manifest(ctype) and ctype != media:
             raise InvalidManifest(
                 f"{what}: Content-Type {ctype} does not match the manifest's mediaType {media}"
             )
-        if is_digest(identifier):
-            verify_bytes(data, identifier)
-            algo = Digest.parse(identifier).algorithm
-        else:
-            algo = "sha256"
-            header = headers.get("Docker-Content-Digest", "")
-            if is_digest(header):
-                verify_bytes(data, header)
-        m = Manifest.parse(data, media)
+        with _naming(what):
+            if is_digest(identifier):
+                verify_bytes(data, identifier)
+                algo = Digest.parse(identifier).algorithm
+            else:
+                algo = "sha256"
+                header = headers.get("Docker-Content-Digest", "")
+                if is_digest(header):
+                    verify_bytes(data, header)
+            m = Manifest.parse(data, media)
         d = Digest.of(data, algo)
         return Descriptor(m.media_type, d, len(data)), m
 
@@ -303,3 +307,12 @@ class RegistryStore(Store):
 
     def trusts_manifest_closure(self) -> bool:
         return True
+
+
+@contextlib.contextmanager
+def _naming(what: str) -> Iterator[None]:
+    """Prefix the message of a content error with the reference it came from."""
+    try:
+        yield
+    except (InvalidManifest, DigestMismatch) as e:
+        raise type(e)(f"{what}: {e}") from None
