@@ -376,3 +376,21 @@ class _NotFoundHandler(BaseHTTPRequestHandler):
 def test_a_manifest_that_is_not_json_names_the_reference(garbage: str) -> None:
     line = one_line_error(luff("manifest", f"{garbage}/html:1"))
     assert line == f"luff: error: {garbage}/html:1: manifest is not valid JSON"
+
+
+def test_corrupted_layout_blob_is_refused_and_named(multi: str, tmp_path: Path) -> None:
+    """A layer that rotted on disk: the copy fails naming the layout, the target stays empty."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    assert luff("--platform", "linux/amd64", "copy", multi, f"oci:{src}:v1").returncode == 0
+    import json
+
+    layer = json.loads(luff("manifest", f"oci:{src}:v1").stdout)["layers"][0]["digest"]
+    blob = src / "blobs" / "sha256" / layer.removeprefix("sha256:")
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 1
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+    line = one_line_error(luff("copy", f"oci:{src}:v1", f"oci:{dst}"))
+    assert f"oci:{src}: content does not match digest {layer}" in line, line
+    assert json.loads((dst / "index.json").read_text())["manifests"] == []
+    assert not (dst / "blobs" / "sha256" / layer.removeprefix("sha256:")).exists()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, TypeVar
 
 from luff.context import Context, default_context
-from luff.errors import LuffError, NotFound, RegistryError, TransportError
+from luff.errors import DigestMismatch, LuffError, NotFound, RegistryError, TransportError
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
@@ -310,6 +310,11 @@ class Copier:
                 finally:
                     stream.close()
                 break
+            except DigestMismatch as e:
+                name = item.source.name
+                raise DigestMismatch(
+                    str(e) if str(e).startswith(name) else f"{name}: {e}"
+                ) from None
             except (TransportError, RegistryError) as e:
                 status = getattr(e, "status", 0)
                 if attempts >= 3 or (isinstance(e, RegistryError) and 300 <= status < 500):
