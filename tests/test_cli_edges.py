@@ -394,3 +394,18 @@ def test_corrupted_layout_blob_is_refused_and_named(multi: str, tmp_path: Path) 
     assert f"oci:{src}: content does not match digest {layer}" in line, line
     assert json.loads((dst / "index.json").read_text())["manifests"] == []
     assert not (dst / "blobs" / "sha256" / layer.removeprefix("sha256:")).exists()
+
+
+def test_tag_and_ls_in_a_layout(multi: str, tmp_path: Path) -> None:
+    """`tag` in a layout succeeded but then failed printing its result (exit 2)."""
+    lay = tmp_path / "lay"
+    assert luff("copy", multi, f"oci:{lay}:one").returncode == 0
+    digest = luff("digest", multi).stdout.decode().strip()
+    p = luff("tag", f"oci:{lay}:one", "two")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode().strip() == f"oci:{lay}:two@{digest}"
+    assert luff("digest", p.stdout.decode().strip()).stdout.decode().strip() == digest
+    p = luff("ls", f"oci:{lay}")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode().split() == ["one", "two"]
+    assert "without a tag" in one_line_error(luff("ls", f"oci:{lay}:one"), 2)

@@ -209,7 +209,7 @@ def _with_tty_newline(data: bytes) -> bytes:
 @cli.command("ls")
 @click.argument("repository")
 def ls_(repository: str) -> None:
-    """List the tags of REPOSITORY."""
+    """List the tags of REPOSITORY (or the ref.names of oci:DIR or an archive)."""
     for t in basic.ls(repository, ctx=state().ctx):
         out(t)
 
@@ -228,9 +228,7 @@ def catalog(registry: str) -> None:
 def tag(ref: str, tag: str) -> None:
     """Add TAG to the manifest at REF, in the same repository."""
     desc = basic.tag(ref, tag, ctx=state().ctx)
-    from luff.model.reference import Reference
-
-    out(f"{Reference.parse(ref).with_tag(tag)}@{desc.digest}")
+    out(basic.pinned_tag(ref, tag, desc))
 
 
 @cli.command()

@@ -113,7 +113,14 @@ def blob(address: str, *, ctx: Context | None = None) -> BinaryIO:
 
 
 def ls(repository: str, *, ctx: Context | None = None) -> list[str]:
-    """Tags of *repository*."""
+    """Tags of *repository* (the ref.names of a layout or archive)."""
+    addr = parse_address(repository)
+    if addr.reference is None:
+        if addr.identifier:
+            raise UsageError(f"{repository}: name the layout or archive, without a tag or digest")
+        store, _ = open_store(addr, _ctx(ctx))
+        with store:
+            return store.tags()
     store, _ = open_store(_repo_only(repository), _ctx(ctx))
     return store.tags()
 
@@ -150,6 +157,14 @@ def tag(address: str, new_tag: str, *, ctx: Context | None = None) -> Descriptor
     desc, m = get_root(store, ident)
     store.push_manifest(m, new_tag)
     return desc
+
+
+def pinned_tag(address: str, tag: str, desc: Descriptor) -> str:
+    """Where :func:`tag` put *tag*: ``registry/repo:TAG@digest`` or ``oci:DIR:TAG@digest``."""
+    addr = parse_address(address)
+    if addr.reference is not None:
+        return f"{addr.reference.with_tag(tag)}@{desc.digest}"
+    return f"{addr.transport}:{addr.path}:{tag}@{desc.digest}"
 
 
 def delete(address: str, *, ctx: Context | None = None) -> Descriptor:
