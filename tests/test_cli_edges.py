@@ -409,3 +409,8 @@ def test_tag_and_ls_in_a_layout(multi: str, tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert p.stdout.decode().split() == ["one", "two"]
     assert "without a tag" in one_line_error(luff("ls", f"oci:{lay}:one"), 2)
+
+
+def test_blob_of_a_layout_says_what_to_do(tmp_path: Path) -> None:
+    p = luff("blob", f"oci:{tmp_path}@sha256:{'a' * 64}")
+    assert "blob reads from a registry" in one_line_error(p, 2)

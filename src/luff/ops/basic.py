@@ -103,7 +103,11 @@ def config(
 def blob(address: str, *, ctx: Context | None = None) -> BinaryIO:
     """A verified stream of the blob at ``REPO@DIGEST``."""
     addr = parse_address(address)
-    if not addr.reference or not addr.reference.digest:
+    if addr.reference is None:
+        raise UsageError(
+            f"{address}: blob reads from a registry; a layout's blob is the file DIR/blobs/ALG/HEX"
+        )
+    if not addr.reference.digest:
         raise UsageError(f"{address}: name a blob as REPOSITORY@sha256:…")
     store, _ = open_store(addr, _ctx(ctx))
     d = Digest.parse(addr.reference.digest)
