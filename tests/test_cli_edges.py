@@ -414,3 +414,14 @@ def test_tag_and_ls_in_a_layout(multi: str, tmp_path: Path) -> None:
 def test_blob_of_a_layout_says_what_to_do(tmp_path: Path) -> None:
     p = luff("blob", f"oci:{tmp_path}@sha256:{'a' * 64}")
     assert "blob reads from a registry" in one_line_error(p, 2)
+
+
+def test_corrupted_manifest_in_a_layout_is_named(multi: str, tmp_path: Path) -> None:
+    lay = tmp_path / "lay"
+    assert luff("copy", multi, f"oci:{lay}:v1").returncode == 0
+    child = luff("--platform", "linux/arm64", "digest", f"oci:{lay}:v1").stdout.decode().strip()
+    blob = lay / "blobs" / "sha256" / child.removeprefix("sha256:")
+    blob.chmod(0o644)
+    blob.write_bytes(b"garbage\n")
+    line = one_line_error(luff("copy", f"oci:{lay}:v1", f"oci:{tmp_path / 'out'}"))
+    assert line.startswith(f"luff: error: oci:{lay}: ") and child in line, line

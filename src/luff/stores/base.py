@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
-from luff.errors import InvalidManifest, NotFound, UsageError
+from luff.errors import DigestMismatch, InvalidManifest, NotFound, UsageError
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, verify_bytes
@@ -60,7 +60,14 @@ class Store(ABC):
         Content whose own ``mediaType`` contradicts the descriptor's is refused
         (image-spec, media-types.md: "Media Type Conflicts").
         """
-        m = Manifest.parse(self.fetch_bytes(desc), desc.media_type)
+        try:
+            data = self.fetch_bytes(desc)
+        except DigestMismatch as e:
+            msg = str(e)
+            raise DigestMismatch(
+                msg if msg.startswith(self.name) else f"{self.name}: {msg}"
+            ) from None
+        m = Manifest.parse(data, desc.media_type)
         if mt.is_manifest(desc.media_type) and m.media_type != desc.media_type:
             raise InvalidManifest(
                 f"{self.name}: {desc.digest} is a {m.media_type}, "
