@@ -425,3 +425,8 @@ def test_corrupted_manifest_in_a_layout_is_named(multi: str, tmp_path: Path) -> 
     blob.write_bytes(b"garbage\n")
     line = one_line_error(luff("copy", f"oci:{lay}:v1", f"oci:{tmp_path / 'out'}"))
     assert line.startswith(f"luff: error: oci:{lay}: ") and child in line, line
+
+
+def test_all_tags_with_a_layout_says_registries_only(tmp_path: Path) -> None:
+    line = one_line_error(luff("copy", "-a", "127.0.0.1:1/app", f"oci:{tmp_path}"), 2)
+    assert "--all-tags copies between registry repositories" in line

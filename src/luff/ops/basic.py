@@ -228,6 +228,9 @@ def copy_all_tags(
 ) -> dict[str, Descriptor]:
     """Copy every tag of repository *source* to repository *target* (see :func:`copy`)."""
     ctx = _ctx(ctx)
+    for a in (source, target):
+        if parse_address(a).reference is None:
+            raise UsageError(f"{a}: --all-tags copies between registry repositories")
     src_repo = Reference.parse(_repo_only(source), default_tag=False)
     dst_repo = Reference.parse(_repo_only(target), default_tag=False)
     out: dict[str, Descriptor] = {}
