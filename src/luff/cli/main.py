@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -22,6 +23,14 @@ from luff.errors import LuffError
 from luff.ops import basic
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound like Ctrl-C so that staged and temporary files are removed."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 class LuffGroup(click.Group):
     """Turns expected errors into one line and an exit code."""
 
@@ -36,6 +45,9 @@ class LuffGroup(click.Group):
                 traceback.print_exc()
             click.echo(f"luff: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except Terminated:
+            click.echo("luff: terminated", err=True)
+            sys.exit(128 + signal.SIGTERM)
         except KeyboardInterrupt:
             click.echo("luff: interrupted", err=True)
             sys.exit(130)
@@ -262,4 +274,5 @@ _register()
 
 def main() -> None:
     """Entry point of the ``luff`` script."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     cli(prog_name="luff")
