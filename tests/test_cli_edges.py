@@ -430,3 +430,125 @@ def test_corrupted_manifest_in_a_layout_is_named(multi: str, tmp_path: Path) -> 
 def test_all_tags_with_a_layout_says_registries_only(tmp_path: Path) -> None:
     line = one_line_error(luff("copy", "-a", "127.0.0.1:1/app", f"oci:{tmp_path}"), 2)
     assert "--all-tags copies between registry repositories" in line
+
+
+# --- SIGTERM ---------------------------------------------------------------------------------
+
+
+class _StallingRegistry(BaseHTTPRequestHandler):
+    """One image whose layer trickles in (about 5 s) until the test releases it."""
+
+    protocol_version = "HTTP/1.1"
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    layer = os.urandom(4 << 20)  # a few of luff's read chunks
+    layer_requested = threading.Event()
+    layer_completed = threading.Event()
+    release = threading.Event()
+
+    @classmethod
+    def manifest(cls) -> bytes:
+        def d(b: bytes) -> str:
+            return "sha256:" + hashlib.sha256(b).hexdigest()
+
+        import json
+
+        return json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": d(cls.config),
+                    "size": len(cls.config),
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": d(cls.layer),
+                        "size": len(cls.layer),
+                    }
+                ],
+            }
+        ).encode()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _send(self, body: bytes, ctype: str = "application/octet-stream") -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        if "/manifests/" in self.path:
+            self.send_header("Docker-Content-Digest", "sha256:" + hashlib.sha256(body).hexdigest())
+        self.end_headers()
+        if self.command == "GET":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        if self.path == "/v2/":
+            return self._send(b"{}", "application/json")
+        if self.path.startswith("/v2/stall/manifests/"):
+            return self._send(self.manifest(), "application/vnd.oci.image.manifest.v1+json")
+        if self.path.endswith(hashlib.sha256(self.config).hexdigest()):
+            return self._send(self.config)
+        if self.path.endswith(hashlib.sha256(self.layer).hexdigest()):
+            if self.command == "HEAD":
+                return self._send(self.layer)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(self.layer)))
+            self.end_headers()
+            # a slow but flowing download: 16 KiB every 20 ms (about 5 s) until the test is done
+            self.layer_requested.set()
+            try:
+                for i in range(0, len(self.layer), 1 << 14):
+                    if self.release.wait(0.02):
+                        break
+                    self.wfile.write(self.layer[i : i + (1 << 14)])
+                    self.wfile.flush()
+                else:
+                    self.layer_completed.set()
+            except OSError:
+                pass  # the client hung up
+            self.close_connection = True
+            return
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.mark.parametrize("fmt", ["oci-archive", "docker-archive"])
+def test_sigterm_mid_pull_leaves_no_staging_files(tmp_path: Path, fmt: str) -> None:
+    """A CI timeout or `kill` (SIGTERM) unwinds like Ctrl-C: no archive, no hidden staging dir,
+    and the running download stops at its next chunk instead of being awaited to the end."""
+    _StallingRegistry.layer_requested.clear()
+    _StallingRegistry.layer_completed.clear()
+    _StallingRegistry.release.clear()
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _StallingRegistry)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    out = tmp_path / "out"
+    out.mkdir()
+    ref = f"127.0.0.1:{srv.server_address[1]}/stall:1"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "luff", "pull", ref, str(out / "img.tar"), "--format", fmt],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert _StallingRegistry.layer_requested.wait(60), p.stderr
+        p.terminate()
+        _, err = p.communicate(timeout=60)
+    finally:
+        _StallingRegistry.release.set()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        srv.shutdown()
+        srv.server_close()
+    assert p.returncode == 143, err
+    assert err.decode().strip() == "luff: terminated"
+    assert os.listdir(out) == []
+    # the download was abandoned at a chunk boundary, not awaited to its end
+    assert not _StallingRegistry.layer_completed.is_set()

@@ -148,13 +148,22 @@ class Progress(Protocol):
     def finished(self, item: PlanItem) -> None: ...
 
 
+class _Cancelled(BaseException):
+    """Another transfer failed or the caller was interrupted: stop at the next chunk."""
+
+
 class _Counting:
-    def __init__(self, stream: BinaryIO, cb: Callable[[int], None]) -> None:
+    def __init__(
+        self, stream: BinaryIO, cb: Callable[[int], None], cancel: threading.Event | None = None
+    ) -> None:
         self._s = stream
         self._cb = cb
+        self._cancel = cancel
         self.__wrapped__ = stream  # lets stores see that the stream verifies itself
 
     def read(self, n: int = -1) -> bytes:
+        if self._cancel is not None and self._cancel.is_set():
+            raise _Cancelled()
         data = self._s.read(n)
         if data:
             self._cb(len(data))
@@ -265,7 +274,8 @@ class Copier:
             progress.planned(plan)
         todo = [b for b in plan.blobs if b.action in (COPY, MOUNT)]
         if todo:
-            _run_all(lambda b: self._transfer(b, progress), todo, self.ctx.jobs)
+            cancel = threading.Event()
+            _run_all(lambda b: self._transfer(b, progress, cancel), todo, self.ctx.jobs, cancel)
         # Manifests deepest first; one depth level at a time, concurrently.
         by_depth: dict[int, list[ManifestItem]] = {}
         for m in plan.manifests:
@@ -283,7 +293,9 @@ class Copier:
         # idempotent everywhere else.
         self.target.push_manifest(item.manifest)
 
-    def _transfer(self, item: PlanItem, progress: Progress | None) -> None:
+    def _transfer(
+        self, item: PlanItem, progress: Progress | None, cancel: threading.Event | None = None
+    ) -> None:
         desc = item.descriptor
         if item.action == MOUNT:
             if self.target.mount(desc, item.mount_from):
@@ -306,7 +318,7 @@ class Copier:
             try:
                 stream = item.source.fetch(desc)
                 try:
-                    self.target.push_blob(desc, _Counting(stream, count))  # type: ignore[arg-type]
+                    self.target.push_blob(desc, _Counting(stream, count, cancel))  # type: ignore[arg-type]
                 finally:
                     stream.close()
                 break
@@ -326,14 +338,17 @@ class Copier:
             progress.finished(item)
 
 
-def _run_all(fn: Callable[[_T], None], items: list[_T], jobs: int) -> None:
+def _run_all(
+    fn: Callable[[_T], None], items: list[_T], jobs: int, stop: threading.Event | None = None
+) -> None:
     """Run *fn* on every item with *jobs* threads.
 
     After the first error (or an interrupt of the caller) no further call
-    starts; the running ones are awaited, and the first error is raised.
+    starts and *stop* is set (running calls may watch it to end early); the
+    running ones are awaited, and the first error is raised.
     """
     errors: list[BaseException] = []
-    stop = threading.Event()
+    stop = stop or threading.Event()
 
     def run(x: _T) -> None:
         if stop.is_set():
