@@ -552,3 +552,11 @@ def test_sigterm_mid_pull_leaves_no_staging_files(tmp_path: Path, fmt: str) -> N
     assert os.listdir(out) == []
     # the download was abandoned at a chunk boundary, not awaited to its end
     assert not _StallingRegistry.layer_completed.is_set()
+
+
+def test_global_flags_after_the_verb(registry: Reg) -> None:
+    """-v and --insecure work after the command name too (crane's persistent flags)."""
+    p = luff("digest", f"{registry.host}/edges/none:x", "-v", "--insecure", registry.host)
+    assert p.returncode == 1 and b"Traceback" in p.stderr and b"manifest unknown" in p.stderr
+    p = luff("layout", "list", "/nonexistent/dir", "-v")
+    assert p.returncode != 0 and b"Traceback" in p.stderr

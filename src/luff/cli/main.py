@@ -269,7 +269,50 @@ def _register() -> None:
         m.register(cli)
 
 
+def _verbose_here(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    if value:
+        st = state()
+        st.verbose += value
+        st.ctx.log = log
+
+
+def _insecure_here(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+    if value:
+        state().ctx.add_insecure(value)
+
+
+def _add_global_options(group: click.Group) -> None:
+    """Accept -v and --insecure after the command name too, as crane's persistent flags."""
+    for cmd in group.commands.values():
+        if isinstance(cmd, click.Group):
+            _add_global_options(cmd)
+            continue
+        names = {o for p in cmd.params for o in getattr(p, "opts", [])}
+        if "-v" not in names and "--verbose" not in names:
+            cmd.params.append(
+                click.Option(
+                    ["-v", "--verbose"],
+                    count=True,
+                    expose_value=False,
+                    callback=_verbose_here,
+                    help="Show details (same as luff -v).",
+                )
+            )
+        if "--insecure" not in names:
+            cmd.params.append(
+                click.Option(
+                    ["--insecure"],
+                    multiple=True,
+                    metavar="HOST",
+                    expose_value=False,
+                    callback=_insecure_here,
+                    help="Same as luff --insecure HOST.",
+                )
+            )
+
+
 _register()
+_add_global_options(cli)
 
 
 def main() -> None:
