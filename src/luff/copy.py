@@ -329,7 +329,11 @@ class Copier:
                 ) from None
             except (TransportError, RegistryError) as e:
                 status = getattr(e, "status", 0)
-                if attempts >= 3 or (isinstance(e, RegistryError) and 300 <= status < 500):
+                if (
+                    attempts >= 3
+                    or (isinstance(e, RegistryError) and 300 <= status < 500)
+                    or (isinstance(e, TransportError) and not e.retryable)
+                ):
                     raise
                 self.ctx.say(f"retrying {desc.digest}: {e}")
                 if progress is not None and sent:

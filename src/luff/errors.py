@@ -60,4 +60,12 @@ class RegistryError(LuffError):
 
 
 class TransportError(LuffError):
-    """A host could not be reached or the connection failed."""
+    """A host could not be reached or the connection failed.
+
+    ``retryable`` is False when trying again cannot help soon (connection
+    refused, unknown host, TLS verification).
+    """
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -195,8 +195,8 @@ class RegistryClient:
             attempts += 1
             try:
                 resp = self._send(method, url, headers, body, False)
-            except TransportError:
-                if attempts >= self.ctx.max_attempts:
+            except TransportError as e:
+                if attempts >= self.ctx.max_attempts or not e.retryable:
                     raise
                 self._sleep(attempts, None)
                 continue
@@ -239,14 +239,14 @@ class RegistryClient:
                     h["Authorization"] = a
             try:
                 resp = self._send(method, url, h, body, stream)
-            except TransportError:
+            except TransportError as e:
                 if self._insecure and same_host and not switched and url.startswith("https:"):
                     switched = True
                     attempts -= 1
                     self.scheme = "http"
                     url = "http:" + url[len("https:") :]
                     continue
-                if replayable and attempts < self.ctx.max_attempts:
+                if replayable and attempts < self.ctx.max_attempts and e.retryable:
                     self._sleep(attempts, None)
                     continue
                 raise
@@ -318,9 +318,13 @@ class RegistryClient:
             )
         except SSLError as e:
             hint = "" if self._insecure else f" (--insecure {self.host} skips verification)"
-            raise TransportError(f"{self.host}: TLS error: {_reason(e)}{hint}") from None
+            raise TransportError(
+                f"{self.host}: TLS error: {_reason(e)}{hint}", retryable=False
+            ) from None
         except Urllib3Error as e:
-            raise TransportError(f"{self.host}: {_reason(e)}") from None
+            reason = _reason(e)
+            final = reason in ("connection refused", "unknown host")
+            raise TransportError(f"{self.host}: {reason}", retryable=not final) from None
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
         delay = self.ctx.backoff * (2 ** (attempt - 1))
