@@ -246,9 +246,10 @@ def test_dry_run_prints_index_and_plan_and_pushes_nothing(
     args = ["index", "create", f"{r3}/dry/app:1", f"{r1}/src/amd64:1", f"{r1}/src/s390x:1"]
     p = luff_cli(*args, "--dry-run")
     assert p.returncode == 0, p.stderr
-    text, _, plan = p.stdout.partition("\nplan for ")
-    doc = json.loads(text)
+    # stdout holds the index alone (pipeable); the plan goes to stderr.
+    doc = json.loads(p.stdout)
     assert [m["platform"]["architecture"] for m in doc["manifests"]] == ["amd64", "s390x"]
+    plan = p.stderr.partition("plan for ")[2]
     assert plan.startswith(f"{r3}/dry/app:1:")
     assert "blob     copy" in plan and "manifest tag" in plan and "total    copy: 4" in plan
     p = luff_cli(*args, "--dry-run", "--json")

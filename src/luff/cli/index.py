@@ -156,12 +156,13 @@ def _finish(
                     }
                 )
                 return
+            # The index is the result (stdout, pipeable); the plan is a report (stderr).
             out(built.to_json())
             for addr, tags, plan in plans:
                 extra = f" (and tags {', '.join(tags)})" if tags else ""
-                out(f"\nplan for {addr}{extra}:")
+                log(f"plan for {addr}{extra}:")
                 for line in plan.lines():
-                    out(line)
+                    log(line)
             return
         with transfer_progress() as progress:
             for addr, tags in dests:
