@@ -272,7 +272,8 @@ class Copier:
         progress = progress or self.ctx.progress
         if progress is not None:
             progress.planned(plan)
-        todo = [b for b in plan.blobs if b.action in (COPY, MOUNT)]
+        # Largest first, so the long transfers overlap and small ones fill the gaps.
+        todo = sorted((b for b in plan.blobs if b.action in (COPY, MOUNT)), key=lambda b: -b.size)
         if todo:
             cancel = threading.Event()
             _run_all(lambda b: self._transfer(b, progress, cancel), todo, self.ctx.jobs, cancel)
