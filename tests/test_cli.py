@@ -298,3 +298,15 @@ def test_click_usage_exit_2() -> None:
 def test_verbose_shows_details(registry: DistributionRegistry) -> None:
     p = luff("-v", "digest", f"{registry.host}/cli/nothing:here")
     assert p.returncode == 1 and "Traceback" in p.stderr
+
+
+def test_copy_keeps_a_tag_that_starts_with_sha(
+    registry: DistributionRegistry, registry2: DistributionRegistry
+) -> None:
+    """A target without a tag takes the source's tag, even one like 'sha-1234' or 'shared'."""
+    img = random_image(size=300)
+    for t in ("sha-1234", "shared"):
+        img.push(f"{registry.host}/cli/shatag:{t}", Context())
+        p = luff("copy", f"{registry.host}/cli/shatag:{t}", f"{registry2.host}/cli/shatag")
+        assert p.returncode == 0, p.stderr
+        assert luff("digest", f"{registry2.host}/cli/shatag:{t}").stdout.strip() == str(img.digest)

@@ -11,7 +11,7 @@ from luff.errors import InvalidReference, NotFound, UsageError
 from luff.model import mediatypes as mt
 from luff.model.address import DOCKER_ARCHIVE, parse_address
 from luff.model.descriptor import Descriptor
-from luff.model.digest import Digest
+from luff.model.digest import Digest, is_digest
 from luff.model.manifest import Manifest
 from luff.model.platform import Platform, host_platform
 from luff.model.reference import Reference, valid_tag
@@ -206,15 +206,20 @@ def copy(
             given = Reference.parse(target.removeprefix("docker://"), default_tag=False)
             if given.digest and Digest.parse(given.digest) != desc.digest:
                 raise UsageError(f"{target}: target digest differs from the source's {desc.digest}")
-            t = given.tag or (ident if ident and not ident.startswith("sha") else "")
+            t = given.tag or _tag_only(ident)
             tags = [t] if t else []
         elif dst_ident and not dst_addr.digest:
             tags = [dst_ident]
-        elif not dst_ident and ident and ":" not in ident:
+        elif not dst_ident and _tag_only(ident):
             tags = [ident]
         return copy_graph(
             src, desc, dst, manifest=m, tags=tags, ctx=ctx, progress=progress, on_plan=on_plan
         )
+
+
+def _tag_only(identifier: str) -> str:
+    """*identifier* if it is a tag, "" if it is a digest or empty."""
+    return "" if not identifier or is_digest(identifier) else identifier
 
 
 def copy_all_tags(

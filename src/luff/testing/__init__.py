@@ -13,7 +13,7 @@ from luff.context import Context
 from luff.copy import copy_graph
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
-from luff.model.digest import Digest
+from luff.model.digest import Digest, is_digest
 from luff.model.manifest import Manifest
 from luff.model.platform import Platform
 from luff.stores import open_store
@@ -40,7 +40,7 @@ class Image:
         """Copy this image (with all its content) to *address* and tag it."""
         dst, ident = open_store(address, ctx, write=True)
         with dst:
-            tags = [ident] if ident and not ident.startswith("sha") else []
+            tags = [] if not ident or is_digest(ident) else [ident]
             return copy_graph(
                 self.store, self.descriptor, dst, manifest=self.manifest, tags=tags, ctx=ctx
             )
