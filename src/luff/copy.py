@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, TypeVar
 
 from luff.context import Context, default_context
-from luff.errors import DigestMismatch, LuffError, NotFound, RegistryError, TransportError
+from luff.errors import DigestMismatch, NotFound, RegistryError, TransportError
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
@@ -397,7 +397,7 @@ def copy_graph(
         try:
             if all(target.resolve(t).digest == desc.digest for t in tags):
                 return desc
-        except (NotFound, LuffError):
+        except NotFound:
             pass
     copier = Copier(target, ctx)
     copier.add(source, desc, manifest)

@@ -283,9 +283,6 @@ class RegistryStore(Store):
                     f"{self.name}: registry stored {what} as {got}, expected {expected}"
                 )
 
-    def tag(self, desc: Descriptor, tag: str) -> None:
-        self.push_manifest(self.fetch_manifest(desc), tag)
-
     def tags(self) -> list[str]:
         tags = self.client.paginate(
             f"/v2/{self.repository}/tags/list?n=1000", "tags", self._pull, self.name
