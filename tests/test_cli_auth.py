@@ -72,3 +72,34 @@ def test_every_verb_with_auth(
         p = luff(*args, env=env)
         assert p.returncode == 1, (args, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1 and "auth" in p.stderr, p.stderr
+
+
+def test_login_writes_registry_auth_file(auth_registry: Reg, tmp_path: Path) -> None:
+    """With REGISTRY_AUTH_FILE set, login writes there (podman's file), not to Docker's config."""
+    authfile = tmp_path / "auth.json"
+    env = {"DOCKER_CONFIG": str(tmp_path / "dc"), "REGISTRY_AUTH_FILE": str(authfile)}
+    p = luff(
+        "auth", "login", auth_registry.host, "-u", USER, "--password-stdin", stdin=PASSWORD, env=env
+    )
+    assert p.returncode == 0, p.stderr
+    assert auth_registry.host in json.loads(authfile.read_text())["auths"]
+    assert not (tmp_path / "dc" / "config.json").exists()
+    assert luff("ls", f"{auth_registry.host}/nothing/here", env=env).stderr.count("auth") == 0
+    # skopeo reads the same file.
+    sk = subprocess.run(
+        [
+            "skopeo",
+            "login",
+            "--tls-verify=false",
+            "--authfile",
+            str(authfile),
+            "--get-login",
+            auth_registry.host,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert sk.returncode == 0 and sk.stdout.strip() == USER, sk.stderr
+    assert luff("auth", "logout", auth_registry.host, env=env).returncode == 0
+    assert auth_registry.host not in json.loads(authfile.read_text())["auths"]
