@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, TypeVar
 
@@ -21,6 +20,7 @@ from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
+from luff.pool import Pool
 from luff.stores.base import Store
 
 EXISTS = "exists"
@@ -194,7 +194,7 @@ class Copier:
         """Walk what was added and decide every item's action (HEADs the target)."""
         trusted = self.target.trusts_manifest_closure()
         jobs = max(1, self.ctx.jobs)
-        with ThreadPoolExecutor(max_workers=jobs * 2) as pool:
+        with Pool(max_workers=jobs * 2) as pool:
             # Walk manifests level by level; each level's lookups run concurrently.
             level = self._pending
             self._pending = []
@@ -364,7 +364,7 @@ def _run_all(
             errors.append(e)
             stop.set()
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with Pool(max_workers=max(1, jobs)) as pool:
         try:
             for f in [pool.submit(run, x) for x in items]:
                 f.result()

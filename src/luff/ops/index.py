@@ -17,7 +17,6 @@ import json
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -32,6 +31,7 @@ from luff.model.manifest import Manifest
 from luff.model.platform import Platform
 from luff.model.reference import valid_tag
 from luff.ops.basic import get_root
+from luff.pool import Pool
 from luff.stores import open_store
 from luff.stores.base import Store
 from luff.stores.memory import MemoryStore
@@ -390,7 +390,7 @@ class BuiltIndex:
             unique.setdefault(e.digest, e)
         todo = list(unique.values())
         if store.trusts_manifest_closure() and todo:
-            with ThreadPoolExecutor(max_workers=max(1, self.ctx.jobs) * 2) as pool:
+            with Pool(max_workers=max(1, self.ctx.jobs) * 2) as pool:
                 present = list(pool.map(lambda e: store.exists(_bare(e.descriptor)), todo))
         else:
             present = [False] * len(todo)
@@ -620,7 +620,7 @@ class _Resolver:
     def resolve_all(self, sources: Sequence[Source]) -> list[list[Entry]]:
         if not sources:
             return []
-        with ThreadPoolExecutor(max_workers=max(1, self.ctx.jobs) * 2) as pool:
+        with Pool(max_workers=max(1, self.ctx.jobs) * 2) as pool:
             futures = [pool.submit(self._open, s) for s in sources]
             opened: list[tuple[Source, Store, Descriptor, Manifest]] = []
             owned: list[Store] = []

@@ -37,7 +37,6 @@ import threading
 import weakref
 import zlib
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -55,6 +54,7 @@ from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, is_digest
 from luff.model.manifest import MAX_MANIFEST, Manifest
 from luff.model.reference import Reference
+from luff.pool import Pool
 from luff.stores.base import Store
 from luff.stores.layout import (
     INDEX_FILE,
@@ -540,7 +540,7 @@ class _DockerArchiveReader(DockerArchiveStore):
                     f"{self.name}: config has {len(diff_ids)} diff_ids for {len(img.layers)} layers"
                 )
             jobs = min(len(img.layers), os.cpu_count() or 1) or 1
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
+            with Pool(max_workers=jobs) as pool:
                 list(pool.map(self._prepare_layer, img.layers, diff_ids))
             oci = any(layer.media_type == mt.OCI_LAYER_ZSTD for layer in img.layers)
             img.config_desc = Descriptor(
