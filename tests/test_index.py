@@ -415,6 +415,18 @@ FAILURES = {
         2,
         ["unknown key 'platfrom'"],
     ),
+    "only-no-match": (
+        ["{r1}/src/amd64:1", "ref={r1}/src/s390x:1,only=linux/arm64,only=windows/amd64"],
+        [],
+        2,
+        ["src/s390x:1", "linux/s390x", "not linux/arm64 or windows/amd64"],
+    ),
+    "only-bad-platform": (
+        ["ref={r1}/src/amd64:1,only=linux"],
+        [],
+        2,
+        ["only:", "linux"],
+    ),
 }
 
 
@@ -534,6 +546,82 @@ def test_filter_keeps_and_drops_with_attestations(
     assert "no entries would remain" in error_line(p, 2)
     p = luff_cli("index", "filter", ref)
     assert "--platform" in error_line(p, 2)
+
+
+def test_only_picks_platforms_out_of_index_sources(
+    registry: DistributionRegistry,
+    registry2: DistributionRegistry,
+    registry3: DistributionRegistry,
+    srcs: dict[str, Image],
+    tmp_path: Path,
+) -> None:
+    """only= takes some images (and their attestations) from an index source; with a
+    single one picked, a platform override on an index source is allowed."""
+    r1, r2, r3 = registry.host, registry2.host, registry3.host
+    base = f"{r2}/only/base:1"
+    p = luff_cli(
+        "index", "create", base, f"{r1}/src/amd64:1", f"{r2}/src/arm:1", f"{r2}/src/multi:1"
+    )
+    assert p.returncode == 0, p.stderr
+    amd64 = str(srcs[f"{r1}/src/amd64:1"].digest)
+    arm64, att = (str(c.digest) for c in srcs[f"{r2}/src/multi:1"].children)
+    arm = str(srcs[f"{r2}/src/arm:1"].digest)
+
+    # linux/arm64 matches the index's linux/arm64/v8; the attestation follows its image.
+    p = luff_cli(
+        "index",
+        "create",
+        f"{r3}/only/two:1",
+        f"ref={base},only=linux/arm64,only=linux/amd64",
+        f"{r1}/src/s390x:1",
+    )
+    assert p.returncode == 0, p.stderr
+    ms = raw(f"{r3}/only/two:1")[1]["manifests"]
+    assert isinstance(ms, list)
+    assert [m["digest"] for m in ms] == [amd64, arm64, att, str(srcs[f"{r1}/src/s390x:1"].digest)]
+    assert (
+        skopeo(
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            f"docker://{r3}/only/two:1",
+            f"oci:{tmp_path / 'two'}:x",
+        ).returncode
+        == 0
+    )
+
+    # One image picked: its platform may be overridden (arm v7 relabelled v6).
+    p = luff_cli("index", "create", f"{r3}/only/one:1", f"{base},only=linux/arm,variant=v6")
+    assert p.returncode == 0, p.stderr
+    ms = raw(f"{r3}/only/one:1")[1]["manifests"]
+    assert isinstance(ms, list)
+    assert [(m["digest"], m["platform"]["variant"]) for m in ms] == [(arm, "v6")]
+
+    # Without only=, the override is refused with a hint.
+    p = luff_cli("index", "create", f"{r3}/only/bad:1", f"{base},variant=v6")
+    assert "only=OS/ARCH" in error_line(p, 2)
+    # No match names what the index has; --no-flatten cannot pick.
+    p = luff_cli("index", "create", f"{r3}/only/bad:1", f"{base},only=linux/ppc64le")
+    line = error_line(p, 2)
+    assert "no image is linux/ppc64le" in line and "linux/arm/v7" in line
+    p = luff_cli("index", "create", f"{r3}/only/bad:1", f"{base},only=linux/arm", "--no-flatten")
+    assert "--no-flatten" in error_line(p, 2)
+    assert luff_cli("digest", f"{r3}/only/bad:1").returncode == 1
+
+    # The same from a spec file, as a list or a single platform.
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"""
+sources:
+  - ref: {base}
+    only: [linux/amd64, linux/arm64/v8]
+  - ref: {r1}/src/s390x:1
+    only: linux/s390x
+"""
+    )
+    p = luff_cli("index", "create", f"{r3}/only/spec:1", "-f", str(spec))
+    assert p.returncode == 0, p.stderr
+    assert raw(f"{r3}/only/spec:1")[0] == raw(f"{r3}/only/two:1")[0]
 
 
 def test_list_table_and_json(

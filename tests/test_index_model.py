@@ -69,6 +69,13 @@ def test_json_platform_and_fields() -> None:
     assert (s2.os_version, s2.os_features, s2.variant) == ("10.0.1", ("win32k", "x"), "v6")
 
 
+def test_only_is_repeatable_and_not_an_override() -> None:
+    s = Source.parse("r/a,only=linux/arm64,only=linux/amd64")
+    assert s.only == (Platform("linux", "arm64"), Platform("linux", "amd64"))
+    assert not s.overrides_platform
+    assert Source.parse("r/a").only == ()
+
+
 def test_quoted_values_keep_commas() -> None:
     s = Source.parse('ref=r/a,"annotation.desc=one, two",annotation.q="a,b"')
     assert s.annotations == {"desc": "one, two", "q": "a,b"}
@@ -81,6 +88,7 @@ def test_quoted_values_keep_commas() -> None:
         ("ref=r/a,ref=r/b", "given twice"),
         ("ref=r/a,colour=blue", "unknown key 'colour'"),
         ("ref=r/a,platform=linux", "expected os/arch"),
+        ("ref=r/a,only=", "only:"),
         ('ref=r/a,annotation.x="open', "unbalanced"),
     ],
 )

@@ -14,6 +14,8 @@ jq edits and tags::
     flatten: true
     sources:
       - build.internal:5000/app-amd64:1.4
+      - ref: docker.io/library/alpine:3.20   # an index: keep two of its platforms
+        only: [linux/amd64, linux/arm64]
       - ref: oci:./out/windows:1.4           # relative to the spec file
         platform: windows/amd64:10.0.17763.1234   # short form or a mapping
         os.features: [win32k]
@@ -46,7 +48,7 @@ _TOP = {
     "flatten",
     "sources",
 }
-_SOURCE = {"ref", "platform", "variant", "os.version", "os.features", "annotations"}
+_SOURCE = {"ref", "only", "platform", "variant", "os.version", "os.features", "annotations"}
 
 
 @dataclass
@@ -196,6 +198,15 @@ def _source(s: Any, where: str, base_dir: Path | None) -> Source:
         if val is not None and not isinstance(val, str | int | float):
             raise UsageError(f"{where}: {key!r} must be a string")
     features = s.get("os.features")
+    only = s.get("only")
+    if isinstance(only, str):
+        only = [only]
+    try:
+        picked = (
+            tuple(Platform.parse(x) for x in _strings(only, f"{where}: 'only'")) if only else ()
+        )
+    except InvalidPlatform as e:
+        raise InvalidPlatform(f"{where}: 'only': {e}") from None
     return Source(
         _rebase(ref, base_dir),
         platform,
@@ -203,4 +214,5 @@ def _source(s: Any, where: str, base_dir: Path | None) -> Source:
         str(version) if version is not None else None,
         tuple(_strings(features, f"{where}: 'os.features'")) if features is not None else None,
         _annotations(s.get("annotations"), f"{where}: 'annotations'"),
+        only=picked,
     )

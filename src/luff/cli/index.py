@@ -31,7 +31,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _SOURCE_HELP = (
     "SOURCE is an address (registry/repo:tag, oci:DIR[:TAG], oci-archive:FILE, "
     "docker-archive:FILE), optionally with overrides in docker's key=value form: "
-    "'ref=ADDRESS,platform=linux/arm/v7,os.version=…,annotation.KEY=VALUE'."
+    "'ref=ADDRESS,platform=linux/arm/v7,os.version=…,annotation.KEY=VALUE'; "
+    "only=OS/ARCH (repeatable) keeps just those images of an index source."
 )
 
 

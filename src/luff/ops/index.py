@@ -65,7 +65,15 @@ _CONFIG_LIMIT = 16 * 1024 * 1024
 # --------------------------------------------------------------------------
 
 _ADDRESS_KEYS = ("ref", "src", "source")
-_KEYS = (*_ADDRESS_KEYS, "platform", "variant", "os.version", "os.features", "annotation.KEY")
+_KEYS = (
+    *_ADDRESS_KEYS,
+    "only",
+    "platform",
+    "variant",
+    "os.version",
+    "os.features",
+    "annotation.KEY",
+)
 
 
 @dataclass(frozen=True)
@@ -75,7 +83,9 @@ class Source:
     ``platform`` replaces the platform read from the image config;
     ``variant``, ``os_version`` and ``os_features`` replace single fields of it
     (of the override when given, else of the detected platform).
-    ``annotations`` are added to the entry's descriptor.
+    ``annotations`` are added to the entry's descriptor. ``only`` keeps, from
+    an index source, just the images matching one of these platforms (and
+    their attestations); an image source must match one of them.
     """
 
     address: str
@@ -86,6 +96,7 @@ class Source:
     annotations: Mapping[str, str] = field(default_factory=dict)
     store: Store | None = field(default=None, compare=False, repr=False)
     identifier: str = ""
+    only: tuple[Platform, ...] = ()
 
     @classmethod
     def from_store(cls, store: Store, identifier: str = "", **overrides: Any) -> Source:
@@ -105,8 +116,9 @@ class Source:
         """Parse a plain address or the ``key=value,key=value`` override form.
 
         Keys: ``ref`` (or ``src``/``source``; a bare first item is the same),
-        ``platform`` (short form or JSON), ``variant``, ``os.version``,
-        ``os.features`` (repeatable, or a JSON list) and ``annotation.KEY``.
+        ``only`` (repeatable), ``platform`` (short form or JSON), ``variant``,
+        ``os.version``, ``os.features`` (repeatable, or a JSON list) and
+        ``annotation.KEY``.
         Values holding commas are double-quoted, CSV-style, or are JSON.
         """
         text = text.strip()
@@ -120,6 +132,7 @@ class Source:
         os_version: str | None = None
         features: list[str] | None = None
         annotations: dict[str, str] = {}
+        only: list[Platform] = []
         seen: set[str] = set()
         for i, item in enumerate(_split_fields(text)):
             key, eq, value = item.partition("=")
@@ -132,7 +145,8 @@ class Source:
                 raise UsageError(f"source {text!r}: {item!r} is not KEY=VALUE")
             value = _unquote(value.strip())
             canon = "ref" if key in _ADDRESS_KEYS else key
-            if canon in seen and canon != "os.features" and not key.startswith("annotation."):
+            repeatable = canon in ("os.features", "only") or key.startswith("annotation.")
+            if canon in seen and not repeatable:
                 raise UsageError(f"source {text!r}: {key!r} given twice")
             seen.add(canon)
             if canon == "ref":
@@ -142,6 +156,11 @@ class Source:
                     platform = Platform.parse(value)
                 except InvalidPlatform as e:
                     raise InvalidPlatform(f"source {text!r}: {e}") from None
+            elif key == "only":
+                try:
+                    only.append(Platform.parse(value))
+                except InvalidPlatform as e:
+                    raise InvalidPlatform(f"source {text!r}: only: {e}") from None
             elif key == "variant":
                 variant = value
             elif key == "os.version":
@@ -162,6 +181,7 @@ class Source:
             os_version,
             tuple(features) if features is not None else None,
             annotations,
+            only=tuple(only),
         )
 
     @classmethod
@@ -648,6 +668,17 @@ class _Resolver:
         """The entries *src* contributes, with overrides applied."""
         label = src.address
         self.remember(desc, store, label, m)
+        if src.only and m.is_index and not self.flatten:
+            raise UsageError(
+                f"source {label}: only= picks images out of an index; drop --no-flatten"
+            )
+        if src.only and not m.is_index:
+            own = config_platform(store, m, label)
+            if own is None or not any(s.matches(own) for s in src.only):
+                raise UsageError(
+                    f"source {label}: its image is {own or 'of no platform'}, "
+                    f"not {_either(src.only)}"
+                )
         if not m.is_index or not self.flatten:
             plat = src.apply_platform(
                 lambda: None if m.is_index else config_platform(store, m, label)
@@ -662,11 +693,13 @@ class _Resolver:
                 raw["platform"] = plat.to_dict()
             return [_with_annotations(Entry(raw, label, store, m), src.annotations)]
         entries = self._flatten(store, m, label)
+        if src.only:
+            entries = _select(entries, src.only, label)
         images = [e for e in entries if not e.is_attestation]
         if src.overrides_platform and len(images) != 1:
             raise UsageError(
                 f"source {label}: a platform override needs a single image, but it holds "
-                f"{len(images)}; select one first (luff index filter) or name it by digest"
+                f"{len(images)}; pick one with only=OS/ARCH or name it by digest"
             )
         out = []
         for e in entries:
@@ -699,6 +732,24 @@ class _Resolver:
                     entry_raw["platform"] = plat.to_dict()
             out.append(Entry(entry_raw, label, store, m))
         return out
+
+
+def _either(platforms: Sequence[Platform]) -> str:
+    return " or ".join(str(p) for p in platforms)
+
+
+def _select(entries: list[Entry], only: Sequence[Platform], label: str) -> list[Entry]:
+    """The image entries matching one of *only*, with their attestations."""
+    images = [e for e in entries if not e.is_attestation]
+    keep = {
+        e.digest
+        for e in images
+        if e.platform is not None and any(s.matches(e.platform) for s in only)
+    }
+    if not keep:
+        have = ", ".join(str(e.platform) for e in images if e.platform is not None) or "none"
+        raise UsageError(f"source {label}: no image is {_either(only)} (it has: {have})")
+    return [e for e in entries if e.digest in keep or (e.is_attestation and e.subject in keep)]
 
 
 def _override(src: Source, e: Entry) -> Entry:
