@@ -22,7 +22,7 @@ from typing import ClassVar
 import pytest
 
 from luff.context import Context
-from luff.testing import random_index
+from luff.testing import random_image, random_index
 from tests.conftest import Reg
 
 
@@ -560,3 +560,26 @@ def test_global_flags_after_the_verb(registry: Reg) -> None:
     assert p.returncode == 1 and b"Traceback" in p.stderr and b"manifest unknown" in p.stderr
     p = luff("layout", "list", "/nonexistent/dir", "-v")
     assert p.returncode != 0 and b"Traceback" in p.stderr
+
+
+def test_jobs_after_the_verb_of_every_transferring_command(registry: Reg, tmp_path: Path) -> None:
+    """-j works after the command name wherever blobs move; -v shows the setting used."""
+    ref = f"{registry.host}/edges/jobs:1"
+    random_image("linux/amd64", layers=2).push(ref)
+    p = luff("pull", ref, str(tmp_path / "l"), "-j", "1", "-v")
+    assert p.returncode == 0, p.stderr
+    assert b"jobs     1" in p.stderr
+    p = luff("-j", "3", "push", f"{tmp_path / 'l'}:1", f"{registry.host}/edges/jobs2:1", "-v")
+    assert p.returncode == 0 and b"jobs     3" in p.stderr, p.stderr
+    p = luff("index", "create", f"{registry.host}/edges/jobs3:1", ref, "-v", "-j", "2")
+    assert p.returncode == 0 and b"jobs     2" in p.stderr, p.stderr
+    for cmd in (
+        ["push", "x", "y"],
+        ["index", "filter", "x"],
+        ["layout", "append", "d", "s"],
+        ["layout", "fill", "d"],
+        ["index", "append", "x", "y"],
+        ["pull", "x", "y"],
+    ):
+        p = luff(*cmd, "-j", "0")
+        assert p.returncode == 2 and b"not in the range" in p.stderr, (cmd, p.stderr)

@@ -101,9 +101,10 @@ def out_bytes(data: bytes) -> None:
 
 
 def print_plan(plan: Plan) -> None:
-    """Write the plan to stderr (``-v``)."""
+    """Write the plan to stderr (``-v``), with the number of concurrent transfers."""
     for line in plan.lines():
         log(line)
+    log(f"jobs     {state().ctx.jobs}")
 
 
 class RichProgress:

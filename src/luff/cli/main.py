@@ -281,13 +281,43 @@ def _insecure_here(ctx: click.Context, param: click.Parameter, value: tuple[str,
         state().ctx.add_insecure(value)
 
 
-def _add_global_options(group: click.Group) -> None:
-    """Accept -v and --insecure after the command name too, as crane's persistent flags."""
-    for cmd in group.commands.values():
+def _jobs_here(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value:
+        state().ctx.jobs = value
+
+
+# Commands that transfer blobs, and so take -j after their name too.
+_TRANSFERS = {
+    "copy",
+    "pull",
+    "push",
+    "index create",
+    "index append",
+    "index filter",
+    "layout append",
+    "layout fill",
+}
+
+
+def _add_global_options(group: click.Group, prefix: str = "") -> None:
+    """Accept -v and --insecure (and -j where it matters) after the command name too,
+    as crane's persistent flags."""
+    for name, cmd in group.commands.items():
         if isinstance(cmd, click.Group):
-            _add_global_options(cmd)
+            _add_global_options(cmd, f"{prefix}{name} ")
             continue
         names = {o for p in cmd.params for o in getattr(p, "opts", [])}
+        if f"{prefix}{name}" in _TRANSFERS and "-j" not in names:
+            cmd.params.append(
+                click.Option(
+                    ["-j", "--jobs"],
+                    type=click.IntRange(1, 64),
+                    default=None,
+                    expose_value=False,
+                    callback=_jobs_here,
+                    help="Concurrent transfers (same as luff -j).",
+                )
+            )
         if "-v" not in names and "--verbose" not in names:
             cmd.params.append(
                 click.Option(
