@@ -10,7 +10,7 @@ import pytest
 
 from luff.context import Context
 from luff.registry.auth import ANONYMOUS, Credentials
-from tests.registries import PASSWORD, USER, DistributionRegistry
+from tests.registries import PASSWORD, USER, DistributionRegistry, self_signed
 
 
 def _need(tool: str) -> None:
@@ -23,10 +23,11 @@ class EmbeddedRegistry:
 
     token_server = None
 
-    def __init__(self, workdir: Path, auth: str = "") -> None:
+    def __init__(self, workdir: Path, auth: str = "", tls: bool = False) -> None:
         from luff.testing import Registry
 
         self.workdir = workdir
+        cert, key = self_signed(workdir, ["127.0.0.1", "localhost"]) if tls else (None, None)
         mode = {"": "none", "htpasswd": "basic", "token": "token"}[auth]
         self.username = USER if auth else ""
         self.password = PASSWORD if auth else ""
@@ -37,6 +38,8 @@ class EmbeddedRegistry:
             anonymous_pull=("public/",),
             storage=workdir / "data",
             process=True,
+            tls_cert=cert,
+            tls_key=key,
         )
 
     @property
@@ -65,7 +68,7 @@ def _start(
 ) -> Iterator[Reg]:
     reg: Reg
     if kind == "embedded":
-        reg = EmbeddedRegistry(tmp, auth=auth).start()
+        reg = EmbeddedRegistry(tmp, auth=auth, tls=tls).start()
     else:
         _need("docker-registry")
         reg = DistributionRegistry(tmp, auth=auth, tls=tls).start()
@@ -112,9 +115,9 @@ def dist_token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Re
 
 
 @pytest.fixture(scope="session")
-def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DistributionRegistry]:
-    """A distribution registry serving HTTPS with a self-signed certificate."""
-    yield from _start(tmp_path_factory.mktemp("reg-tls"), tls=True)
+def tls_registry(tmp_path_factory: pytest.TempPathFactory, registry_kind: str) -> Iterator[Reg]:
+    """A registry serving HTTPS with a self-signed certificate."""
+    yield from _start(tmp_path_factory.mktemp("reg-tls"), tls=True, kind=registry_kind)
 
 
 def creds_for(*regs: Reg) -> dict[str, Credentials]:

@@ -117,3 +117,54 @@ def test_serve_errors_are_one_line() -> None:
         text=True,
     )
     assert p.returncode == 2
+
+
+def test_serve_tls_verified_by_skopeo_and_luff(tmp_path: Path) -> None:
+    """--tls-cert/--tls-key serve HTTPS: skopeo verifies the certificate, luff reaches the
+    loopback registry over TLS, and the token realm it advertises is https too."""
+    from tests.registries import self_signed
+
+    cert, key = self_signed(tmp_path, ["127.0.0.1"])
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.crt").write_bytes(cert.read_bytes())
+    tls = ["--tls-cert", str(cert), "--tls-key", str(key)]
+    with serve("--address", "127.0.0.1:0", "--token", *tls) as (host, p):
+        ctx = anon()
+        desc = random_image().push(f"{host}/tls/app:1", ctx)
+        assert ctx.client(host).scheme == "https"
+        out = subprocess.run(
+            ["skopeo", "inspect", "--cert-dir", str(certs), "--raw", f"docker://{host}/tls/app:1"],
+            capture_output=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        assert basic.digest(f"{host}/tls/app:1", ctx=anon()).digest == desc.digest
+        p.terminate()
+        p.wait(30)
+        assert p.stderr is not None
+        err = p.stderr.read()
+        assert f"listening on https://{host}" in err
+        assert '"GET /token?' in err  # both clients went through the https token realm
+
+
+def test_serve_tls_errors_are_one_line(tmp_path: Path) -> None:
+    from tests.registries import self_signed
+
+    cert, key = self_signed(tmp_path, ["127.0.0.1"])
+    for args, words in [
+        (["--tls-cert", str(cert)], "needs both"),
+        (["--tls-cert", str(cert), "--tls-key", str(tmp_path / "none.pem")], "no such file"),
+        (["--tls-cert", str(key), "--tls-key", str(cert)], "cannot load the TLS certificate"),
+    ]:
+        p = subprocess.run(
+            [*LUFF, "registry", "serve", "--address", "127.0.0.1:0", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert p.returncode == 2, p.stderr
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("luff: error: ") and words in lines[0], (
+            p.stderr
+        )

@@ -40,6 +40,21 @@ def test_registry_context_manager(process: bool) -> None:
     assert not is_up(host)
 
 
+@pytest.mark.parametrize("process", [False, True], ids=["thread", "process"])
+def test_registry_with_tls(process: bool, tmp_path: Path) -> None:
+    from tests.registries import self_signed
+
+    cert, key = self_signed(tmp_path, ["127.0.0.1"])
+    with Registry(process=process, tls_cert=cert, tls_key=key, auth="token") as reg:
+        assert reg.url == f"https://{reg.host}"
+        ctx = reg.context()
+        desc = random_image().push(f"{reg.host}/app:1", ctx)
+        assert ctx.client(reg.host).scheme == "https"
+        assert basic.digest(f"{reg.host}/app:1", ctx=reg.context()).digest == desc.digest
+    with pytest.raises(ValueError, match="both"):
+        Registry(tls_cert=cert)
+
+
 @pytest.mark.parametrize("auth", ["basic", "token"])
 def test_registry_with_auth(auth: str) -> None:
     with Registry(auth=auth, username="ci", password="pw") as reg:  # type: ignore[arg-type]

@@ -54,6 +54,15 @@ def registry() -> None:
     help="Token mode with --htpasswd: anonymous clients may pull repositories named PREFIX… "
     "(repeatable).",
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Serve HTTPS with this PEM certificate (chain); needs --tls-key.",
+)
+@click.option(
+    "--tls-key", type=click.Path(dir_okay=False), default=None, help="The certificate's PEM key."
+)
 @click.option("-q", "--quiet", is_flag=True, help="No access log.")
 def serve(
     address: str,
@@ -62,6 +71,8 @@ def serve(
     token: bool,
     token_ttl: int,
     anonymous_pull: tuple[str, ...],
+    tls_cert: str | None,
+    tls_key: str | None,
     quiet: bool,
 ) -> None:
     """Serve the OCI distribution API until interrupted.
@@ -81,12 +92,14 @@ def serve(
         token_ttl=token_ttl,
         anonymous_pull=anonymous_pull,
         access_log=None if quiet else sys.stderr,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
 
     def ready(s: RegistryServer) -> None:
         where = f"storage {storage}" if storage else "in memory"
         auth = {"none": "no auth", "basic": "basic auth", "token": "token auth"}[s.auth.mode]
-        click.echo(f"luff registry listening on http://{s.host} ({where}, {auth})", err=True)
+        click.echo(f"luff registry listening on {s.url} ({where}, {auth})", err=True)
         click.echo(s.host)
         sys.stdout.flush()
 

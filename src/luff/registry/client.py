@@ -73,6 +73,7 @@ class RegistryClient:
         if self._insecure:
             # Skipping verification is what the user asked for; don't warn on every request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self._answered = False  # a response came back on the current scheme
         self._lock = threading.Lock()
         self._token_lock = threading.Lock()
         self._auth_scheme = ""  # "", "basic" or "bearer"
@@ -246,10 +247,27 @@ class RegistryClient:
                     self.scheme = "http"
                     url = "http:" + url[len("https:") :]
                     continue
+                if (
+                    self._insecure
+                    and same_host
+                    and not switched
+                    and not self._answered
+                    and e.retryable
+                    and url.startswith("http:")
+                    and _handshakes_tls(url)
+                ):
+                    # A loopback TLS server that hangs up on plain HTTP (Go's answer a 400).
+                    switched = True
+                    attempts -= 1
+                    self.scheme = "https"
+                    url = "https:" + url[len("http:") :]
+                    continue
                 if replayable and attempts < self.ctx.max_attempts and e.retryable:
                     self._sleep(attempts, None)
                     continue
                 raise
+            if same_host:
+                self._answered = True
             if (
                 resp.status == 400
                 and self._insecure
@@ -399,6 +417,26 @@ class RegistryClient:
             out.extend(items)
             next_path = _next_link(resp.headers.get("Link", ""))
         return out
+
+
+def _handshakes_tls(url: str) -> bool:
+    """True when the server of *url* completes a TLS handshake (unverified)."""
+    import socket
+    import ssl
+
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host, parts.port or 80), timeout=5) as raw,
+            ctx.wrap_socket(raw, server_hostname=host),
+        ):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _speaks_tls(resp: urllib3.BaseHTTPResponse) -> bool:

@@ -16,6 +16,7 @@ import ipaddress
 import os
 import signal
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -67,7 +68,8 @@ class RegistryServer:
     file. With *token*, clients get bearer tokens from ``/token`` on this
     server (anonymous clients get ``pull`` on repositories whose names start
     with one of *anonymous_pull*, or everything when there are no users).
-    *access_log* is a text stream for one line per request.
+    *access_log* is a text stream for one line per request. With *tls_cert*
+    and *tls_key* (PEM files) it serves HTTPS.
 
     Use :meth:`run` to serve in the foreground, or the object as a context
     manager to serve from a background thread.
@@ -84,7 +86,10 @@ class RegistryServer:
         token_ttl: int = 300,
         anonymous_pull: tuple[str, ...] = (),
         access_log: TextIO | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
     ) -> None:
+        self.ssl_context = _tls_context(tls_cert, tls_key)
         if isinstance(storage, Storage):
             self.storage = storage
         elif storage is None:
@@ -110,8 +115,8 @@ class RegistryServer:
 
     @property
     def url(self) -> str:
-        """``http://HOST:PORT``."""
-        return f"http://{self.host}"
+        """``http://HOST:PORT``, or ``https://`` with TLS."""
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}"
 
     async def start(self) -> None:
         """Bind and start serving on the running event loop."""
@@ -130,7 +135,7 @@ class RegistryServer:
             raise UsageError(
                 f"cannot listen on {self.bind_host}:{self.port}: {e.strerror or e}"
             ) from None
-        site = web.SockSite(runner, sock)
+        site = web.SockSite(runner, sock, ssl_context=self.ssl_context)
         await site.start()
         self.port = sock.getsockname()[1]
         self._runner = runner
@@ -210,6 +215,26 @@ class RegistryServer:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+def _tls_context(
+    cert: str | os.PathLike[str] | None, key: str | os.PathLike[str] | None
+) -> ssl.SSLContext | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise UsageError("TLS needs both a certificate and its key (--tls-cert and --tls-key)")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except FileNotFoundError as e:
+        raise UsageError(f"{e.filename}: no such file") from None
+    except (ssl.SSLError, OSError) as e:
+        raise UsageError(
+            f"cannot load the TLS certificate {os.fspath(cert)} with key {os.fspath(key)}: "
+            f"{getattr(e, 'reason', None) or e}"
+        ) from None
+    return ctx
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -36,6 +36,8 @@ class Registry:
     - ``process``: run ``luff registry serve`` in a subprocess instead of a
       thread of this process.
     - ``log``: a text stream for the access log (default: none).
+    - ``tls_cert``/``tls_key``: PEM files; the registry then serves HTTPS
+      (luff reaches loopback registries over unverified TLS when they speak it).
 
     Attributes once started: ``host`` (``"127.0.0.1:PORT"``), ``url``,
     ``username``, ``password`` (empty without auth), ``auth``.
@@ -51,6 +53,8 @@ class Registry:
         storage: str | os.PathLike[str] | None = None,
         process: bool = False,
         log: TextIO | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
     ) -> None:
         if auth not in ("none", "basic", "token"):
             raise ValueError(f"auth must be 'none', 'basic' or 'token', not {auth!r}")
@@ -61,6 +65,10 @@ class Registry:
         self.storage = storage
         self.process = process
         self.log = log
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("give both tls_cert and tls_key, or neither")
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
         self.port = 0
         self._server: object = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -73,8 +81,8 @@ class Registry:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://{self.host}"
+        """``http://127.0.0.1:PORT`` (``https://`` with TLS)."""
+        return f"{'https' if self.tls_cert else 'http'}://{self.host}"
 
     @property
     def credentials(self) -> Credentials:
@@ -112,6 +120,8 @@ class Registry:
                 token=self.auth == "token",
                 anonymous_pull=self.anonymous_pull,
                 access_log=self.log,
+                tls_cert=self.tls_cert,
+                tls_key=self.tls_key,
             ).start_thread()
             self._server = srv
             self.port = srv.port
@@ -138,6 +148,8 @@ class Registry:
             cmd.append("--token")
             for prefix in self.anonymous_pull:  # meaningful (and accepted) in token mode only
                 cmd += ["--anonymous-pull", prefix]
+        if self.tls_cert is not None and self.tls_key is not None:
+            cmd += ["--tls-cert", os.fspath(self.tls_cert), "--tls-key", os.fspath(self.tls_key)]
         if self.log is None:
             cmd.append("--quiet")
         err: IO[bytes] | int = subprocess.DEVNULL
