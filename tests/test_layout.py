@@ -607,10 +607,67 @@ def test_killed_append_leaves_layout_valid(tmp_path: Path) -> None:
     assert [e.sparse for e in lay.list_entries(st)] == [False]
     tmps = list(st.glob(TMP_PREFIX + "*"))
     assert tmps
-    assert lay.gc(st).temporaries == 0  # fresh temporaries may belong to a live writer
-    old = time.time() - 7200
-    for t in tmps:
-        os.utime(t, (old, old))
-    res = lay.gc(st)
+    # this handle checked what exists, so it counts as a writer until closed
+    with pytest.raises(UsageError, match="is writing this layout"):
+        lay.gc(st)
+    store.close()
+    res = lay.gc(st)  # no writer is left, so every temporary is stale
     assert res.temporaries == len(tmps) and not list(st.glob(TMP_PREFIX + "*"))
     assert basic.digest(f"oci:{st}:keep").digest == LayoutStore.open(st).resolve("keep").digest
+
+
+def test_gc_is_refused_while_another_process_writes(tmp_path: Path) -> None:
+    """A running `layout append` has blobs that index.json does not reach yet: gc must
+    not delete them. gc is refused while it runs and works once it has finished."""
+    import errno
+    import time
+
+    src = tmp_path / "src"
+    img = random_image("linux/amd64", layers=2, size=4096)
+    img.push(f"oci:{src}:x")
+    first, last = img.manifest.layers
+    fifo = src / blob_relpath(last.digest)
+    fifo.unlink()
+    os.mkfifo(fifo)
+    st = tmp_path / "stage"
+    lay.init(st)
+    # left by an earlier interrupted run: unreferenced, and the append counts on it
+    (st / blob_relpath(first.digest)).write_bytes(img.store.blobs[first.digest])
+    luff = str(Path(sys.executable).parent / "luff")
+    proc = subprocess.Popen(
+        [luff, "-j", "1", "layout", "append", str(st), f"oci:{src}:x", "--tag", "new"],
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120  # a guard against hanging, not a timing assertion
+    w = -1
+    try:
+        while True:
+            try:
+                w = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as e:
+                assert e.errno == errno.ENXIO and proc.poll() is None
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        written = sorted((st / "blobs" / "sha256").iterdir())
+        assert st / blob_relpath(first.digest) in written  # no index.json entry reaches it
+        p = subprocess.run([luff, "layout", "gc", str(st)], capture_output=True, text=True)
+        assert p.returncode == 2, p.stderr
+        assert p.stderr.startswith("luff: error: ") and "is writing this layout" in p.stderr
+        assert sorted((st / "blobs" / "sha256").iterdir()) == written
+        os.set_blocking(w, True)
+        os.write(w, img.store.blobs[last.digest])
+        os.close(w)
+        w = -1
+        assert proc.wait(120) == 0, proc.stderr
+    finally:
+        if w >= 0:
+            os.close(w)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert lay.gc(st).removed == []
+    assert basic.digest(f"oci:{st}:new").digest == img.digest
+    assert subprocess.run(["umoci", "ls", "--layout", str(st)], capture_output=True).returncode == 0

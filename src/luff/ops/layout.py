@@ -311,13 +311,13 @@ class GcResult:
 def gc(path: str | os.PathLike[str], *, dry_run: bool = False) -> GcResult:
     """Delete blobs that no ``index.json`` entry reaches, and stale sparse records.
 
-    Do not run it while another process writes to the layout: blobs written
-    before that writer updates ``index.json`` are not reachable yet.
+    Raises :class:`UsageError` when another handle is writing the layout (its
+    new blobs are not reachable yet); writers that start meanwhile wait.
     """
     store = _open_layout(path)
     removed: list[Digest] = []
     total = 0
-    with store.locked():
+    with store.exclusive(), store.locked():
         present, missing = store.reachable()
         blobs = store.path / "blobs"
         for alg_dir in sorted(p for p in blobs.iterdir() if p.is_dir()):
@@ -332,7 +332,7 @@ def gc(path: str | os.PathLike[str], *, dry_run: bool = False) -> GcResult:
                 total += f.stat().st_size
                 if not dry_run:
                     f.unlink()
-        temps = store.stale_temporaries()
+        temps = store.stale_temporaries(age=0)  # no writer holds the lock: all are stale
         if not dry_run:
             for t in temps:
                 t.unlink(missing_ok=True)

@@ -7,6 +7,10 @@ Safety rules kept here:
 - every file is written to a temporary name in the layout, then renamed;
 - ``index.json`` (and luff's sparse record) are rewritten under an exclusive
   ``flock`` on ``index.json``, so concurrent writers all land;
+- a handle that writes (or checks which blobs exist, to decide what to write)
+  holds a shared ``flock`` on the layout directory until it is closed, and
+  ``gc`` needs it exclusively, so it never deletes a blob that a running
+  writer has written, or counted on, but not yet referenced;
 - blobs are written before the manifests that point at them, and manifests
   before ``index.json``, so an interrupted write leaves a valid layout.
 
@@ -23,6 +27,7 @@ import os
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -134,6 +139,7 @@ class LayoutStore(Store):
         self.ctx = ctx
         self._lock = threading.Lock()
         self._index_lock = threading.Lock()  # threads of this process; flock for the rest
+        self._dir_fd: int | None = None  # flock on the directory: shared (writing) or gc's
         self._written: dict[Digest, Manifest] = {}
         self._origins: dict[str, Store] = {}
 
@@ -188,7 +194,48 @@ class LayoutStore(Store):
         return self.path / blob_relpath(digest)
 
     def _tmp(self) -> tuple[int, str]:
+        self._hold_shared()
         return tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.path)
+
+    def _hold_shared(self) -> None:
+        """Take the directory's shared lock for this handle (kept until :meth:`close`)."""
+        if self._dir_fd is not None:
+            return
+        with self._lock:
+            if self._dir_fd is None:
+                fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+                fcntl.flock(fd, fcntl.LOCK_SH)  # waits while gc runs
+                self._set_dir_fd(fd)
+
+    def _set_dir_fd(self, fd: int) -> None:
+        self._dir_fd = fd
+        # A handle dropped without close() lets go of the lock when it is collected.
+        self._dir_finalizer = weakref.finalize(self, os.close, fd)
+
+    def _release(self) -> None:
+        with self._lock:
+            fd, self._dir_fd = self._dir_fd, None
+        if fd is not None:
+            self._dir_finalizer()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the directory's lock exclusively: no other handle is writing."""
+        self._release()
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UsageError(
+                f"{self.name}: another luff process (or open handle) is writing this layout; "
+                "try again when it has finished"
+            ) from None
+        self._set_dir_fd(fd)
+        try:
+            yield
+        finally:
+            self._release()
 
     def _write_file(self, rel: str, data: bytes) -> None:
         fd, tmp = self._tmp()
@@ -225,6 +272,7 @@ class LayoutStore(Store):
     def locked(self) -> Iterator[None]:
         """Hold the exclusive lock on ``index.json`` (flock; survives its replacement)."""
         index = self.path / INDEX_FILE
+        self._hold_shared()  # the directory lock first, always: gc takes them in this order
         with self._index_lock:
             while True:
                 try:
@@ -364,6 +412,7 @@ class LayoutStore(Store):
         return Descriptor(sniff_media_type(data), d, size)
 
     def exists(self, desc: Descriptor) -> bool:
+        self._hold_shared()  # what exists now must still exist when we reference it
         try:
             return self.blob_path(desc.digest).stat().st_size == desc.size
         except FileNotFoundError:
@@ -476,23 +525,27 @@ class LayoutStore(Store):
 
     def close(self) -> None:
         """Add untagged root manifests written through this handle to ``index.json``."""
-        with self._lock:
-            written = dict(self._written)
-            self._written.clear()
-        if not written:
-            return
-        children = {c.digest for m in written.values() for c in m.children()}
-        roots = [m for d, m in written.items() if d not in children]
-        if not roots:
-            return
-        have = {e.digest for e in self.entries()}
-        new = [self.entry_for(m.descriptor(), m) for m in roots if m.digest not in have]
-        if new:
-            self.update_index(lambda es: _merge(es, new, only_new=True))
+        try:
+            with self._lock:
+                written = dict(self._written)
+                self._written.clear()
+            if not written:
+                return
+            children = {c.digest for m in written.values() for c in m.children()}
+            roots = [m for d, m in written.items() if d not in children]
+            if not roots:
+                return
+            have = {e.digest for e in self.entries()}
+            new = [self.entry_for(m.descriptor(), m) for m in roots if m.digest not in have]
+            if new:
+                self.update_index(lambda es: _merge(es, new, only_new=True))
+        finally:
+            self._release()
 
     def abort(self) -> None:
         with self._lock:
             self._written.clear()
+        self._release()
 
     # --- maintenance -------------------------------------------------------
     def reachable(
