@@ -444,6 +444,7 @@ class _StallingRegistry(BaseHTTPRequestHandler):
     layer_requested = threading.Event()
     layer_completed = threading.Event()
     release = threading.Event()
+    stall = False  # send the first chunk, then nothing at all until released
 
     @classmethod
     def manifest(cls) -> bytes:
@@ -504,7 +505,7 @@ class _StallingRegistry(BaseHTTPRequestHandler):
             self.layer_requested.set()
             try:
                 for i in range(0, len(self.layer), 1 << 14):
-                    if self.release.wait(0.02):
+                    if self.release.wait(120 if self.stall and i else 0.02):
                         break
                     self.wfile.write(self.layer[i : i + (1 << 14)])
                     self.wfile.flush()
@@ -552,6 +553,56 @@ def test_sigterm_mid_pull_leaves_no_staging_files(tmp_path: Path, fmt: str) -> N
     assert os.listdir(out) == []
     # the download was abandoned at a chunk boundary, not awaited to its end
     assert not _StallingRegistry.layer_completed.is_set()
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
+)
+def test_interrupt_during_a_stalled_download_is_prompt(
+    tmp_path: Path, sig: int, code: int, word: str
+) -> None:
+    """A server that stops sending mid-blob must not hold up Ctrl-C or a kill until the
+    60 s read timeout: the stalled read is shut down and the staging files go."""
+    _StallingRegistry.layer_requested.clear()
+    _StallingRegistry.layer_completed.clear()
+    _StallingRegistry.release.clear()
+    _StallingRegistry.stall = True
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _StallingRegistry)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    out = tmp_path / "out"
+    out.mkdir()
+    ref = f"127.0.0.1:{srv.server_address[1]}/stall:1"
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "luff",
+            "pull",
+            ref,
+            str(out / "img.tar"),
+            "--format",
+            "oci-archive",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert _StallingRegistry.layer_requested.wait(60), p.stderr
+        time.sleep(0.3)  # let the first chunk arrive and the reader block on the next
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=30)  # well under the read timeout
+    finally:
+        _StallingRegistry.stall = False
+        _StallingRegistry.release.set()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        srv.shutdown()
+        srv.server_close()
+    assert p.returncode == code, err
+    assert err.decode().strip() == f"luff: {word}"
+    assert os.listdir(out) == []
 
 
 def test_global_flags_after_the_verb(registry: Reg) -> None:

@@ -276,7 +276,22 @@ class Copier:
         todo = sorted((b for b in plan.blobs if b.action in (COPY, MOUNT)), key=lambda b: -b.size)
         if todo:
             cancel = threading.Event()
-            _run_all(lambda b: self._transfer(b, progress, cancel), todo, self.ctx.jobs, cancel)
+            active: set[BinaryIO] = set()
+            lock = threading.Lock()
+
+            def transfer(b: PlanItem) -> None:
+                self._transfer(b, progress, cancel, active, lock)
+
+            def abort_reads() -> None:
+                # A stalled download would otherwise hold the interrupt until its read timeout.
+                with lock:
+                    streams = list(active)
+                for st in streams:
+                    abort = getattr(st, "abort", None)
+                    if callable(abort):
+                        abort()
+
+            _run_all(transfer, todo, self.ctx.jobs, cancel, on_stop=abort_reads)
         # Manifests deepest first; one depth level at a time, concurrently.
         by_depth: dict[int, list[ManifestItem]] = {}
         for m in plan.manifests:
@@ -295,7 +310,12 @@ class Copier:
         self.target.push_manifest(item.manifest)
 
     def _transfer(
-        self, item: PlanItem, progress: Progress | None, cancel: threading.Event | None = None
+        self,
+        item: PlanItem,
+        progress: Progress | None,
+        cancel: threading.Event | None = None,
+        active: set[BinaryIO] | None = None,
+        lock: threading.Lock | None = None,
     ) -> None:
         desc = item.descriptor
         if item.action == MOUNT:
@@ -318,9 +338,15 @@ class Copier:
 
             try:
                 stream = item.source.fetch(desc)
+                if active is not None and lock is not None:
+                    with lock:
+                        active.add(stream)
                 try:
                     self.target.push_blob(desc, _Counting(stream, count, cancel))  # type: ignore[arg-type]
                 finally:
+                    if active is not None and lock is not None:
+                        with lock:
+                            active.discard(stream)
                     stream.close()
                 break
             except DigestMismatch as e:
@@ -329,6 +355,8 @@ class Copier:
                     str(e) if str(e).startswith(name) else f"{name}: {e}"
                 ) from None
             except (TransportError, RegistryError) as e:
+                if cancel is not None and cancel.is_set():
+                    raise _Cancelled() from None  # aborted on purpose: no retry
                 status = getattr(e, "status", 0)
                 if (
                     attempts >= 3
@@ -344,16 +372,29 @@ class Copier:
 
 
 def _run_all(
-    fn: Callable[[_T], None], items: list[_T], jobs: int, stop: threading.Event | None = None
+    fn: Callable[[_T], None],
+    items: list[_T],
+    jobs: int,
+    stop: threading.Event | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> None:
     """Run *fn* on every item with *jobs* threads.
 
     After the first error (or an interrupt of the caller) no further call
-    starts and *stop* is set (running calls may watch it to end early); the
-    running ones are awaited, and the first error is raised.
+    starts, *stop* is set (running calls may watch it to end early) and
+    *on_stop* is called once (to unblock them); the running ones are
+    awaited, and the first error is raised.
     """
     errors: list[BaseException] = []
     stop = stop or threading.Event()
+    stopping = threading.Lock()
+
+    def halt() -> None:
+        with stopping:
+            first = not stop.is_set()
+            stop.set()
+        if first and on_stop is not None:
+            on_stop()
 
     def run(x: _T) -> None:
         if stop.is_set():
@@ -362,14 +403,14 @@ def _run_all(
             fn(x)
         except BaseException as e:
             errors.append(e)
-            stop.set()
+            halt()
 
     with Pool(max_workers=max(1, jobs)) as pool:
         try:
             for f in [pool.submit(run, x) for x in items]:
                 f.result()
         except BaseException:
-            stop.set()  # e.g. KeyboardInterrupt: let queued calls return at once
+            halt()  # e.g. KeyboardInterrupt: let queued calls return at once
             raise
     if errors:
         raise errors[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.utils
 import json
@@ -467,6 +468,11 @@ class ResponseStream:
 
     def readable(self) -> bool:
         return True
+
+    def abort(self) -> None:
+        """Unblock a read waiting in another thread (the connection is shut down)."""
+        with contextlib.suppress(Exception):  # already closed or released: nothing waits
+            self._resp.shutdown()
 
     def close(self) -> None:
         """Close the response; a connection with unread bytes is not reused."""
