@@ -590,8 +590,8 @@ def test_only_picks_platforms_out_of_index_sources(
         == 0
     )
 
-    # One image picked: its platform may be overridden (arm v7 relabelled v6).
-    p = luff_cli("index", "create", f"{r3}/only/one:1", f"{base},only=linux/arm,variant=v6")
+    # One image picked: its platform may be overridden (an arm/v7 build relabelled v6).
+    p = luff_cli("index", "create", f"{r3}/only/one:1", f"{base},only=linux/arm/v7,variant=v6")
     assert p.returncode == 0, p.stderr
     ms = raw(f"{r3}/only/one:1")[1]["manifests"]
     assert isinstance(ms, list)
@@ -622,6 +622,9 @@ sources:
     p = luff_cli("index", "create", f"{r3}/only/spec:1", "-f", str(spec))
     assert p.returncode == 0, p.stderr
     assert raw(f"{r3}/only/spec:1")[0] == raw(f"{r3}/only/two:1")[0]
+    spec.write_text(f"sources:\n  - ref: {base}\n    only: []\n")
+    p = luff_cli("index", "create", f"{r3}/only/bad:1", "-f", str(spec))
+    assert "'only' must name at least one platform" in error_line(p, 2)
 
 
 def test_list_table_and_json(

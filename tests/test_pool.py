@@ -55,3 +55,44 @@ def test_leaving_on_an_exception_cancels_queued_tasks() -> None:
             pool.submit(ran.append, i)
         raise _Stop()
     assert ran == []
+
+
+def test_signals_racing_the_restore_still_reach_their_handlers() -> None:
+    """SIGINT fired at random moments of many submits: afterwards SIGTERM still reaches
+    the caller's handler (the stand-in never swallows it) and Ctrl-C still raises."""
+    import random
+
+    def raise_stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stop()
+
+    import gc
+
+    old = signal.signal(signal.SIGTERM, raise_stop)
+    gc.disable()  # a KeyboardInterrupt raised inside a gc callback would be swallowed
+    try:
+        for _ in range(30):
+
+            def interrupt() -> None:
+                time.sleep(random.random() * 0.01)
+                os.kill(os.getpid(), signal.SIGINT)
+
+            t = threading.Thread(target=interrupt)
+            t.start()
+            try:
+                with Pool(max_workers=2) as pool:
+                    for _ in range(20000):
+                        pool.submit(int)
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+            t.join()
+            with pytest.raises(_Stop):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)
+            assert signal.getsignal(signal.SIGTERM) is raise_stop
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+    finally:
+        gc.enable()
+        signal.signal(signal.SIGTERM, old)

@@ -437,3 +437,25 @@ def test_insecure_flag_for_a_named_host(
     assert loose.client(tls_host).scheme == "https"
     assert basic.digest(f"{plain_host}/named/app:1", ctx=loose).digest == img.digest
     assert loose.client(plain_host).scheme == "http"
+
+
+def test_a_loopback_tls_registry_that_restarts_stays_on_https(tmp_path: Path) -> None:
+    """Once a loopback registry has answered over TLS, a refused connection (a restart)
+    must not move the client to plain HTTP, which luff's own server hangs up on."""
+    from luff.server import RegistryServer
+    from tests.registries import self_signed
+
+    cert, key = self_signed(tmp_path, ["127.0.0.1"])
+    data = tmp_path / "data"
+    with RegistryServer(data, address="127.0.0.1:0", tls_cert=cert, tls_key=key) as srv:
+        port = srv.port
+        ctx = Context(credentials=lambda h: ANONYMOUS, backoff=0.01)
+        img = random_image(size=500)
+        img.push(f"127.0.0.1:{port}/restart/app:1", ctx)
+        assert ctx.client(f"127.0.0.1:{port}").scheme == "https"
+    ctx.pool.clear()
+    with pytest.raises(TransportError, match="refused"):
+        basic.digest(f"127.0.0.1:{port}/restart/app:1", ctx=ctx)
+    with RegistryServer(data, address=f"127.0.0.1:{port}", tls_cert=cert, tls_key=key):
+        assert basic.digest(f"127.0.0.1:{port}/restart/app:1", ctx=ctx).digest == img.digest
+        assert ctx.client(f"127.0.0.1:{port}").scheme == "https"

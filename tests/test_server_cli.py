@@ -149,13 +149,27 @@ def test_serve_tls_verified_by_skopeo_and_luff(tmp_path: Path) -> None:
 
 
 def test_serve_tls_errors_are_one_line(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
     from tests.registries import self_signed
 
     cert, key = self_signed(tmp_path, ["127.0.0.1"])
+    locked = tmp_path / "locked.pem"
+    pk = serialization.load_pem_private_key(key.read_bytes(), None)
+    locked.write_bytes(
+        pk.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    missing = tmp_path / "none.pem"
     for args, words in [
         (["--tls-cert", str(cert)], "needs both"),
-        (["--tls-cert", str(cert), "--tls-key", str(tmp_path / "none.pem")], "no such file"),
+        (["--tls-cert", str(cert), "--tls-key", str(missing)], f"{missing}: no such file"),
         (["--tls-cert", str(key), "--tls-key", str(cert)], "cannot load the TLS certificate"),
+        # never a passphrase prompt, on a terminal or not
+        (["--tls-cert", str(cert), "--tls-key", str(locked)], f"{locked}: the key is encrypted"),
     ]:
         p = subprocess.run(
             [*LUFF, "registry", "serve", "--address", "127.0.0.1:0", *args],

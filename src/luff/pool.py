@@ -27,31 +27,54 @@ def signals_deferred() -> Iterator[None]:
     """Run the SIGINT and SIGTERM handlers after the block instead of inside it.
 
     Only the main thread runs signal handlers; elsewhere this does nothing.
-    A signal that arrives in the block is raised again once the previous
-    handlers are back, so it is neither lost nor handled twice.
+    Each signal that arrives in the block is handed, once the previous
+    handlers are back, to its handler, so none is lost or handled twice.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     pending: list[int] = []
+    saved: dict[int, Any] = {}
+    deferring = True
 
     def hold(signum: int, frame: object) -> None:
-        pending.append(signum)
+        if deferring:
+            pending.append(signum)
+            return
+        # The block is over but this stand-in is still installed (a signal interrupted
+        # the restoring): put the real handler back and let it have the signal.
+        signal.signal(signum, saved[signum])
+        _deliver([signum])
 
-    saved: list[tuple[int, Any]] = []
     try:
         for s in _SIGNALS:
             old = signal.getsignal(s)
             if old is None:  # installed outside Python: leave it alone
                 continue
+            saved[s] = old
             signal.signal(s, hold)
-            saved.append((s, old))
         yield
     finally:
-        for signum, handler in saved:
-            signal.signal(signum, handler)
-        for signum in dict.fromkeys(pending):
-            signal.raise_signal(signum)
+        deferring = False
+        try:
+            for signum, handler in saved.items():
+                signal.signal(signum, handler)
+        finally:
+            _deliver(list(dict.fromkeys(pending)))
+
+
+def _deliver(signums: list[int]) -> None:
+    """Call the handler of each signal in turn, even when an earlier one raises."""
+    if not signums:
+        return
+    try:
+        handler = signal.getsignal(signums[0])
+        if callable(handler):
+            handler(signums[0], None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(signums[0])
+    finally:
+        _deliver(signums[1:])
 
 
 class Pool(ThreadPoolExecutor):

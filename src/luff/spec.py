@@ -198,13 +198,10 @@ def _source(s: Any, where: str, base_dir: Path | None) -> Source:
         if val is not None and not isinstance(val, str | int | float):
             raise UsageError(f"{where}: {key!r} must be a string")
     features = s.get("os.features")
-    only = s.get("only")
-    if isinstance(only, str):
-        only = [only]
+    if "only" in s and not s["only"]:
+        raise UsageError(f"{where}: 'only' must name at least one platform")
     try:
-        picked = (
-            tuple(Platform.parse(x) for x in _strings(only, f"{where}: 'only'")) if only else ()
-        )
+        picked = tuple(Platform.parse(x) for x in _strings(s.get("only"), f"{where}: 'only'"))
     except InvalidPlatform as e:
         raise InvalidPlatform(f"{where}: 'only': {e}") from None
     return Source(

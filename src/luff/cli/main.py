@@ -66,7 +66,8 @@ class LuffGroup(click.Group):
     "insecure",
     multiple=True,
     metavar="HOST",
-    help="Use plain HTTP or unverified TLS for HOST (repeatable). Loopback hosts always use HTTP.",
+    help="Use unverified TLS, or plain HTTP, for HOST (repeatable). Loopback hosts are "
+    "treated so without it.",
 )
 @click.option("-v", "--verbose", count=True, help="Show the plan, retries and error details.")
 @click.option(

@@ -140,7 +140,8 @@ class Platform:
         """True when *other* satisfies this platform as a selector.
 
         Comparison is on normalised os, architecture and variant; an empty
-        variant or os.version in the selector matches any.
+        variant or os.version in the selector matches any. Normalising gives
+        ``arm`` the variant ``v7``, so ``linux/arm`` selects only ``arm/v7``.
         """
         a, b = self.normalized(), other.normalized()
         if a.os != b.os or a.architecture != b.architecture:

@@ -74,7 +74,8 @@ class RegistryClient:
         if self._insecure:
             # Skipping verification is what the user asked for; don't warn on every request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        self._answered = False  # a response came back on the current scheme
+        self._answered = ""  # the scheme a response has come back on; it is kept from then on
+        self._probed = False  # a TLS handshake was tried after plain HTTP failed
         self._lock = threading.Lock()
         self._token_lock = threading.Lock()
         self._auth_scheme = ""  # "", "basic" or "bearer"
@@ -207,6 +208,30 @@ class RegistryClient:
                 continue
             return resp
 
+    def _may_switch(
+        self,
+        same_host: bool,
+        switched: bool,
+        url: str,
+        scheme: str,
+        error: TransportError | None = None,
+    ) -> bool:
+        """Whether a request on *scheme* that failed may move this registry to the other one:
+        a loopback or --insecure host that has never answered on *scheme*, once per request."""
+        return (
+            self._insecure
+            and same_host
+            and not switched
+            and url.startswith(scheme + ":")
+            and self._answered != scheme
+            and (error is None or error.retryable or scheme == "https")
+        )
+
+    def _switch(self, scheme: str, url: str) -> str:
+        with self._lock:
+            self.scheme = scheme
+        return scheme + url[url.index(":") :]
+
     def request(
         self,
         method: str,
@@ -234,6 +259,9 @@ class RegistryClient:
         replayable = body is None or isinstance(body, bytes)
         while True:
             attempts += 1
+            if same_host and not url.startswith(self.scheme + ":"):
+                # Another request moved this registry to the other scheme meanwhile.
+                url = self.scheme + url[url.index(":") :]
             h = dict(hdrs)
             if same_host:
                 a = self._auth_header(scope_key)
@@ -242,47 +270,36 @@ class RegistryClient:
             try:
                 resp = self._send(method, url, h, body, stream)
             except TransportError as e:
-                if self._insecure and same_host and not switched and url.startswith("https:"):
+                if self._may_switch(same_host, switched, url, "https", e):
+                    # An --insecure host without TLS.
                     switched = True
                     attempts -= 1
-                    self.scheme = "http"
-                    url = "http:" + url[len("https:") :]
+                    url = self._switch("http", url)
                     continue
-                if (
-                    self._insecure
-                    and same_host
-                    and not switched
-                    and not self._answered
-                    and e.retryable
-                    and url.startswith("http:")
-                    and _handshakes_tls(url)
-                ):
+                if self._may_switch(same_host, switched, url, "http", e) and not self._probed:
                     # A loopback TLS server that hangs up on plain HTTP (Go's answer a 400).
-                    switched = True
-                    attempts -= 1
-                    self.scheme = "https"
-                    url = "https:" + url[len("http:") :]
-                    continue
+                    self._probed = True
+                    if _handshakes_tls(url):
+                        switched = True
+                        attempts -= 1
+                        url = self._switch("https", url)
+                        continue
                 if replayable and attempts < self.ctx.max_attempts and e.retryable:
                     self._sleep(attempts, None)
                     continue
                 raise
-            if same_host:
-                self._answered = True
             if (
                 resp.status == 400
-                and self._insecure
-                and same_host
-                and not switched
-                and url.startswith("http:")
+                and self._may_switch(same_host, switched, url, "http")
                 and _speaks_tls(resp)
             ):
                 # A loopback or --insecure registry that speaks TLS after all.
                 switched = True
                 attempts -= 1
-                self.scheme = "https"
-                url = "https:" + url[len("http:") :]
+                url = self._switch("https", url)
                 continue
+            if same_host:
+                self._answered = url[: url.index(":")]
             if resp.status == 401 and same_host and not authed:
                 _drain(resp)
                 authed = True

@@ -224,11 +224,16 @@ def _tls_context(
         return None
     if cert is None or key is None:
         raise UsageError("TLS needs both a certificate and its key (--tls-cert and --tls-key)")
+    for path in (cert, key):
+        if not os.path.isfile(path):
+            raise UsageError(f"{os.fspath(path)}: no such file")
+
+    def no_passphrase() -> str:
+        raise UsageError(f"{os.fspath(key)}: the key is encrypted; give an unencrypted key")
+
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        ctx.load_cert_chain(cert, key)
-    except FileNotFoundError as e:
-        raise UsageError(f"{e.filename}: no such file") from None
+        ctx.load_cert_chain(cert, key, password=no_passphrase)
     except (ssl.SSLError, OSError) as e:
         raise UsageError(
             f"cannot load the TLS certificate {os.fspath(cert)} with key {os.fspath(key)}: "
