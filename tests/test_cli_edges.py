@@ -520,13 +520,15 @@ class _StallingRegistry(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-@pytest.mark.parametrize("fmt", ["oci-archive", "docker-archive"])
-def test_sigterm_mid_pull_leaves_no_staging_files(tmp_path: Path, fmt: str) -> None:
-    """A CI timeout or `kill` (SIGTERM) unwinds like Ctrl-C: no archive, no hidden staging dir,
-    and the running download stops at its next chunk instead of being awaited to the end."""
+def _interrupted_pull(
+    tmp_path: Path, fmt: str, sig: int, *, stall: bool, settle: float = 0.0
+) -> tuple[int, str, list[str]]:
+    """`luff pull` from :class:`_StallingRegistry`, sent *sig* once the layer download has
+    begun: ``(exit code, stderr, files left in the output directory)``."""
     _StallingRegistry.layer_requested.clear()
     _StallingRegistry.layer_completed.clear()
     _StallingRegistry.release.clear()
+    _StallingRegistry.stall = stall
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _StallingRegistry)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     out = tmp_path / "out"
@@ -539,18 +541,29 @@ def test_sigterm_mid_pull_leaves_no_staging_files(tmp_path: Path, fmt: str) -> N
     )
     try:
         assert _StallingRegistry.layer_requested.wait(60), p.stderr
-        p.terminate()
-        _, err = p.communicate(timeout=60)
+        time.sleep(settle)
+        p.send_signal(sig)
+        # well under the 60 s read timeout that a stalled download would otherwise wait out
+        _, err = p.communicate(timeout=30)
     finally:
+        _StallingRegistry.stall = False
         _StallingRegistry.release.set()
         if p.poll() is None:
             p.kill()
             p.wait()
         srv.shutdown()
         srv.server_close()
-    assert p.returncode == 143, err
-    assert err.decode().strip() == "luff: terminated"
-    assert os.listdir(out) == []
+    return p.returncode, err.decode(), os.listdir(out)
+
+
+@pytest.mark.parametrize("fmt", ["oci-archive", "docker-archive"])
+def test_sigterm_mid_pull_leaves_no_staging_files(tmp_path: Path, fmt: str) -> None:
+    """A CI timeout or `kill` (SIGTERM) unwinds like Ctrl-C: no archive, no hidden staging dir,
+    and the running download stops at its next chunk instead of being awaited to the end."""
+    code, err, left = _interrupted_pull(tmp_path, fmt, signal.SIGTERM, stall=False)
+    assert code == 143, err
+    assert err.strip() == "luff: terminated"
+    assert left == []
     # the download was abandoned at a chunk boundary, not awaited to its end
     assert not _StallingRegistry.layer_completed.is_set()
 
@@ -564,45 +577,11 @@ def test_interrupt_during_a_stalled_download_is_prompt(
 ) -> None:
     """A server that stops sending mid-blob must not hold up Ctrl-C or a kill until the
     60 s read timeout: the stalled read is shut down and the staging files go."""
-    _StallingRegistry.layer_requested.clear()
-    _StallingRegistry.layer_completed.clear()
-    _StallingRegistry.release.clear()
-    _StallingRegistry.stall = True
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _StallingRegistry)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    out = tmp_path / "out"
-    out.mkdir()
-    ref = f"127.0.0.1:{srv.server_address[1]}/stall:1"
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "luff",
-            "pull",
-            ref,
-            str(out / "img.tar"),
-            "--format",
-            "oci-archive",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert _StallingRegistry.layer_requested.wait(60), p.stderr
-        time.sleep(0.3)  # let the first chunk arrive and the reader block on the next
-        p.send_signal(sig)
-        _, err = p.communicate(timeout=30)  # well under the read timeout
-    finally:
-        _StallingRegistry.stall = False
-        _StallingRegistry.release.set()
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        srv.shutdown()
-        srv.server_close()
-    assert p.returncode == code, err
-    assert err.decode().strip() == f"luff: {word}"
-    assert os.listdir(out) == []
+    # settle: let the first chunk arrive and the reader block on the next
+    got, err, left = _interrupted_pull(tmp_path, "oci-archive", sig, stall=True, settle=0.3)
+    assert got == code, err
+    assert err.strip() == f"luff: {word}"
+    assert left == []
 
 
 def test_global_flags_after_the_verb(registry: Reg) -> None:

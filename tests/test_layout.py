@@ -562,9 +562,22 @@ def test_self_verifying_stream_is_hashed_once_and_still_refused(tmp_path: Path) 
     assert not store.exists(bad) and not list(store.path.glob(TMP_PREFIX + "*"))
 
 
+def _open_fifo_for_writing(fifo: Path, proc: subprocess.Popen[bytes], deadline: float) -> int:
+    """The write end of *fifo*, once *proc* has opened it to read (non-blocking fd)."""
+    import errno
+    import time
+
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            assert e.errno == errno.ENXIO and proc.poll() is None
+            assert time.monotonic() < deadline  # a guard against hanging, not a timing test
+            time.sleep(0.01)
+
+
 def test_killed_append_leaves_layout_valid(tmp_path: Path) -> None:
     """SIGKILL while a layer is being written: index.json is untouched, gc clears the rest."""
-    import errno
     import time
 
     src = tmp_path / "src"
@@ -582,14 +595,7 @@ def test_killed_append_leaves_layout_valid(tmp_path: Path) -> None:
     proc = subprocess.Popen([luff, "layout", "append", str(st), f"oci:{src}:x", "--tag", "new"])
     deadline = time.monotonic() + 120  # a guard against hanging, not a timing assertion
     try:
-        while True:  # open the write end once the reader has opened the fifo
-            try:
-                w = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-                break
-            except OSError as e:
-                assert e.errno == errno.ENXIO and proc.poll() is None
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+        w = _open_fifo_for_writing(fifo, proc, deadline)
         data = img.store.blobs[layer.digest]
         os.write(w, data[: len(data) // 2])
         while not list(st.glob(TMP_PREFIX + "*")):  # the layer is being written
@@ -619,7 +625,6 @@ def test_killed_append_leaves_layout_valid(tmp_path: Path) -> None:
 def test_gc_is_refused_while_another_process_writes(tmp_path: Path) -> None:
     """A running `layout append` has blobs that index.json does not reach yet: gc must
     not delete them. gc is refused while it runs and works once it has finished."""
-    import errno
     import time
 
     src = tmp_path / "src"
@@ -638,17 +643,9 @@ def test_gc_is_refused_while_another_process_writes(tmp_path: Path) -> None:
         [luff, "-j", "1", "layout", "append", str(st), f"oci:{src}:x", "--tag", "new"],
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 120  # a guard against hanging, not a timing assertion
     w = -1
     try:
-        while True:
-            try:
-                w = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-                break
-            except OSError as e:
-                assert e.errno == errno.ENXIO and proc.poll() is None
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+        w = _open_fifo_for_writing(fifo, proc, time.monotonic() + 120)
         written = sorted((st / "blobs" / "sha256").iterdir())
         assert st / blob_relpath(first.digest) in written  # no index.json entry reaches it
         p = subprocess.run([luff, "layout", "gc", str(st)], capture_output=True, text=True)
