@@ -444,7 +444,9 @@ class _StallingRegistry(BaseHTTPRequestHandler):
     layer_requested = threading.Event()
     layer_completed = threading.Event()
     release = threading.Event()
-    stall = False  # send the first chunk, then nothing at all until released
+    # the layer: "trickle" flows slowly; "stall" sends one chunk, then nothing; "headers"
+    # never answers; "busy" answers 503 with Retry-After: 30 (all until released)
+    mode = "trickle"
 
     @classmethod
     def manifest(cls) -> bytes:
@@ -498,6 +500,17 @@ class _StallingRegistry(BaseHTTPRequestHandler):
         if self.path.endswith(hashlib.sha256(self.layer).hexdigest()):
             if self.command == "HEAD":
                 return self._send(self.layer)
+            if self.mode in ("headers", "busy"):
+                self.layer_requested.set()
+                if self.mode == "headers":
+                    self.release.wait(120)
+                    self.close_connection = True
+                    return
+                self.send_response(503)
+                self.send_header("Retry-After", "30")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_response(200)
             self.send_header("Content-Length", str(len(self.layer)))
             self.end_headers()
@@ -505,7 +518,7 @@ class _StallingRegistry(BaseHTTPRequestHandler):
             self.layer_requested.set()
             try:
                 for i in range(0, len(self.layer), 1 << 14):
-                    if self.release.wait(120 if self.stall and i else 0.02):
+                    if self.release.wait(120 if self.mode == "stall" and i else 0.02):
                         break
                     self.wfile.write(self.layer[i : i + (1 << 14)])
                     self.wfile.flush()
@@ -521,14 +534,14 @@ class _StallingRegistry(BaseHTTPRequestHandler):
 
 
 def _interrupted_pull(
-    tmp_path: Path, fmt: str, sig: int, *, stall: bool, settle: float = 0.0
+    tmp_path: Path, fmt: str, sig: int, *, mode: str = "trickle", settle: float = 0.0
 ) -> tuple[int, str, list[str]]:
     """`luff pull` from :class:`_StallingRegistry`, sent *sig* once the layer download has
     begun: ``(exit code, stderr, files left in the output directory)``."""
     _StallingRegistry.layer_requested.clear()
     _StallingRegistry.layer_completed.clear()
     _StallingRegistry.release.clear()
-    _StallingRegistry.stall = stall
+    _StallingRegistry.mode = mode
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _StallingRegistry)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     out = tmp_path / "out"
@@ -546,7 +559,7 @@ def _interrupted_pull(
         # well under the 60 s read timeout that a stalled download would otherwise wait out
         _, err = p.communicate(timeout=30)
     finally:
-        _StallingRegistry.stall = False
+        _StallingRegistry.mode = "trickle"
         _StallingRegistry.release.set()
         if p.poll() is None:
             p.kill()
@@ -560,7 +573,7 @@ def _interrupted_pull(
 def test_sigterm_mid_pull_leaves_no_staging_files(tmp_path: Path, fmt: str) -> None:
     """A CI timeout or `kill` (SIGTERM) unwinds like Ctrl-C: no archive, no hidden staging dir,
     and the running download stops at its next chunk instead of being awaited to the end."""
-    code, err, left = _interrupted_pull(tmp_path, fmt, signal.SIGTERM, stall=False)
+    code, err, left = _interrupted_pull(tmp_path, fmt, signal.SIGTERM)
     assert code == 143, err
     assert err.strip() == "luff: terminated"
     assert left == []
@@ -568,20 +581,96 @@ def test_sigterm_mid_pull_leaves_no_staging_files(tmp_path: Path, fmt: str) -> N
     assert not _StallingRegistry.layer_completed.is_set()
 
 
+@pytest.mark.parametrize("mode", ["stall", "headers", "busy"])
 @pytest.mark.parametrize(
     ("sig", "code", "word"),
     [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
 )
 def test_interrupt_during_a_stalled_download_is_prompt(
-    tmp_path: Path, sig: int, code: int, word: str
+    tmp_path: Path, sig: int, code: int, word: str, mode: str
 ) -> None:
-    """A server that stops sending mid-blob must not hold up Ctrl-C or a kill until the
-    60 s read timeout: the stalled read is shut down and the staging files go."""
-    # settle: let the first chunk arrive and the reader block on the next
-    got, err, left = _interrupted_pull(tmp_path, "oci-archive", sig, stall=True, settle=0.3)
+    """A server that stops sending mid-blob, never answers, or asks to retry in 30 s must
+    not hold up Ctrl-C or a kill: the connections are shut down, the backoff sleep is cut
+    short, nothing is retried, and the staging files go."""
+    # settle: let the request go out and the reader block
+    got, err, left = _interrupted_pull(tmp_path, "oci-archive", sig, mode=mode, settle=0.3)
     assert got == code, err
     assert err.strip() == f"luff: {word}"
     assert left == []
+
+
+class _StalledUploads(BaseHTTPRequestHandler):
+    """A registry that stops reading a large blob's upload (and accepts small ones)."""
+
+    protocol_version = "HTTP/1.1"
+    upload_started = threading.Event()
+    release = threading.Event()
+
+    def log_message(self, *a: object) -> None:
+        pass
+
+    def _reply(self, code: int, headers: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self._reply(200 if self.path == "/v2/" else 404)
+
+    def do_HEAD(self) -> None:
+        self._reply(404)
+
+    def do_POST(self) -> None:
+        self._reply(202, {"Location": "/v2/up/blobs/uploads/u1", "Range": "0-0"})
+
+    def do_PUT(self) -> None:
+        size = int(self.headers.get("Content-Length", "0"))
+        if size < 1 << 20:
+            self.rfile.read(size)
+            digest = self.path.rpartition("digest=")[2].replace("%3A", ":")
+            return self._reply(201, {"Docker-Content-Digest": digest})
+        self.upload_started.set()
+        self.release.wait(120)  # read nothing: the client's send blocks once buffers fill
+        self.close_connection = True
+
+
+def test_interrupt_during_a_stalled_upload_is_prompt(tmp_path: Path) -> None:
+    """A target that stops reading an upload must not hold up a kill until the write timeout."""
+    _StalledUploads.upload_started.clear()
+    _StalledUploads.release.clear()
+    src = tmp_path / "src"
+    random_image("linux/amd64", size=32 << 20).push(f"oci:{src}:x")
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _StalledUploads)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "luff",
+            "copy",
+            f"oci:{src}:x",
+            f"127.0.0.1:{srv.server_address[1]}/up:1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert _StalledUploads.upload_started.wait(60), p.stderr
+        time.sleep(0.5)  # let the socket buffers fill and the send block
+        p.terminate()
+        # well under the 15 s socket timeout that applies while a request body is sent
+        _, err = p.communicate(timeout=10)
+    finally:
+        _StalledUploads.release.set()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        srv.shutdown()
+        srv.server_close()
+    assert p.returncode == 143, err
+    assert err.decode().strip() == "luff: terminated"
 
 
 def test_global_flags_after_the_verb(registry: Reg) -> None:

@@ -79,13 +79,16 @@ def test_signals_racing_the_restore_still_reach_their_handlers() -> None:
             t = threading.Thread(target=interrupt)
             t.start()
             try:
-                with Pool(max_workers=2) as pool:
-                    for _ in range(20000):
-                        pool.submit(int)
-                    time.sleep(1)
+                try:
+                    with Pool(max_workers=2) as pool:
+                        for _ in range(20000):
+                            pool.submit(int)
+                        time.sleep(1)
+                finally:
+                    t.join()
+                time.sleep(1)  # the interrupt always comes, here at the latest
             except KeyboardInterrupt:
                 pass
-            t.join()
             with pytest.raises(_Stop):
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(1)

@@ -70,7 +70,9 @@ class Context:
             if self._pool is None:
                 import urllib3
 
-                self._pool = urllib3.PoolManager(
+                from luff.registry.connections import pool_manager
+
+                self._pool = pool_manager(
                     num_pools=32,
                     maxsize=max(8, self.jobs * 2),
                     block=False,

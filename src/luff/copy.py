@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, TypeVar
 
+from luff import cancel
 from luff.context import Context, default_context
 from luff.errors import DigestMismatch, NotFound, RegistryError, TransportError
 from luff.model import mediatypes as mt
@@ -148,22 +149,16 @@ class Progress(Protocol):
     def finished(self, item: PlanItem) -> None: ...
 
 
-class _Cancelled(BaseException):
-    """Another transfer failed or the caller was interrupted: stop at the next chunk."""
-
-
 class _Counting:
-    def __init__(
-        self, stream: BinaryIO, cb: Callable[[int], None], cancel: threading.Event | None = None
-    ) -> None:
+    """Counts what is read; stops at the next chunk once the transfers are cancelled."""
+
+    def __init__(self, stream: BinaryIO, cb: Callable[[int], None]) -> None:
         self._s = stream
         self._cb = cb
-        self._cancel = cancel
         self.__wrapped__ = stream  # lets stores see that the stream verifies itself
 
     def read(self, n: int = -1) -> bytes:
-        if self._cancel is not None and self._cancel.is_set():
-            raise _Cancelled()
+        cancel.check()
         data = self._s.read(n)
         if data:
             self._cb(len(data))
@@ -275,23 +270,15 @@ class Copier:
         # Largest first, so the long transfers overlap and small ones fill the gaps.
         todo = sorted((b for b in plan.blobs if b.action in (COPY, MOUNT)), key=lambda b: -b.size)
         if todo:
-            cancel = threading.Event()
-            active: set[BinaryIO] = set()
-            lock = threading.Lock()
+            # One scope for all transfers: stopping it (an interrupt, or the first failure)
+            # shuts down their connections, so none waits out a stalled read or write.
+            scope = cancel.CancelScope()
 
             def transfer(b: PlanItem) -> None:
-                self._transfer(b, progress, cancel, active, lock)
+                with cancel.entered(scope):
+                    self._transfer(b, progress)
 
-            def abort_reads() -> None:
-                # A stalled download would otherwise hold the interrupt until its read timeout.
-                with lock:
-                    streams = list(active)
-                for st in streams:
-                    abort = getattr(st, "abort", None)
-                    if callable(abort):
-                        abort()
-
-            _run_all(transfer, todo, self.ctx.jobs, cancel, on_stop=abort_reads)
+            _run_all(transfer, todo, self.ctx.jobs, scope.event, on_stop=scope.cancel)
         # Manifests deepest first; one depth level at a time, concurrently.
         by_depth: dict[int, list[ManifestItem]] = {}
         for m in plan.manifests:
@@ -309,14 +296,7 @@ class Copier:
         # idempotent everywhere else.
         self.target.push_manifest(item.manifest)
 
-    def _transfer(
-        self,
-        item: PlanItem,
-        progress: Progress | None,
-        cancel: threading.Event | None = None,
-        active: set[BinaryIO] | None = None,
-        lock: threading.Lock | None = None,
-    ) -> None:
+    def _transfer(self, item: PlanItem, progress: Progress | None) -> None:
         desc = item.descriptor
         if item.action == MOUNT:
             if self.target.mount(desc, item.mount_from):
@@ -338,25 +318,19 @@ class Copier:
 
             try:
                 stream = item.source.fetch(desc)
-                if active is not None and lock is not None:
-                    with lock:
-                        active.add(stream)
                 try:
-                    self.target.push_blob(desc, _Counting(stream, count, cancel))  # type: ignore[arg-type]
+                    self.target.push_blob(desc, _Counting(stream, count))  # type: ignore[arg-type]
                 finally:
-                    if active is not None and lock is not None:
-                        with lock:
-                            active.discard(stream)
                     stream.close()
                 break
             except DigestMismatch as e:
+                cancel.check()  # a stream cut short on purpose
                 name = item.source.name
                 raise DigestMismatch(
                     str(e) if str(e).startswith(name) else f"{name}: {e}"
                 ) from None
             except (TransportError, RegistryError) as e:
-                if cancel is not None and cancel.is_set():
-                    raise _Cancelled() from None  # aborted on purpose: no retry
+                cancel.check()  # stopped on purpose: no retry
                 status = getattr(e, "status", 0)
                 if (
                     attempts >= 3
@@ -413,7 +387,9 @@ def _run_all(
             halt()  # e.g. KeyboardInterrupt: let queued calls return at once
             raise
     if errors:
-        raise errors[0]
+        first = errors[0]
+        errors.clear()  # the list and the traceback's frames would keep each other alive
+        raise first
 
 
 def copy_graph(

@@ -105,12 +105,6 @@ class VerifyingReader:
                 f"content does not match digest {self.digest} (got {self.digest.algorithm}:{got})"
             )
 
-    def abort(self) -> None:
-        """Unblock a read waiting in another thread, when the inner stream can."""
-        abort = getattr(self._stream, "abort", None)
-        if callable(abort):
-            abort()
-
     def readinto(self, b: bytearray | memoryview) -> int:
         data = self.read(len(b))
         b[: len(data)] = data

@@ -108,77 +108,82 @@ def append(
     """
     ctx = _ctx(ctx)
     store = _open_layout(path, ctx)
-    plats = _platforms(platforms)
-    extra = dict(annotations or {})
-    staged: list[tuple[Store, Descriptor, Manifest]] = []
-    for source in sources:
-        src, ident = open_store(source, ctx)
-        desc, m = get_root(src, ident)
-        desc = desc.with_(
-            annotations={k: v for k, v in desc.annotations.items() if k != mt.REF_NAME}
-        )
-        if m.is_index:
-            children = m.manifests
-            if plats:
-                children = [
-                    c for c in children if c.platform and any(p.matches(c.platform) for p in plats)
-                ]
-                if not children:
-                    have = ", ".join(str(c.platform) for c in m.manifests if c.platform)
-                    raise NotFound(
-                        f"{source}: no entry matches {', '.join(map(str, plats))} (has: {have})"
-                    )
-            if flatten:
-                staged += [(src, c, src.fetch_manifest(c)) for c in children]
-            elif plats:
-                body = dict(m.json)
-                body["manifests"] = [c.to_dict() for c in children]
-                sub = Manifest.from_dict(body, m.media_type)
-                staged.append((src, sub.descriptor(annotations=desc.annotations), sub))
-            else:
-                staged.append((src, desc, m))
-        else:
-            if plats:
-                have_p = _image_platform(src, desc, m)
-                if have_p is None or not any(p.matches(have_p) for p in plats):
-                    raise NotFound(f"{source}: image platform {have_p} does not match")
-            staged.append((src, desc, m))
-    if tag is not None and len(staged) != 1:
-        raise UsageError(f"--tag names one entry, but this append adds {len(staged)}")
-    if tag is not None and not _valid_ref_name(tag):
-        raise InvalidReference(f"invalid ref.name {tag!r}")
-
-    records: dict[Digest, str] = {}
-    if sparse:
-        for src, desc, m in staged:
-            records.update(_copy_sparse(src, desc, m, store))
-    else:
-        copier = Copier(store, ctx)
-        for src, desc, m in staged:
-            copier.add(src, desc, m)
-        plan = copier.plan()
-        if on_plan is not None:
-            on_plan(plan)
-        copier.execute(plan, progress)
-
-    entries = []
-    for _src, desc, m in staged:
-        plat = _image_platform(store, desc, m)
-        ann = {**desc.annotations, **extra}
-        if tag is not None:
-            ann[mt.REF_NAME] = tag
-        entries.append(
-            Descriptor(
-                m.media_type,
-                m.digest,
-                m.size,
-                annotations=ann,
-                platform=plat,
-                artifact_type=desc.artifact_type,
+    try:
+        plats = _platforms(platforms)
+        extra = dict(annotations or {})
+        staged: list[tuple[Store, Descriptor, Manifest]] = []
+        for source in sources:
+            src, ident = open_store(source, ctx)
+            desc, m = get_root(src, ident)
+            desc = desc.with_(
+                annotations={k: v for k, v in desc.annotations.items() if k != mt.REF_NAME}
             )
-        )
-    store.record_sparse(records, entries)
-    return entries
+            if m.is_index:
+                children = m.manifests
+                if plats:
+                    children = [
+                        c
+                        for c in children
+                        if c.platform and any(p.matches(c.platform) for p in plats)
+                    ]
+                    if not children:
+                        have = ", ".join(str(c.platform) for c in m.manifests if c.platform)
+                        raise NotFound(
+                            f"{source}: no entry matches {', '.join(map(str, plats))} (has: {have})"
+                        )
+                if flatten:
+                    staged += [(src, c, src.fetch_manifest(c)) for c in children]
+                elif plats:
+                    body = dict(m.json)
+                    body["manifests"] = [c.to_dict() for c in children]
+                    sub = Manifest.from_dict(body, m.media_type)
+                    staged.append((src, sub.descriptor(annotations=desc.annotations), sub))
+                else:
+                    staged.append((src, desc, m))
+            else:
+                if plats:
+                    have_p = _image_platform(src, desc, m)
+                    if have_p is None or not any(p.matches(have_p) for p in plats):
+                        raise NotFound(f"{source}: image platform {have_p} does not match")
+                staged.append((src, desc, m))
+        if tag is not None and len(staged) != 1:
+            raise UsageError(f"--tag names one entry, but this append adds {len(staged)}")
+        if tag is not None and not _valid_ref_name(tag):
+            raise InvalidReference(f"invalid ref.name {tag!r}")
+
+        records: dict[Digest, str] = {}
+        if sparse:
+            for src, desc, m in staged:
+                records.update(_copy_sparse(src, desc, m, store))
+        else:
+            copier = Copier(store, ctx)
+            for src, desc, m in staged:
+                copier.add(src, desc, m)
+            plan = copier.plan()
+            if on_plan is not None:
+                on_plan(plan)
+            copier.execute(plan, progress)
+
+        entries = []
+        for _src, desc, m in staged:
+            plat = _image_platform(store, desc, m)
+            ann = {**desc.annotations, **extra}
+            if tag is not None:
+                ann[mt.REF_NAME] = tag
+            entries.append(
+                Descriptor(
+                    m.media_type,
+                    m.digest,
+                    m.size,
+                    annotations=ann,
+                    platform=plat,
+                    artifact_type=desc.artifact_type,
+                )
+            )
+        store.record_sparse(records, entries)
+        return entries
+    finally:
+        store.abort()  # releases the layout lock; entries were written explicitly
 
 
 def _valid_ref_name(name: str) -> bool:
@@ -261,12 +266,15 @@ class LayoutEntry:
 def list_entries(path: str | os.PathLike[str]) -> list[LayoutEntry]:
     """The entries of ``index.json``, each with the blobs it lacks."""
     store = _open_layout(path)
-    records = store.sparse_records()
-    out = []
-    for e in store.entries():
-        ms = list(store.reachable([e], subjects=False)[1].values())
-        out.append(LayoutEntry(e, ms, sum(1 for d in ms if d.digest in records)))
-    return out
+    try:
+        records = store.sparse_records()
+        out = []
+        for e in store.entries():
+            ms = list(store.reachable([e], subjects=False)[1].values())
+            out.append(LayoutEntry(e, ms, sum(1 for d in ms if d.digest in records)))
+        return out
+    finally:
+        store.abort()  # releases the layout lock; entries were written explicitly
 
 
 def remove(
@@ -280,23 +288,26 @@ def remove(
     if sum(x is not None for x in (tag, digest, platform)) != 1:
         raise UsageError("name the entries to remove with one of tag, digest or platform")
     store = _open_layout(path)
-    match: Callable[[Descriptor], bool]
-    if tag is not None:
-        match = lambda e: ref_name(e) == tag  # noqa: E731
-        what = f"ref.name {tag}"
-    elif digest is not None:
-        d = Digest.parse(digest)
-        match = lambda e: e.digest == d  # noqa: E731
-        what = f"digest {digest}"
-    else:
-        assert platform is not None
-        p = platform if isinstance(platform, Platform) else Platform.parse(platform)
-        match = lambda e: e.platform is not None and p.matches(e.platform)  # noqa: E731
-        what = f"platform {p}"
-    removed = store.remove_entries(match)
-    if not removed:
-        raise NotFound(f"{store.name}: no entry with {what}")
-    return removed
+    try:
+        match: Callable[[Descriptor], bool]
+        if tag is not None:
+            match = lambda e: ref_name(e) == tag  # noqa: E731
+            what = f"ref.name {tag}"
+        elif digest is not None:
+            d = Digest.parse(digest)
+            match = lambda e: e.digest == d  # noqa: E731
+            what = f"digest {digest}"
+        else:
+            assert platform is not None
+            p = platform if isinstance(platform, Platform) else Platform.parse(platform)
+            match = lambda e: e.platform is not None and p.matches(e.platform)  # noqa: E731
+            what = f"platform {p}"
+        removed = store.remove_entries(match)
+        if not removed:
+            raise NotFound(f"{store.name}: no entry with {what}")
+        return removed
+    finally:
+        store.abort()  # releases the layout lock; entries were written explicitly
 
 
 @dataclass
@@ -356,25 +367,28 @@ def fill(
     """
     ctx = _ctx(ctx)
     store = _open_layout(path, ctx)
-    records = store.sparse_records()
-    _, missing = store.reachable()
-    fetchable = [d for d in missing.values() if d.digest in records]
-    unknown = [d for d in missing.values() if d.digest not in records]
-    if fetchable:
-        copier = Copier(store, ctx)
-        for d in fetchable:
-            copier.add(store, d)
-        plan = copier.plan()
-        if on_plan is not None:
-            on_plan(plan)
-        copier.execute(plan, progress)
-    store.prune_sparse(lambda d: d in missing and not store.exists(missing[d]))
-    if unknown:
-        listed = ", ".join(str(d.digest) for d in unknown[:5])
-        raise NotFound(
-            f"{store.name}: {len(unknown)} missing blob(s) with no recorded source: {listed}"
-        )
-    return fetchable
+    try:
+        records = store.sparse_records()
+        _, missing = store.reachable()
+        fetchable = [d for d in missing.values() if d.digest in records]
+        unknown = [d for d in missing.values() if d.digest not in records]
+        if fetchable:
+            copier = Copier(store, ctx)
+            for d in fetchable:
+                copier.add(store, d)
+            plan = copier.plan()
+            if on_plan is not None:
+                on_plan(plan)
+            copier.execute(plan, progress)
+        store.prune_sparse(lambda d: d in missing and not store.exists(missing[d]))
+        if unknown:
+            listed = ", ".join(str(d.digest) for d in unknown[:5])
+            raise NotFound(
+                f"{store.name}: {len(unknown)} missing blob(s) with no recorded source: {listed}"
+            )
+        return fetchable
+    finally:
+        store.abort()  # releases the layout lock; entries were written explicitly
 
 
 # --- push / pull --------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import email.utils
 import json
@@ -19,7 +18,7 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import SSLError
 
-from luff import __version__
+from luff import __version__, cancel
 from luff.errors import AuthError, NotFound, RegistryError, TransportError
 from luff.registry import auth as authmod
 
@@ -196,9 +195,11 @@ class RegistryClient:
         attempts = 0
         while True:
             attempts += 1
+            cancel.check()
             try:
                 resp = self._send(method, url, headers, body, False)
             except TransportError as e:
+                cancel.check()
                 if attempts >= self.ctx.max_attempts or not e.retryable:
                     raise
                 self._sleep(attempts, None)
@@ -259,6 +260,7 @@ class RegistryClient:
         replayable = body is None or isinstance(body, bytes)
         while True:
             attempts += 1
+            cancel.check()
             if same_host and not url.startswith(self.scheme + ":"):
                 # Another request moved this registry to the other scheme meanwhile.
                 url = self.scheme + url[url.index(":") :]
@@ -270,6 +272,7 @@ class RegistryClient:
             try:
                 resp = self._send(method, url, h, body, stream)
             except TransportError as e:
+                cancel.check()  # the connection was shut down on purpose
                 if self._may_switch(same_host, switched, url, "https", e):
                     # An --insecure host without TLS.
                     switched = True
@@ -368,7 +371,7 @@ class RegistryClient:
             delay = max(delay, _retry_after_seconds(retry_after))
         delay = min(delay, 30.0) * (1 + random.random() * 0.1)
         self.ctx.say(f"retrying {self.host} in {delay:.2f}s (attempt {attempt + 1})")
-        time.sleep(delay)
+        cancel.sleep(delay)
 
     def check(
         self, resp: urllib3.BaseHTTPResponse, ok: Iterable[int], what: str
@@ -479,17 +482,13 @@ class ResponseStream:
         try:
             return self._resp.read(None if n is None or n < 0 else n)
         except Urllib3Error as e:
+            cancel.check()  # the connection was shut down on purpose
             raise TransportError(
                 f"{self._host}: connection lost while reading: {_reason(e)}"
             ) from None
 
     def readable(self) -> bool:
         return True
-
-    def abort(self) -> None:
-        """Unblock a read waiting in another thread (the connection is shut down)."""
-        with contextlib.suppress(Exception):  # already closed or released: nothing waits
-            self._resp.shutdown()
 
     def close(self) -> None:
         """Close the response; a connection with unread bytes is not reused."""

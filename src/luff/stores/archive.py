@@ -420,10 +420,12 @@ class _OciArchiveWriter(OciArchiveStore):
             members += [(blob_relpath(d), root / blob_relpath(d)) for d in sorted(present)]
             write_tar(self.path, members)
         finally:
+            self.layout.abort()  # lets go of the staging layout's lock
             self._cleanup()
 
     def abort(self) -> None:
         self._closed = True
+        self.layout.abort()
         self._cleanup()
 
 

@@ -177,6 +177,7 @@ class LayoutStore(Store):
             store._write_file(INDEX_FILE, _dump(empty_index()))
         # oci-layout last: its presence marks a complete, valid layout.
         store._write_file(LAYOUT_FILE, _dump({"imageLayoutVersion": LAYOUT_VERSION}))
+        store._release()
         return store
 
     def _check_version(self) -> None:
@@ -387,7 +388,7 @@ class LayoutStore(Store):
         return store
 
     def origin(self, desc: Descriptor) -> Store | None:
-        if self.exists(desc):
+        if self._present(desc):
             return None
         src = self.sparse_records().get(desc.digest)
         return self.open_source(src) if src else None
@@ -413,6 +414,10 @@ class LayoutStore(Store):
 
     def exists(self, desc: Descriptor) -> bool:
         self._hold_shared()  # what exists now must still exist when we reference it
+        return self._present(desc)
+
+    def _present(self, desc: Descriptor) -> bool:
+        """Whether the blob is here, for reading only (no lock)."""
         try:
             return self.blob_path(desc.digest).stat().st_size == desc.size
         except FileNotFoundError:
@@ -562,14 +567,14 @@ class LayoutStore(Store):
             d = todo.pop()
             if d.digest in present or d.digest in missing:
                 continue
-            if not self.exists(d):
+            if not self._present(d):
                 missing[d.digest] = d
                 continue
             present.add(d.digest)
             if mt.is_manifest(d.media_type):
                 m = self.fetch_manifest(d)
                 todo.extend(m.children())
-                if subjects and m.subject is not None and self.exists(m.subject):
+                if subjects and m.subject is not None and self._present(m.subject):
                     todo.append(m.subject)
         return present, missing
 
