@@ -36,11 +36,6 @@ _SOURCE_HELP = (
 )
 
 
-def register(cli: click.Group) -> None:
-    """Add the ``index`` group to *cli*."""
-    cli.add_command(index)
-
-
 @click.group("index")
 def index() -> None:
     """Create, append to, filter and list multi-platform indexes."""

@@ -207,10 +207,3 @@ def pull(ref: str, path: str, fmt: str, platform: str | None, as_json: bool) -> 
         out(f"{fmt}:{path}")  # its images get new digests (uncompressed layers)
     else:
         out(f"{fmt}:{path}@{desc.digest}")
-
-
-def register(cli: click.Group) -> None:
-    """Add ``layout``, ``push`` and ``pull`` to the ``luff`` command group."""
-    cli.add_command(layout)
-    cli.add_command(push)
-    cli.add_command(pull)

@@ -362,7 +362,7 @@ _add_global_options(cli)
 
 
 def main() -> None:
-    """Entry point of the ``luff`` script."""
+    """Entry point of the ``luff`` script; ends the process (use ``cli`` to embed)."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli(prog_name="luff")
@@ -376,8 +376,9 @@ def _exit(code: object) -> NoReturn:
     """Exit with *code* (as ``sys.exit`` takes it), skipping the interpreter's teardown.
 
     Tearing down every imported module costs about 15 ms, a tenth of a short
-    command. The output is flushed and atexit handlers (with them, pending
-    ``weakref.finalize`` callbacks) still run; every thread has ended by now.
+    command. atexit handlers (with them, pending ``weakref.finalize``
+    callbacks) still run, then the output is flushed. Worker threads have
+    ended by now, unless a second interrupt cut short the wait for them.
     """
     if code is None:
         status = 0
@@ -386,6 +387,7 @@ def _exit(code: object) -> NoReturn:
     else:
         sys.stderr.write(f"{code}\n")
         status = 1
+    atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         if stream is None:  # started with that descriptor closed
             continue
@@ -393,5 +395,4 @@ def _exit(code: object) -> NoReturn:
             stream.flush()
         except (OSError, ValueError):
             status = status or 1
-    atexit._run_exitfuncs()
     os._exit(status)

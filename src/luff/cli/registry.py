@@ -105,8 +105,3 @@ def serve(
 
     srv.run(on_ready=ready)
     click.echo("luff registry stopped", err=True)
-
-
-def register(cli: click.Group) -> None:
-    """Add the ``registry`` group to the main CLI."""
-    cli.add_command(registry)
