@@ -445,7 +445,8 @@ class _StallingRegistry(BaseHTTPRequestHandler):
     layer_completed = threading.Event()
     release = threading.Event()
     # the layer: "trickle" flows slowly; "stall" sends one chunk, then nothing; "headers"
-    # never answers; "busy" answers 503 with Retry-After: 30 (all until released)
+    # never answers; "busy" answers 503 with Retry-After: 30 (all until released);
+    # "manifest": the manifest is never answered
     mode = "trickle"
 
     @classmethod
@@ -494,6 +495,11 @@ class _StallingRegistry(BaseHTTPRequestHandler):
         if self.path == "/v2/":
             return self._send(b"{}", "application/json")
         if self.path.startswith("/v2/stall/manifests/"):
+            if self.mode == "manifest":
+                self.layer_requested.set()
+                self.release.wait(120)
+                self.close_connection = True
+                return
             return self._send(self.manifest(), "application/vnd.oci.image.manifest.v1+json")
         if self.path.endswith(hashlib.sha256(self.config).hexdigest()):
             return self._send(self.config)
@@ -534,10 +540,17 @@ class _StallingRegistry(BaseHTTPRequestHandler):
 
 
 def _interrupted_pull(
-    tmp_path: Path, fmt: str, sig: int, *, mode: str = "trickle", settle: float = 0.0
+    tmp_path: Path,
+    fmt: str,
+    sig: int,
+    *,
+    mode: str = "trickle",
+    settle: float = 0.0,
+    index: bool = False,
 ) -> tuple[int, str, list[str]]:
-    """`luff pull` from :class:`_StallingRegistry`, sent *sig* once the layer download has
-    begun: ``(exit code, stderr, files left in the output directory)``."""
+    """`luff pull` (or with *index*, `luff index create` of two tags) from
+    :class:`_StallingRegistry`, sent *sig* once the stalling request has begun:
+    ``(exit code, stderr, files left in the output directory)``."""
     _StallingRegistry.layer_requested.clear()
     _StallingRegistry.layer_completed.clear()
     _StallingRegistry.release.clear()
@@ -547,10 +560,11 @@ def _interrupted_pull(
     out = tmp_path / "out"
     out.mkdir()
     ref = f"127.0.0.1:{srv.server_address[1]}/stall:1"
+    args = ["pull", ref, str(out / "img.tar"), "--format", fmt]
+    if index:  # the sources are resolved concurrently, in pool threads
+        args = ["index", "create", f"oci:{out / 'idx'}", ref, ref.replace(":1", ":2")]
     p = subprocess.Popen(
-        [sys.executable, "-m", "luff", "pull", ref, str(out / "img.tar"), "--format", fmt],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        [sys.executable, "-m", "luff", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
         assert _StallingRegistry.layer_requested.wait(60), p.stderr
@@ -579,6 +593,17 @@ def test_sigterm_mid_pull_leaves_no_staging_files(tmp_path: Path, fmt: str) -> N
     assert left == []
     # the download was abandoned at a chunk boundary, not awaited to its end
     assert not _StallingRegistry.layer_completed.is_set()
+
+
+def test_interrupt_while_index_sources_are_resolved_is_prompt(tmp_path: Path) -> None:
+    """A source registry that never answers a manifest request: the pool threads that
+    resolve the sources are stopped too, not waited for until the read timeout."""
+    got, err, left = _interrupted_pull(
+        tmp_path, "", signal.SIGTERM, mode="manifest", settle=0.3, index=True
+    )
+    assert got == 143, err
+    assert err.strip() == "luff: terminated"
+    assert left == []
 
 
 @pytest.mark.parametrize("mode", ["stall", "headers", "busy"])

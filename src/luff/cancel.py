@@ -29,10 +29,19 @@ class _HasSocket(Protocol):
 class CancelScope:
     """Shared by the threads of one job; :meth:`cancel` stops them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: CancelScope | None = None) -> None:
         self.event = threading.Event()
         self._lock = threading.Lock()
         self._connections: set[_HasSocket] = set()
+        self._children: list[CancelScope] = []
+        if parent is not None:
+            parent._adopt(self)
+
+    def _adopt(self, child: CancelScope) -> None:
+        with self._lock:
+            self._children.append(child)
+        if self.event.is_set():
+            child.cancel()
 
     @property
     def cancelled(self) -> bool:
@@ -44,6 +53,9 @@ class CancelScope:
         self.event.set()
         with self._lock:
             conns = list(self._connections)
+            children = list(self._children)
+        for child in children:
+            child.cancel()
         for c in conns:
             sock = c.sock
             if sock is not None:

@@ -270,15 +270,7 @@ class Copier:
         # Largest first, so the long transfers overlap and small ones fill the gaps.
         todo = sorted((b for b in plan.blobs if b.action in (COPY, MOUNT)), key=lambda b: -b.size)
         if todo:
-            # One scope for all transfers: stopping it (an interrupt, or the first failure)
-            # shuts down their connections, so none waits out a stalled read or write.
-            scope = cancel.CancelScope()
-
-            def transfer(b: PlanItem) -> None:
-                with cancel.entered(scope):
-                    self._transfer(b, progress)
-
-            _run_all(transfer, todo, self.ctx.jobs, scope.event, on_stop=scope.cancel)
+            _run_all(lambda b: self._transfer(b, progress), todo, self.ctx.jobs)
         # Manifests deepest first; one depth level at a time, concurrently.
         by_depth: dict[int, list[ManifestItem]] = {}
         for m in plan.manifests:
@@ -345,47 +337,29 @@ class Copier:
             progress.finished(item)
 
 
-def _run_all(
-    fn: Callable[[_T], None],
-    items: list[_T],
-    jobs: int,
-    stop: threading.Event | None = None,
-    on_stop: Callable[[], None] | None = None,
-) -> None:
+def _run_all(fn: Callable[[_T], None], items: list[_T], jobs: int) -> None:
     """Run *fn* on every item with *jobs* threads.
 
-    After the first error (or an interrupt of the caller) no further call
-    starts, *stop* is set (running calls may watch it to end early) and
-    *on_stop* is called once (to unblock them); the running ones are
-    awaited, and the first error is raised.
+    After the first error (or an interrupt of the caller) the pool's cancel
+    scope is cancelled: no further call starts, and running ones stop at
+    once (their connections are shut down, see :mod:`luff.cancel`). The
+    running calls are awaited, and the first error is raised.
     """
     errors: list[BaseException] = []
-    stop = stop or threading.Event()
-    stopping = threading.Lock()
-
-    def halt() -> None:
-        with stopping:
-            first = not stop.is_set()
-            stop.set()
-        if first and on_stop is not None:
-            on_stop()
-
-    def run(x: _T) -> None:
-        if stop.is_set():
-            return
-        try:
-            fn(x)
-        except BaseException as e:
-            errors.append(e)
-            halt()
-
     with Pool(max_workers=max(1, jobs)) as pool:
-        try:
-            for f in [pool.submit(run, x) for x in items]:
-                f.result()
-        except BaseException:
-            halt()  # e.g. KeyboardInterrupt: let queued calls return at once
-            raise
+        scope = pool.scope
+
+        def run(x: _T) -> None:
+            if scope.cancelled:
+                return
+            try:
+                fn(x)
+            except BaseException as e:
+                errors.append(e)
+                scope.cancel()
+
+        for f in [pool.submit(run, x) for x in items]:
+            f.result()  # an interrupt here leaves the pool, which cancels its scope
     if errors:
         first = errors[0]
         errors.clear()  # the list and the traceback's frames would keep each other alive

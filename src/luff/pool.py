@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, TypeVar
 
+from luff import cancel
+
 _T = TypeVar("_T")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -80,13 +82,25 @@ def _deliver(signums: list[int]) -> None:
 class Pool(ThreadPoolExecutor):
     """``ThreadPoolExecutor`` that cannot lose track of a worker to a signal.
 
-    Leaving the ``with`` block on an exception (an interrupt, say) cancels the
-    tasks that have not started, then waits for the running ones.
+    Its tasks run in a :class:`~luff.cancel.CancelScope` (a child of the
+    caller's). Leaving the ``with`` block on an exception (an interrupt, say)
+    cancels that scope, so running tasks' connections are shut down, drops
+    the tasks that have not started, and waits for the running ones.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scope = cancel.CancelScope(parent=cancel.current())
+
     def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        scope = self.scope
+
+        def run() -> _T:
+            with cancel.entered(scope):
+                return fn(*args, **kwargs)
+
         with signals_deferred():
-            return super().submit(fn, *args, **kwargs)
+            return super().submit(run)
 
     def __exit__(
         self,
@@ -94,4 +108,6 @@ class Pool(ThreadPoolExecutor):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
+        if exc_type is not None:
+            self.scope.cancel()
         self.shutdown(wait=True, cancel_futures=exc_type is not None)

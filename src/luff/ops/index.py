@@ -17,6 +17,7 @@ import json
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import wait
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -642,6 +643,7 @@ class _Resolver:
             return []
         with Pool(max_workers=max(1, self.ctx.jobs) * 2) as pool:
             futures = [pool.submit(self._open, s) for s in sources]
+            wait(futures)  # an interrupt here is the caller's, not a source's error
             opened: list[tuple[Source, Store, Descriptor, Manifest]] = []
             owned: list[Store] = []
             errors: list[BaseException] = []
