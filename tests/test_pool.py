@@ -77,9 +77,9 @@ def test_signals_racing_the_restore_still_reach_their_handlers() -> None:
                 os.kill(os.getpid(), signal.SIGINT)
 
             t = threading.Thread(target=interrupt)
-            t.start()
             try:
                 try:
+                    t.start()  # the interrupt may come before start() returns
                     with Pool(max_workers=2) as pool:
                         for _ in range(20000):
                             pool.submit(int)
