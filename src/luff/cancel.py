@@ -33,15 +33,22 @@ class CancelScope:
         self.event = threading.Event()
         self._lock = threading.Lock()
         self._connections: set[_HasSocket] = set()
-        self._children: list[CancelScope] = []
+        self._children: set[CancelScope] = set()
+        self._parent = parent
         if parent is not None:
             parent._adopt(self)
 
     def _adopt(self, child: CancelScope) -> None:
         with self._lock:
-            self._children.append(child)
+            self._children.add(child)
         if self.event.is_set():
             child.cancel()
+
+    def close(self) -> None:
+        """The job is over: its parent no longer needs to cancel it."""
+        if self._parent is not None:
+            with self._parent._lock:
+                self._parent._children.discard(self)
 
     @property
     def cancelled(self) -> bool:
@@ -65,11 +72,20 @@ class CancelScope:
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def track(self, conn: _HasSocket) -> None:
-        """Record a connection this scope's thread is about to use (raises when cancelled)."""
+        """Record a connection this scope's thread is about to use (raises when cancelled).
+
+        It stays recorded until :meth:`forget`, when it goes back to its pool, so a
+        cancel never reaches a connection that another job has taken since.
+        """
         with self._lock:
             self._connections.add(conn)
         if self.event.is_set():
             raise Cancelled()
+
+    def forget(self, conn: _HasSocket) -> None:
+        """The connection is no longer used by this scope."""
+        with self._lock:
+            self._connections.discard(conn)
 
 
 _local = threading.local()

@@ -111,3 +111,4 @@ class Pool(ThreadPoolExecutor):
         if exc_type is not None:
             self.scope.cancel()
         self.shutdown(wait=True, cancel_futures=exc_type is not None)
+        self.scope.close()

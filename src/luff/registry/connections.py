@@ -1,4 +1,9 @@
-"""urllib3 connections that a :class:`luff.cancel.CancelScope` can shut down."""
+"""urllib3 connections that a :class:`luff.cancel.CancelScope` can shut down.
+
+A connection joins the scope of the thread that uses it (from before it
+connects, so a cancel during the TCP or TLS handshake is not missed) and
+leaves it when it goes back to its pool.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,30 @@ from luff import cancel
 
 
 class _Tracked:
-    def request(self, *args: Any, **kwargs: Any) -> None:
+    _luff_scope: cancel.CancelScope | None = None
+
+    def _join_scope(self) -> None:
         scope = cancel.current()
-        if scope is not None:
+        if scope is not None and scope is not self._luff_scope:
+            self._leave_scope()
+            self._luff_scope = scope
             scope.track(self)  # type: ignore[arg-type]
+
+    def _leave_scope(self) -> None:
+        if self._luff_scope is not None:
+            self._luff_scope.forget(self)  # type: ignore[arg-type]
+            self._luff_scope = None
+
+    def connect(self) -> None:
+        self._join_scope()
+        super().connect()  # type: ignore[misc]
+        scope = self._luff_scope
+        if scope is not None and scope.cancelled:  # cancelled while the socket was not there
+            self.close()  # type: ignore[attr-defined]
+            raise cancel.Cancelled()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._join_scope()
         super().request(*args, **kwargs)  # type: ignore[misc]
 
 
@@ -27,12 +52,25 @@ class _HTTPSConnection(_Tracked, HTTPSConnection):
     pass
 
 
+def _put_conn(pool: HTTPConnectionPool, conn: Any) -> None:
+    if isinstance(conn, _Tracked):
+        conn._leave_scope()
+
+
 class _HTTPPool(HTTPConnectionPool):
     ConnectionCls = _HTTPConnection
+
+    def _put_conn(self, conn: Any) -> None:
+        _put_conn(self, conn)
+        super()._put_conn(conn)
 
 
 class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
+
+    def _put_conn(self, conn: Any) -> None:
+        _put_conn(self, conn)
+        super()._put_conn(conn)
 
 
 def pool_manager(**kwargs: Any) -> PoolManager:
