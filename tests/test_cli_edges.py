@@ -539,6 +539,9 @@ class _StallingRegistry(BaseHTTPRequestHandler):
         self.end_headers()
 
 
+_last_completed: list[bool] = []  # whether the last _interrupted_pull's layer was all sent
+
+
 def _interrupted_pull(
     tmp_path: Path,
     fmt: str,
@@ -551,11 +554,17 @@ def _interrupted_pull(
     """`luff pull` (or with *index*, `luff index create` of two tags) from
     :class:`_StallingRegistry`, sent *sig* once the stalling request has begun:
     ``(exit code, stderr, files left in the output directory)``."""
-    _StallingRegistry.layer_requested.clear()
-    _StallingRegistry.layer_completed.clear()
-    _StallingRegistry.release.clear()
-    _StallingRegistry.mode = mode
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _StallingRegistry)
+    # Events of this server only: handler threads of an earlier test's server (still
+    # finishing after its client was killed) must not signal this one.
+    stall_mode = mode
+
+    class handler(_StallingRegistry):
+        layer_requested = threading.Event()
+        layer_completed = threading.Event()
+        release = threading.Event()
+        mode = stall_mode
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     out = tmp_path / "out"
     out.mkdir()
@@ -567,19 +576,19 @@ def _interrupted_pull(
         [sys.executable, "-m", "luff", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        assert _StallingRegistry.layer_requested.wait(60), p.stderr
+        assert handler.layer_requested.wait(60), p.stderr
         time.sleep(settle)
         p.send_signal(sig)
         # well under the 60 s read timeout that a stalled download would otherwise wait out
         _, err = p.communicate(timeout=30)
     finally:
-        _StallingRegistry.mode = "trickle"
-        _StallingRegistry.release.set()
+        handler.release.set()
         if p.poll() is None:
             p.kill()
             p.wait()
         srv.shutdown()
         srv.server_close()
+    _last_completed[:] = [handler.layer_completed.is_set()]
     return p.returncode, err.decode(), os.listdir(out)
 
 
@@ -592,7 +601,7 @@ def test_sigterm_mid_pull_leaves_no_staging_files(tmp_path: Path, fmt: str) -> N
     assert err.strip() == "luff: terminated"
     assert left == []
     # the download was abandoned at a chunk boundary, not awaited to its end
-    assert not _StallingRegistry.layer_completed.is_set()
+    assert _last_completed == [False]
 
 
 def test_interrupt_while_index_sources_are_resolved_is_prompt(tmp_path: Path) -> None:
