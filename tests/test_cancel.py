@@ -36,6 +36,30 @@ def test_a_cancel_spares_connections_another_job_took_since(registry: Reg) -> No
     assert len(first) + len(rest) == layer.size
 
 
+def _cancelled_during_connect(url: str, **pool_kwargs: str) -> list[BaseException]:
+    """GET *url* in a cancel scope from another thread and cancel the scope 0.3 s in, while
+    the connection is still being made; the read timeout is 30 s. Returns what was raised."""
+    ctx = Context(credentials=lambda h: ANONYMOUS, timeout=30)
+    scope = cancel.CancelScope()
+    outcome: list[BaseException] = []
+
+    def job() -> None:
+        with cancel.entered(scope):
+            try:
+                pool = ctx.pool.connection_from_url(url, pool_kwargs=pool_kwargs or None)
+                pool.urlopen("GET", "/v2/", retries=False)
+            except BaseException as e:
+                outcome.append(e)
+
+    t = threading.Thread(target=job)
+    t.start()
+    time.sleep(0.3)
+    scope.cancel()
+    t.join(20)
+    assert not t.is_alive()  # it did not wait out the read timeout
+    return outcome
+
+
 def test_a_cancel_during_the_tls_handshake_is_not_missed(tmp_path: Path) -> None:
     """The socket does not exist yet while connecting, so there is nothing to shut down:
     the request must still end right after the handshake, not wait out the read timeout."""
@@ -58,27 +82,9 @@ def test_a_cancel_during_the_tls_handshake_is_not_missed(tmp_path: Path) -> None
             pass
 
     threading.Thread(target=serve, daemon=True).start()
-    ctx = Context(credentials=lambda h: ANONYMOUS, timeout=30)
-    scope = cancel.CancelScope()
-    outcome: list[BaseException] = []
-
-    def job() -> None:
-        with cancel.entered(scope):
-            try:
-                url = f"https://127.0.0.1:{port}/v2/"
-                pool = ctx.pool.connection_from_url(url, pool_kwargs={"cert_reqs": "CERT_NONE"})
-                pool.urlopen("GET", "/v2/", retries=False)
-            except BaseException as e:
-                outcome.append(e)
-
-    t = threading.Thread(target=job)
-    t.start()
-    time.sleep(0.3)  # the handshake is under way
-    scope.cancel()
-    t.join(20)  # the read timeout is 30 s
+    outcome = _cancelled_during_connect(f"https://127.0.0.1:{port}/v2/", cert_reqs="CERT_NONE")
     done.set()
     listener.close()
-    assert not t.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], cancel.Cancelled), outcome
 
 
@@ -124,25 +130,8 @@ def test_a_cancel_while_connecting_is_not_missed() -> None:
             pass
 
     threading.Thread(target=accept_later, daemon=True).start()
-    ctx = Context(credentials=lambda h: ANONYMOUS, timeout=30)
-    scope = cancel.CancelScope()
-    outcome: list[BaseException] = []
-
-    def job() -> None:
-        with cancel.entered(scope):
-            try:
-                pool = ctx.pool.connection_from_url(f"http://127.0.0.1:{port}/v2/")
-                pool.urlopen("GET", "/v2/", retries=False)
-            except BaseException as e:
-                outcome.append(e)
-
-    t = threading.Thread(target=job)
-    t.start()
-    time.sleep(0.3)  # the connect is under way
-    scope.cancel()
-    t.join(40)
+    outcome = _cancelled_during_connect(f"http://127.0.0.1:{port}/v2/")
     listener.close()
-    for s in fillers + accepted:
-        s.close()
-    assert not t.is_alive()
+    for sock in fillers + accepted:
+        sock.close()
     assert len(outcome) == 1 and isinstance(outcome[0], cancel.Cancelled), outcome

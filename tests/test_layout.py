@@ -729,3 +729,29 @@ def test_layout_lock_is_let_go_by_every_operation(
         assert not list(tmp_path.glob(".*.staging-*"))
     finally:
         collector.enable()
+
+
+def test_writers_wait_while_gc_holds_the_layout(tmp_path: Path) -> None:
+    """The README's promise: a writer that starts during a gc waits for it to finish."""
+    st = tmp_path / "stage"
+    lay.init(st)
+    img = random_image("linux/amd64", size=1024)
+    gc_handle = LayoutStore.open(st)
+    writer = LayoutStore.open(st)
+    done = threading.Event()
+
+    def write() -> None:
+        from luff.copy import copy_graph
+
+        copy_graph(img.store, img.descriptor, writer, manifest=img.manifest, tags=["w"])
+        done.set()
+
+    with gc_handle.exclusive():
+        t = threading.Thread(target=write)
+        t.start()
+        assert not done.wait(0.5)  # blocked on the directory lock, not merely slow
+        assert not writer.entries()
+    t.join(30)
+    assert done.is_set()
+    writer.close()
+    assert basic.digest(f"oci:{st}:w").digest == img.digest

@@ -7,8 +7,9 @@ thin wrappers over them.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,17 @@ def init(path: str | os.PathLike[str]) -> LayoutStore:
     return LayoutStore.init(path)
 
 
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike[str], ctx: Context | None = None) -> Iterator[LayoutStore]:
+    """The layout at *path*, let go of (its lock released, nothing added) on the way out;
+    the operations write their ``index.json`` entries themselves."""
+    store = _open_layout(path, ctx)
+    try:
+        yield store
+    finally:
+        store.abort()
+
+
 def _open_layout(path: str | os.PathLike[str], ctx: Context | None = None) -> LayoutStore:
     p = str(path).removeprefix("oci:")
     try:
@@ -107,8 +119,7 @@ def append(
     layout valid. Returns the entries added.
     """
     ctx = _ctx(ctx)
-    store = _open_layout(path, ctx)
-    try:
+    with _opened(path, ctx) as store:
         plats = _platforms(platforms)
         extra = dict(annotations or {})
         staged: list[tuple[Store, Descriptor, Manifest]] = []
@@ -182,8 +193,6 @@ def append(
             )
         store.record_sparse(records, entries)
         return entries
-    finally:
-        store.abort()  # releases the layout lock; entries were written explicitly
 
 
 def _valid_ref_name(name: str) -> bool:
@@ -265,16 +274,13 @@ class LayoutEntry:
 
 def list_entries(path: str | os.PathLike[str]) -> list[LayoutEntry]:
     """The entries of ``index.json``, each with the blobs it lacks."""
-    store = _open_layout(path)
-    try:
+    with _opened(path) as store:
         records = store.sparse_records()
         out = []
         for e in store.entries():
             ms = list(store.reachable([e], subjects=False)[1].values())
             out.append(LayoutEntry(e, ms, sum(1 for d in ms if d.digest in records)))
         return out
-    finally:
-        store.abort()  # releases the layout lock; entries were written explicitly
 
 
 def remove(
@@ -287,8 +293,7 @@ def remove(
     """Remove entries by ref.name, digest or platform (give exactly one); blobs stay until gc."""
     if sum(x is not None for x in (tag, digest, platform)) != 1:
         raise UsageError("name the entries to remove with one of tag, digest or platform")
-    store = _open_layout(path)
-    try:
+    with _opened(path) as store:
         match: Callable[[Descriptor], bool]
         if tag is not None:
             match = lambda e: ref_name(e) == tag  # noqa: E731
@@ -306,8 +311,6 @@ def remove(
         if not removed:
             raise NotFound(f"{store.name}: no entry with {what}")
         return removed
-    finally:
-        store.abort()  # releases the layout lock; entries were written explicitly
 
 
 @dataclass
@@ -366,8 +369,7 @@ def fill(
     Returns the blobs fetched; raises :class:`NotFound` for missing blobs with no record.
     """
     ctx = _ctx(ctx)
-    store = _open_layout(path, ctx)
-    try:
+    with _opened(path, ctx) as store:
         records = store.sparse_records()
         _, missing = store.reachable()
         fetchable = [d for d in missing.values() if d.digest in records]
@@ -387,8 +389,6 @@ def fill(
                 f"{store.name}: {len(unknown)} missing blob(s) with no recorded source: {listed}"
             )
         return fetchable
-    finally:
-        store.abort()  # releases the layout lock; entries were written explicitly
 
 
 # --- push / pull --------------------------------------------------------------------------

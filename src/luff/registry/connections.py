@@ -52,25 +52,19 @@ class _HTTPSConnection(_Tracked, HTTPSConnection):
     pass
 
 
-def _put_conn(pool: HTTPConnectionPool, conn: Any) -> None:
-    if isinstance(conn, _Tracked):
-        conn._leave_scope()
+class _ReleasingPool(HTTPConnectionPool):
+    def _put_conn(self, conn: Any) -> None:
+        if isinstance(conn, _Tracked):
+            conn._leave_scope()  # back in the pool: no longer this job's to cancel
+        super()._put_conn(conn)
 
 
-class _HTTPPool(HTTPConnectionPool):
+class _HTTPPool(_ReleasingPool):
     ConnectionCls = _HTTPConnection
 
-    def _put_conn(self, conn: Any) -> None:
-        _put_conn(self, conn)
-        super()._put_conn(conn)
 
-
-class _HTTPSPool(HTTPSConnectionPool):
+class _HTTPSPool(_ReleasingPool, HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
-
-    def _put_conn(self, conn: Any) -> None:
-        _put_conn(self, conn)
-        super()._put_conn(conn)
 
 
 def pool_manager(**kwargs: Any) -> PoolManager:
