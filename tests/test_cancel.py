@@ -46,7 +46,7 @@ def _cancelled_during_connect(url: str, **pool_kwargs: str) -> list[BaseExceptio
     def job() -> None:
         with cancel.entered(scope):
             try:
-                pool = ctx.pool.connection_from_url(url, pool_kwargs=pool_kwargs or None)
+                pool = ctx.transport.pool.connection_from_url(url, pool_kwargs=pool_kwargs or None)
                 pool.urlopen("GET", "/v2/", retries=False)
             except BaseException as e:
                 outcome.append(e)

@@ -203,7 +203,7 @@ def test_create_python_api_and_rerun(
     r1, r3 = registry.host, registry3.host
     ctx = Context(credentials=lambda host: ANONYMOUS)
     said: list[str] = []
-    ctx.log = said.append
+    ctx.settings.log = said.append
     sources = [f"{r1}/src/amd64:1", f"{r1}/src/d-arm64:1"]
     desc = luff.index.create(f"{r3}/api/app:1", sources, ctx=ctx)
     assert desc.media_type == mt.OCI_INDEX

@@ -320,14 +320,14 @@ def test_retries_are_bounded(
     proxy.add(Rule("*", r"/v2/", "status", status=503, times=-1))
     with pytest.raises(RegistryError, match="UNAVAILABLE: injected fault"):
         basic.ls(f"{proxy.host}/never/app", ctx=ctx)
-    assert proxy.rules[0].hits == ctx.max_attempts
+    assert proxy.rules[0].hits == ctx.settings.max_attempts
 
 
 def test_unreachable_host(ctx: Context) -> None:
     from tests.registries import free_port
 
     said: list[str] = []
-    ctx.log = said.append
+    ctx.settings.log = said.append
     with pytest.raises(TransportError, match="connection refused") as e:
         basic.digest(f"127.0.0.1:{free_port()}/x/y:1", ctx=ctx)
     # Nothing listens there: retrying cannot help, so the error comes at once.
@@ -453,7 +453,7 @@ def test_a_loopback_tls_registry_that_restarts_stays_on_https(tmp_path: Path) ->
         img = random_image(size=500)
         img.push(f"127.0.0.1:{port}/restart/app:1", ctx)
         assert ctx.client(f"127.0.0.1:{port}").scheme == "https"
-    ctx.pool.clear()
+    ctx.transport.close()
     with pytest.raises(TransportError, match="refused"):
         basic.digest(f"127.0.0.1:{port}/restart/app:1", ctx=ctx)
     with RegistryServer(data, address=f"127.0.0.1:{port}", tls_cert=cert, tls_key=key):

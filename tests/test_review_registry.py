@@ -117,7 +117,7 @@ def test_a_body_cut_short_is_a_transport_error(truncating: BlobServer, ctx: Cont
 def test_an_oversized_manifest_is_refused_without_reading_it(
     truncating: BlobServer, ctx: Context
 ) -> None:
-    ctx.timeout = 5
+    ctx.settings.timeout = 5
     src = RegistryStore(ctx.client(truncating.host), "big/app")
     with pytest.raises(InvalidManifest, match="manifest larger than"):
         src.get_manifest("huge")
@@ -148,7 +148,7 @@ def test_a_redirected_blob_put_fails_clearly_without_resending(registry: Any, ct
 
     other = FaultProxy(registry.host, bind_host="localhost")
     front = FaultProxy(registry.host)
-    ctx.timeout = 10
+    ctx.settings.timeout = 10
     try:
         front.add(
             Rule("PUT", r"/blobs/uploads/", "redirect", target=f"http://{other.host}", times=-1)
@@ -158,7 +158,7 @@ def test_a_redirected_blob_put_fails_clearly_without_resending(registry: Any, ct
             img.push(f"{front.host}/redir/put:1", ctx)
         assert not [x for x in other.seen if x.method == "PUT"]  # never re-sent, not even empty
         puts = [x for x in front.seen if x.method == "PUT"]
-        assert len(puts) <= ctx.jobs  # each blob tried once, not retried
+        assert len(puts) <= ctx.settings.jobs  # each blob tried once, not retried
     finally:
         other.stop()
         front.stop()
@@ -228,7 +228,7 @@ def test_retry_after_as_an_http_date(registry: Any, ctx: Context) -> None:
     import time
 
     said: list[str] = []
-    ctx.log = said.append
+    ctx.settings.log = said.append
     img = random_image(size=500)
     img.push(f"{registry.host}/retry-date/app:1", ctx)
     proxy = FaultProxy(registry.host)

@@ -1,19 +1,29 @@
-"""Shared settings and connection state for one run of luff operations."""
+"""What one run of luff operations shares: :class:`Settings` (values) and a :class:`Context`.
+
+:class:`Settings` is what the user chose: insecure hosts, credentials,
+concurrency, retry and timeout policy, trusted CAs. It is a plain value;
+the registry client takes it, not the whole context.
+
+:class:`Context` adds the runtime state built from the settings: the HTTP
+transport (one connection pool), one registry client per host (with its
+ping result and token cache), the concurrency limit shared by every pool of
+an operation, and the progress receiver.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import urllib3
-
     from luff.copy import Progress
+    from luff.pool import Limiter
     from luff.registry.auth import Credentials
     from luff.registry.client import RegistryClient
+    from luff.registry.transport import Transport
 
 
 def is_local_host(host: str) -> bool:
@@ -32,25 +42,27 @@ def is_local_host(host: str) -> bool:
 
 
 @dataclass
-class Context:
-    """Settings shared by operations: insecure hosts, credentials, concurrency.
+class Settings:
+    """The user's choices for one run: hosts, credentials, limits and policies.
 
-    One context keeps one HTTP connection pool and one client (with its token
-    cache) per registry host. Pass it to any operation, or let operations use
-    :func:`default_context`.
+    ``jobs`` bounds the concurrent transfers and lookups of a whole
+    operation (nested work shares it). ``max_attempts`` and ``backoff`` set
+    the retry policy; ``timeout`` bounds connecting and every wait for a
+    byte from a peer. ``credentials`` overrides the lookup in Docker's and
+    podman's auth files (``host -> Credentials``). ``ca_file`` adds trusted
+    CAs; ``certs_dirs`` are searched for per-host ``ca.crt`` and client
+    certificates (containers' and Docker's ``certs.d`` by default).
     """
 
     insecure: set[str] = field(default_factory=set)
     jobs: int = 4
     max_attempts: int = 5
     backoff: float = 0.25
-    timeout: float = 60.0
+    timeout: float = 30.0
     credentials: Callable[[str], Credentials] | None = None
-    progress: Progress | None = None
+    ca_file: str | None = None
+    certs_dirs: tuple[str, ...] = ("/etc/containers/certs.d", "/etc/docker/certs.d")
     log: Callable[[str], None] | None = None
-    _clients: dict[str, RegistryClient] = field(default_factory=dict, repr=False)
-    _pool: urllib3.PoolManager | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.insecure = set(self.insecure)
@@ -60,28 +72,71 @@ class Context:
         self.insecure.update(hosts)
 
     def is_insecure(self, host: str) -> bool:
-        """True when *host* is served over plain HTTP."""
+        """True when *host* may be spoken to over plain HTTP or unverified TLS."""
         return host in self.insecure or is_local_host(host)
 
+    def say(self, message: str) -> None:
+        """Log a message (stderr in the CLI; silent by default in the library)."""
+        if self.log is not None:
+            self.log(message)
+
+
+_SETTINGS_FIELDS = frozenset(f.name for f in fields(Settings))
+
+
+class Context:
+    """Settings plus the runtime state built from them; pass one to any operation.
+
+    ``Context(jobs=8, insecure={"reg:5000"})`` is short for
+    ``Context(Settings(jobs=8, insecure={"reg:5000"}))``. Operations use
+    :func:`default_context` when given none.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        progress: Progress | None = None,
+        **options: Any,
+    ) -> None:
+        unknown = set(options) - _SETTINGS_FIELDS
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        if settings is None:
+            settings = Settings(**options)
+        elif options:
+            from dataclasses import replace
+
+            settings = replace(settings, **options)
+        self.settings = settings
+        self.progress = progress
+        self._clients: dict[str, RegistryClient] = {}
+        self._transport: Transport | None = None
+        self._limiter: Limiter | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Context {self.settings!r}>"
+
     @property
-    def pool(self) -> urllib3.PoolManager:
-        """The shared connection pool."""
+    def transport(self) -> Transport:
+        """The HTTP transport (one connection pool for every host)."""
         with self._lock:
-            if self._pool is None:
-                import urllib3
+            if self._transport is None:
+                from luff.registry.transport import Transport
 
-                from luff.registry.connections import pool_manager
+                self._transport = Transport(self.settings)
+            return self._transport
 
-                self._pool = pool_manager(
-                    num_pools=32,
-                    maxsize=max(8, self.jobs * 2),
-                    block=False,
-                    retries=False,
-                    timeout=urllib3.Timeout(connect=min(self.timeout, 15.0), read=self.timeout),
-                    cert_reqs="CERT_REQUIRED",
-                    blocksize=1 << 20,
-                )
-            return self._pool
+    @property
+    def limiter(self) -> Limiter:
+        """The concurrency limit (``settings.jobs``) shared by every pool of this context."""
+        with self._lock:
+            if self._limiter is None or self._limiter.size != max(1, self.settings.jobs):
+                from luff.pool import Limiter
+
+                self._limiter = Limiter(max(1, self.settings.jobs))
+            return self._limiter
 
     def client(self, host: str) -> RegistryClient:
         """The client for registry *host* (API host, e.g. ``registry-1.docker.io``)."""
@@ -90,22 +145,21 @@ class Context:
         if c is None:
             from luff.registry.client import RegistryClient
 
-            c = RegistryClient(host, self)
+            c = RegistryClient(host, self.settings, self.transport)
             with self._lock:
                 c = self._clients.setdefault(host, c)
         return c
 
     def say(self, message: str) -> None:
-        """Log a message (stderr in the CLI; silent by default in the library)."""
-        if self.log is not None:
-            self.log(message)
+        """Log a message through the settings' ``log``."""
+        self.settings.say(message)
 
     def close(self) -> None:
-        """Close pooled connections."""
+        """Close pooled connections and forget clients (tokens, ping results)."""
         with self._lock:
-            if self._pool is not None:
-                self._pool.clear()
-                self._pool = None
+            if self._transport is not None:
+                self._transport.close()
+                self._transport = None
             self._clients.clear()
 
 

@@ -21,7 +21,7 @@ from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
-from luff.pool import Pool
+from luff.pool import run_all
 from luff.stores.base import Store
 
 EXISTS = "exists"
@@ -188,18 +188,15 @@ class Copier:
     def plan(self) -> Plan:
         """Walk what was added and decide every item's action (HEADs the target)."""
         trusted = self.target.trusts_manifest_closure()
-        jobs = max(1, self.ctx.jobs)
-        with Pool(max_workers=jobs * 2) as pool:
-            # Walk manifests level by level; each level's lookups run concurrently.
-            level = self._pending
-            self._pending = []
-            while level:
-                results = list(
-                    pool.map(lambda t: self._visit(t[0], t[1], t[2], t[3], trusted), level)
-                )
-                level = [x for r in results for x in r]
-            blobs = [b for b in self._blobs.values() if b.action == ""]
-            exist = list(pool.map(lambda b: self.target.exists(b.descriptor), blobs))
+        lim = self.ctx.limiter
+        # Walk manifests level by level; each level's lookups run concurrently.
+        level = self._pending
+        self._pending = []
+        while level:
+            results = run_all(lambda t: self._visit(t[0], t[1], t[2], t[3], trusted), level, lim)
+            level = [x for r in results for x in r]
+        blobs = [b for b in self._blobs.values() if b.action == ""]
+        exist = run_all(lambda b: self.target.exists(b.descriptor), blobs, lim)
         for b, ex in zip(blobs, exist, strict=True):
             if ex:
                 b.action = EXISTS
@@ -270,7 +267,7 @@ class Copier:
         # Largest first, so the long transfers overlap and small ones fill the gaps.
         todo = sorted((b for b in plan.blobs if b.action in (COPY, MOUNT)), key=lambda b: -b.size)
         if todo:
-            _run_all(lambda b: self._transfer(b, progress), todo, self.ctx.jobs)
+            run_all(lambda b: self._transfer(b, progress), todo, self.ctx.limiter)
         # Manifests deepest first; one depth level at a time, concurrently.
         by_depth: dict[int, list[ManifestItem]] = {}
         for m in plan.manifests:
@@ -281,7 +278,7 @@ class Copier:
             if len(items) == 1:
                 self._push_manifest(items[0])
                 continue
-            _run_all(self._push_manifest, items, self.ctx.jobs)
+            run_all(self._push_manifest, items, self.ctx.limiter)
 
     def _push_manifest(self, item: ManifestItem) -> None:
         # The plan already looked for it on a registry target; a PUT of the same bytes is
@@ -335,35 +332,6 @@ class Copier:
                     progress.advance(item, -sent)
         if progress is not None:
             progress.finished(item)
-
-
-def _run_all(fn: Callable[[_T], None], items: list[_T], jobs: int) -> None:
-    """Run *fn* on every item with *jobs* threads.
-
-    After the first error (or an interrupt of the caller) the pool's cancel
-    scope is cancelled: no further call starts, and running ones stop at
-    once (their connections are shut down, see :mod:`luff.cancel`). The
-    running calls are awaited, and the first error is raised.
-    """
-    errors: list[BaseException] = []
-    with Pool(max_workers=max(1, jobs)) as pool:
-        scope = pool.scope
-
-        def run(x: _T) -> None:
-            if scope.cancelled:
-                return
-            try:
-                fn(x)
-            except BaseException as e:
-                errors.append(e)
-                scope.cancel()
-
-        for f in [pool.submit(run, x) for x in items]:
-            f.result()  # an interrupt here leaves the pool, which cancels its scope
-    if errors:
-        first = errors[0]
-        errors.clear()  # the list and the traceback's frames would keep each other alive
-        raise first
 
 
 def copy_graph(

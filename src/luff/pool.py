@@ -112,3 +112,78 @@ class Pool(ThreadPoolExecutor):
             self.scope.cancel()
         self.shutdown(wait=True, cancel_futures=exc_type is not None)
         self.scope.close()
+
+
+class Limiter:
+    """At most *size* tasks of one operation at work at once, however their pools nest.
+
+    A task takes a slot for as long as it runs (:meth:`slot`). Work started
+    from inside a task that holds a slot runs in that task's thread, one
+    item after another (:func:`run_all`), so nesting never exceeds the limit
+    and never waits for a slot its own parent holds.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self._sem = threading.Semaphore(self.size)
+        self._local = threading.local()
+
+    def held(self) -> bool:
+        """True when the calling thread holds a slot."""
+        return bool(getattr(self._local, "depth", 0))
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold a slot for the block (re-entrant; waits are cut short by a cancel)."""
+        depth = getattr(self._local, "depth", 0)
+        if not depth:
+            while not self._sem.acquire(timeout=0.05):
+                cancel.check()
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            if not depth:
+                self._sem.release()
+
+
+_R = TypeVar("_R")
+
+
+def run_all(fn: Callable[[_T], _R], items: list[_T], limiter: Limiter) -> list[_R]:
+    """``[fn(x) for x in items]``, up to ``limiter.size`` at a time; results in order.
+
+    After the first error (or an interrupt of the caller) the pool's cancel
+    scope is cancelled: no further call starts, and running ones stop at once
+    (their connections are shut down, see :mod:`luff.cancel`). The running
+    calls are awaited, then the first error is raised. Called from a task
+    that already holds a slot, the items run one by one in this thread.
+    """
+    if not items:
+        return []
+    if limiter.held() or len(items) == 1:
+        return [fn(x) for x in items]
+    errors: list[BaseException] = []
+    results: list[Any] = [None] * len(items)
+    with Pool(max_workers=min(limiter.size, len(items))) as pool:
+        scope = pool.scope
+
+        def run(i: int, x: _T) -> None:
+            if scope.cancelled:
+                return
+            try:
+                with limiter.slot():
+                    if not scope.cancelled:
+                        results[i] = fn(x)
+            except BaseException as e:
+                errors.append(e)
+                scope.cancel()
+
+        for f in [pool.submit(run, i, x) for i, x in enumerate(items)]:
+            f.result()  # an interrupt here leaves the pool, which cancels its scope
+    if errors:
+        first = errors[0]
+        errors.clear()  # the list and the traceback's frames would keep each other alive
+        raise first
+    return results

@@ -104,7 +104,7 @@ def print_plan(plan: Plan) -> None:
     """Write the plan to stderr (``-v``), with the number of concurrent transfers."""
     for line in plan.lines():
         log(line)
-    log(f"jobs     {state().ctx.jobs}")
+    log(f"jobs     {state().ctx.settings.jobs}")
 
 
 class RichProgress:

@@ -116,10 +116,10 @@ def cli(
 ) -> None:
     """Assemble and ship multi-platform container images from images anywhere."""
     st = State(verbose=verbose, platform=platform)
-    st.ctx.add_insecure(insecure)
-    st.ctx.jobs = jobs
+    st.ctx.settings.add_insecure(insecure)
+    st.ctx.settings.jobs = jobs
     if verbose:
-        st.ctx.log = log
+        st.ctx.settings.log = log
     ctx.obj = st
     if platform:
         from luff.model.platform import Platform
@@ -151,7 +151,7 @@ def copy(
     """Copy an image or index from SOURCE to TARGET, keeping its digest."""
     st = state()
     if jobs:
-        st.ctx.jobs = jobs
+        st.ctx.settings.jobs = jobs
     platform = platform or st.platform
     with transfer_progress() as progress:
         if all_tags:
@@ -288,17 +288,17 @@ def _verbose_here(ctx: click.Context, param: click.Parameter, value: int) -> Non
     if value:
         st = state()
         st.verbose += value
-        st.ctx.log = log
+        st.ctx.settings.log = log
 
 
 def _insecure_here(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
     if value:
-        state().ctx.add_insecure(value)
+        state().ctx.settings.add_insecure(value)
 
 
 def _jobs_here(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
     if value:
-        state().ctx.jobs = value
+        state().ctx.settings.jobs = value
 
 
 # Commands that transfer blobs, and so take -j after their name too.

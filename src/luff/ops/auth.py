@@ -8,7 +8,6 @@ from luff.context import Context, default_context
 from luff.errors import UsageError
 from luff.model.reference import Reference
 from luff.registry import auth as authmod
-from luff.registry.client import RegistryClient
 
 
 def _host(registry: str) -> Reference:
@@ -24,11 +23,9 @@ def login(registry: str, username: str, password: str, *, ctx: Context | None = 
     ctx = ctx or default_context()
     ref = _host(registry)
     creds = authmod.Credentials(username, password)
-    probe = Context(
-        insecure=set(ctx.insecure), credentials=lambda _h: creds, max_attempts=ctx.max_attempts
-    )
+    probe = Context(ctx.settings, credentials=lambda _h: creds)
     try:
-        RegistryClient(ref.api_host, probe).check_login()
+        probe.client(ref.api_host).check_login()
     finally:
         probe.close()
     return authmod.save(ref.registry, creds)

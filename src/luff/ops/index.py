@@ -411,7 +411,7 @@ class BuiltIndex:
             unique.setdefault(e.digest, e)
         todo = list(unique.values())
         if store.trusts_manifest_closure() and todo:
-            with Pool(max_workers=max(1, self.ctx.jobs) * 2) as pool:
+            with Pool(max_workers=max(1, self.ctx.settings.jobs) * 2) as pool:
                 present = list(pool.map(lambda e: store.exists(_bare(e.descriptor)), todo))
         else:
             present = [False] * len(todo)
@@ -641,7 +641,7 @@ class _Resolver:
     def resolve_all(self, sources: Sequence[Source]) -> list[list[Entry]]:
         if not sources:
             return []
-        with Pool(max_workers=max(1, self.ctx.jobs) * 2) as pool:
+        with Pool(max_workers=max(1, self.ctx.settings.jobs) * 2) as pool:
             futures = [pool.submit(self._open, s) for s in sources]
             wait(futures)  # an interrupt here is the caller's, not a source's error
             opened: list[tuple[Source, Store, Descriptor, Manifest]] = []

@@ -6,30 +6,28 @@ import datetime
 import email.utils
 import json
 import random
-import re
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import SSLError
 
 from luff import __version__, cancel
 from luff.errors import AuthError, NotFound, RegistryError, TransportError
 from luff.registry import auth as authmod
+from luff.registry.transport import Body, reason
 
 if TYPE_CHECKING:
-    from luff.context import Context
+    from luff.context import Settings
+    from luff.registry.transport import Transport
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = f"luff/{__version__}"
-
-Body = bytes | BinaryIO | Iterable[bytes] | None
 
 
 @dataclass
@@ -62,13 +60,14 @@ def error_message(resp: urllib3.BaseHTTPResponse, what: str) -> tuple[str, str]:
 class RegistryClient:
     """One registry host: connection scheme, credentials, token cache, retries."""
 
-    def __init__(self, host: str, ctx: Context) -> None:
+    def __init__(self, host: str, settings: Settings, transport: Transport) -> None:
         self.host = host
-        self.ctx = ctx
+        self.settings = settings
+        self.transport = transport
         from luff.context import is_local_host
 
         # Loopback and --insecure hosts: TLS is not verified and either scheme may serve.
-        self._insecure = ctx.is_insecure(host)
+        self._insecure = settings.is_insecure(host)
         self.scheme = "http" if is_local_host(host) else "https"
         if self._insecure:
             # Skipping verification is what the user asked for; don't warn on every request.
@@ -94,7 +93,7 @@ class RegistryClient:
     def credentials(self) -> authmod.Credentials:
         """Credentials for this host (looked up once)."""
         if self._creds is None:
-            lookup = self.ctx.credentials or authmod.lookup
+            lookup = self.settings.credentials or authmod.lookup
             self._creds = lookup(self.host)
         return self._creds
 
@@ -200,11 +199,11 @@ class RegistryClient:
                 resp = self._send(method, url, headers, body, False)
             except TransportError as e:
                 cancel.check()
-                if attempts >= self.ctx.max_attempts or not e.retryable:
+                if attempts >= self.settings.max_attempts or not e.retryable:
                     raise
                 self._sleep(attempts, None)
                 continue
-            if resp.status in RETRY_STATUS and attempts < self.ctx.max_attempts:
+            if resp.status in RETRY_STATUS and attempts < self.settings.max_attempts:
                 self._sleep(attempts, resp.headers.get("Retry-After"))
                 continue
             return resp
@@ -287,7 +286,7 @@ class RegistryClient:
                         attempts -= 1
                         url = self._switch("https", url)
                         continue
-                if replayable and attempts < self.ctx.max_attempts and e.retryable:
+                if replayable and attempts < self.settings.max_attempts and e.retryable:
                     self._sleep(attempts, None)
                     continue
                 raise
@@ -330,7 +329,7 @@ class RegistryClient:
                 if attempts > 10:
                     raise TransportError(f"{self.host}: too many redirects")
                 continue
-            if resp.status in RETRY_STATUS and replayable and attempts < self.ctx.max_attempts:
+            if resp.status in RETRY_STATUS and replayable and attempts < self.settings.max_attempts:
                 retry_after = resp.headers.get("Retry-After")
                 _drain(resp)
                 self._sleep(attempts, retry_after)
@@ -340,37 +339,16 @@ class RegistryClient:
     def _send(
         self, method: str, url: str, headers: Mapping[str, str], body: Body, stream: bool
     ) -> urllib3.BaseHTTPResponse:
-        kw: dict[str, Any] = {}
-        if self._insecure and url.startswith("https:"):
-            kw["cert_reqs"] = "CERT_NONE"
-        try:
-            pool = self.ctx.pool.connection_from_url(url, pool_kwargs=kw or None)
-            return pool.urlopen(
-                method,
-                urllib3.util.parse_url(url).request_uri,  # origin-form, not the absolute URL
-                headers=dict(headers),
-                body=body,
-                redirect=False,
-                retries=False,
-                preload_content=not stream,
-                assert_same_host=False,
-            )
-        except SSLError as e:
-            hint = "" if self._insecure else f" (--insecure {self.host} skips verification)"
-            raise TransportError(
-                f"{self.host}: TLS error: {_reason(e)}{hint}", retryable=False
-            ) from None
-        except Urllib3Error as e:
-            reason = _reason(e)
-            final = reason in ("connection refused", "unknown host")
-            raise TransportError(f"{self.host}: {reason}", retryable=not final) from None
+        return self.transport.send(
+            method, url, headers, body, stream=stream, host=self.host, verify=not self._insecure
+        )
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
-        delay = self.ctx.backoff * (2 ** (attempt - 1))
+        delay = self.settings.backoff * (2 ** (attempt - 1))
         if retry_after:
             delay = max(delay, _retry_after_seconds(retry_after))
         delay = min(delay, 30.0) * (1 + random.random() * 0.1)
-        self.ctx.say(f"retrying {self.host} in {delay:.2f}s (attempt {attempt + 1})")
+        self.settings.say(f"retrying {self.host} in {delay:.2f}s (attempt {attempt + 1})")
         cancel.sleep(delay)
 
     def check(
@@ -484,7 +462,7 @@ class ResponseStream:
         except Urllib3Error as e:
             cancel.check()  # the connection was shut down on purpose
             raise TransportError(
-                f"{self._host}: connection lost while reading: {_reason(e)}"
+                f"{self._host}: connection lost while reading: {reason(e)}"
             ) from None
 
     def readable(self) -> bool:
@@ -531,19 +509,3 @@ def _drain(resp: urllib3.BaseHTTPResponse) -> None:
     except Exception:
         pass
     resp.release_conn()
-
-
-def _reason(e: Exception) -> str:
-    r = getattr(e, "reason", None)
-    text = str(r if r is not None else e)
-    if "Connection refused" in text:
-        return "connection refused"
-    if "Name or service not known" in text or "Temporary failure in name resolution" in text:
-        return "unknown host"
-    if "timed out" in text.lower():
-        return "timed out"
-    short = re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected\)", text)
-    if short:
-        got, more = int(short[1]), int(short[2])
-        return f"connection closed early (got {got} of {got + more} bytes)"
-    return text.split(": ", 1)[-1] if "Failed to establish" in text else text
