@@ -16,8 +16,9 @@ from luff.errors import DigestMismatch, NotFound, UsageError
 from luff.model import mediatypes as mt
 from luff.model.digest import Digest
 from luff.ops import basic
+from luff.ops.common import get_root
 from luff.ops import layout as lay
-from luff.stores import open_store
+from luff.stores import open_source
 from luff.stores.archive import (
     DockerArchiveStore,
     OciArchiveStore,
@@ -238,8 +239,8 @@ def test_corrupt_blob_in_archive_is_refused(tmp_path: Path) -> None:
 def test_classic_docker_save_is_read(tmp_path: Path) -> None:
     p = tmp_path / "classic.tar"
     layers = classic_docker_save(p, ["app:1.0"])
-    store, _ = open_store(f"docker-archive:{p}")
-    desc, m = basic.get_root(store, "")
+    store, _ = open_source(f"docker-archive:{p}")
+    desc, m = get_root(store, "")
     assert m.media_type == mt.DOCKER_MANIFEST
     assert [x.media_type for x in m.layers] == [mt.DOCKER_LAYER_GZIP] * 2
     cfg = json.loads(store.fetch_bytes(m.config))
@@ -248,8 +249,8 @@ def test_classic_docker_save_is_read(tmp_path: Path) -> None:
             plain = gzip.decompress(f.read())
         assert plain == want and f"sha256:{sha(plain)}" == diff
     # stable digests (deterministic gzip); names resolve normalised
-    again, _ = open_store(f"docker-archive:{p}")
-    assert basic.get_root(again, "")[0].digest == desc.digest
+    again, _ = open_source(f"docker-archive:{p}")
+    assert get_root(again, "")[0].digest == desc.digest
     for name in ("app:1.0", "docker.io/library/app:1.0"):
         assert store.resolve(name).digest == desc.digest
     assert basic.digest(f"docker-archive:{p}:app:1.0").digest == desc.digest
@@ -264,7 +265,7 @@ def test_docker25_save_is_read(tmp_path: Path) -> None:
     assert isinstance(open_archive(p), DockerArchiveStore)
     _, _, m = basic.resolve(f"docker-archive:{p}:app:25")
     assert m.media_type == mt.DOCKER_MANIFEST
-    store, _ = open_store(f"docker-archive:{p}")
+    store, _ = open_source(f"docker-archive:{p}")
     with store.fetch(m.layers[0]) as f:
         assert gzip.decompress(f.read()) == layers[0]
     assert json.loads(basic.config(f"docker-archive:{p}"))["architecture"] == "arm64"

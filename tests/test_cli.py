@@ -303,10 +303,40 @@ def test_verbose_shows_details(registry: DistributionRegistry) -> None:
 def test_copy_keeps_a_tag_that_starts_with_sha(
     registry: DistributionRegistry, registry2: DistributionRegistry
 ) -> None:
-    """A target without a tag takes the source's tag, even one like 'sha-1234' or 'shared'."""
+    """A tag like 'sha-1234' or 'shared' is a tag, not a digest, on either side."""
     img = random_image(size=300)
     for t in ("sha-1234", "shared"):
         img.push(f"{registry.host}/cli/shatag:{t}", Context())
-        p = luff("copy", f"{registry.host}/cli/shatag:{t}", f"{registry2.host}/cli/shatag")
+        p = luff("copy", f"{registry.host}/cli/shatag:{t}", f"{registry2.host}/cli/shatag:{t}")
         assert p.returncode == 0, p.stderr
         assert luff("digest", f"{registry2.host}/cli/shatag:{t}").stdout.strip() == str(img.digest)
+
+
+def test_copy_to_an_untagged_repository_means_latest(
+    registry: DistributionRegistry, registry2: DistributionRegistry
+) -> None:
+    """As in crane, skopeo and regctl: REPO is REPO:latest, not the source's tag."""
+    img = random_image(size=300)
+    img.push(f"{registry.host}/cli/untagged:1.4", Context())
+    p = luff("copy", f"{registry.host}/cli/untagged:1.4", f"{registry2.host}/cli/untagged")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == f"{registry2.host}/cli/untagged@{img.digest}"
+    assert luff("ls", f"{registry2.host}/cli/untagged").stdout.split() == ["latest"]
+
+
+def test_copy_to_a_digest_pushes_no_tag(
+    registry: DistributionRegistry, registry2: DistributionRegistry
+) -> None:
+    img = random_image(size=300)
+    other = random_image(size=300)
+    img.push(f"{registry.host}/cli/bydigest:1", Context())
+    p = luff(
+        "copy", f"{registry.host}/cli/bydigest:1", f"{registry2.host}/cli/bydigest@{img.digest}"
+    )
+    assert p.returncode == 0, p.stderr
+    assert luff("digest", f"{registry2.host}/cli/bydigest@{img.digest}").returncode == 0
+    assert luff("ls", f"{registry2.host}/cli/bydigest").stdout.split() == []
+    bad = luff(
+        "copy", f"{registry.host}/cli/bydigest:1", f"{registry2.host}/cli/bydigest@{other.digest}"
+    )
+    assert bad.returncode == 2 and "differs from the source" in bad.stderr

@@ -411,9 +411,16 @@ def test_tag_and_ls_in_a_layout(multi: str, tmp_path: Path) -> None:
     assert "without a tag" in one_line_error(luff("ls", f"oci:{lay}:one"), 2)
 
 
-def test_blob_of_a_layout_says_what_to_do(tmp_path: Path) -> None:
-    p = luff("blob", f"oci:{tmp_path}@sha256:{'a' * 64}")
-    assert "blob reads from a registry" in one_line_error(p, 2)
+def test_blob_of_a_layout(tmp_path: Path) -> None:
+    img = random_image(size=300)
+    img.push(f"oci:{tmp_path / 'lay'}:1")
+    layer = img.manifest.layers[0].digest
+    p = luff("blob", f"oci:{tmp_path / 'lay'}@{layer}")
+    assert p.returncode == 0 and p.stdout == img.store.blobs[layer]
+    p = luff("blob", f"oci:{tmp_path / 'lay'}@sha256:{'a' * 64}")
+    assert "blob unknown" in one_line_error(p, 1)
+    p = luff("blob", f"oci-archive:{tmp_path / 'x.tar'}@sha256:{'a' * 64}")
+    assert one_line_error(p, 1)
 
 
 def test_corrupted_manifest_in_a_layout_is_named(multi: str, tmp_path: Path) -> None:

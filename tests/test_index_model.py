@@ -21,7 +21,7 @@ from luff.index import (
 from luff.model import mediatypes as mt
 from luff.model.manifest import Manifest
 from luff.model.platform import Platform
-from luff.spec import load_spec, parse_spec
+from luff.index import load_spec, parse_spec
 from luff.stores.memory import MemoryStore
 from luff.testing import Image, random_image
 from tests.images import index_with_attestation
@@ -307,7 +307,13 @@ def test_build_filter_needs_a_choice() -> None:
 
 def test_destinations_group_tags_by_repository() -> None:
     d = destinations("r.example/app:1", ["latest", "r.example/app:2", "other.example/app:1"])
-    assert d == [("r.example/app:1", ["latest", "2"]), ("other.example/app:1", [])]
+    assert [(str(x.address), x.tags) for x in d] == [
+        ("r.example/app", ["1", "latest", "2"]),
+        ("other.example/app", ["1"]),
+    ]
+    assert [str(x) for x in d] == ["r.example/app:1 (and tags latest, 2)", "other.example/app:1"]
+    # A registry target without a tag means :latest, as crane and skopeo take it.
+    assert [x.tags for x in destinations("r.example/app")] == [["latest"]]
     with pytest.raises(UsageError, match="not a digest"):
         destinations("r.example/app@sha256:" + "a" * 64)
 

@@ -19,7 +19,7 @@ from luff.model.digest import Digest
 from luff.model.platform import Platform
 from luff.ops import basic
 from luff.ops import layout as lay
-from luff.stores import open_store
+from luff.stores import open_source
 from luff.stores.layout import INDEX_FILE, SPARSE_FILE, TMP_PREFIX, LayoutStore, blob_relpath
 from luff.testing import random_image, random_index
 from tests.registries import DistributionRegistry
@@ -319,8 +319,8 @@ def test_push_single_entry_and_errors(
     assert basic.digest(f"{registry.host}/lay/push:1", ctx=ctx).digest == d.digest
     one = tmp_path / "one"
     basic.copy(f"oci:{src_layout}:multi", f"oci:{one}:m")
-    d2 = lay.push(str(one), f"{registry.host}/lay/push", ctx=ctx)  # tag from ref.name
-    assert basic.digest(f"{registry.host}/lay/push:m", ctx=ctx).digest == d2.digest
+    d2 = lay.push(str(one), f"{registry.host}/lay/push", ctx=ctx)  # no tag: latest, as copy
+    assert basic.digest(f"{registry.host}/lay/push:latest", ctx=ctx).digest == d2.digest
 
 
 def test_pull_into_layout_replaces_entry(
@@ -353,7 +353,7 @@ def test_pull_formats(tmp_path: Path, registry: DistributionRegistry, ctx: Conte
     with pytest.raises(UsageError, match="--platform"):
         lay.pull(ref, tmp_path / "d.tar", format="docker-archive", ctx=ctx)
     d = lay.pull(ref, tmp_path / "d.tar", format="docker-archive", platform="linux/arm64", ctx=ctx)
-    store, _ = open_store(f"docker-archive:{tmp_path / 'd.tar'}:{registry.host}/lay/fmt:2")
+    store, _ = open_source(f"docker-archive:{tmp_path / 'd.tar'}:{registry.host}/lay/fmt:2")
     got = store.resolve(f"{registry.host}/lay/fmt:2")
     cfg = json.loads(basic.config(f"docker-archive:{tmp_path / 'd.tar'}"))
     assert cfg["architecture"] == "arm64"
@@ -414,7 +414,7 @@ def test_sparse_append_push_mount_fill(
     assert basic.digest(f"{registry.host}/sparse/dst:1", ctx=ctx).digest == img.digest
     # the mounts really happened (a refused mount would have turned into a copy)
     assert {b.action for b in plans[0].blobs if b.descriptor in layers} == {"mount"}
-    dst, _ = open_store(f"{registry.host}/sparse/dst:1", ctx)
+    dst, _ = open_source(f"{registry.host}/sparse/dst:1", ctx)
     assert all(dst.exists(x) for x in layers)
 
     # another registry: streamed from the recorded source

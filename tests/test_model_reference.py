@@ -209,22 +209,23 @@ def test_address_str() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "ref"),
+    ("text", "ref", "given"),
     [
-        ("ubuntu", "docker.io/library/ubuntu:latest"),
-        ("docker://ubuntu:22.04", "docker.io/library/ubuntu:22.04"),
-        ("localhost:5000/app", "localhost:5000/app:latest"),
-        ("127.0.0.1:5000/a/b:v1", "127.0.0.1:5000/a/b:v1"),
-        ("[::1]:5000/app", "[::1]:5000/app:latest"),
-        (f"ghcr.io/acme/app@{D256}", f"ghcr.io/acme/app@{D256}"),
+        ("ubuntu", "docker.io/library/ubuntu:latest", "docker.io/library/ubuntu"),
+        ("docker://ubuntu:22.04", "docker.io/library/ubuntu:22.04", None),
+        ("localhost:5000/app", "localhost:5000/app:latest", "localhost:5000/app"),
+        ("127.0.0.1:5000/a/b:v1", "127.0.0.1:5000/a/b:v1", None),
+        ("[::1]:5000/app", "[::1]:5000/app:latest", "[::1]:5000/app"),
+        (f"ghcr.io/acme/app@{D256}", f"ghcr.io/acme/app@{D256}", None),
     ],
 )
-def test_registry_addresses(text: str, ref: str) -> None:
+def test_registry_addresses(text: str, ref: str, given: str | None) -> None:
     a = parse_address(text)
     assert a.is_registry
     assert a.transport == "docker"
-    assert str(a.reference) == ref
-    assert str(a) == ref
+    assert str(a.reference) == ref  # what is resolved: latest when nothing is named
+    assert str(a) == (given or ref)  # what was given: the address knows no tag was
+    assert a.has_tag == (given is None and "@" not in text)
     assert a.identifier == Reference.parse(ref).identifier
 
 

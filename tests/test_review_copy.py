@@ -38,16 +38,16 @@ def test_an_index_reached_at_two_depths_stays_above_its_children(ctx: Context) -
     c = Copier(MemoryStore(), ctx)
     c.add(store, root.descriptor(), root)
     plan = c.plan()
-    depth = {m.descriptor.digest: m.depth for m in plan.manifests}
+    level = {m.descriptor.digest: m.level for m in plan.manifests}
     for m in plan.manifests:
         for child in m.manifest.children():
-            if child.digest in depth:
-                assert depth[child.digest] > m.depth, (m.descriptor.digest, child.digest)
+            if child.digest in level:
+                assert level[child.digest] < m.level, (m.descriptor.digest, child.digest)
     # Written deepest first: every manifest after its children.
     order = [m.descriptor.digest for m in plan.manifests]
     for m in plan.manifests:
         for child in m.manifest.children():
-            if child.digest in depth:
+            if child.digest in level:
                 assert order.index(child.digest) < order.index(m.descriptor.digest)
 
 

@@ -1,36 +1,49 @@
-"""The copy engine: walk descriptor graphs, plan each blob, transfer children first.
+"""The copy engine: the one path by which luff writes anything.
 
-A :class:`Copier` gathers one or more subgraphs (each from its own source
-store) bound for one target store, decides for every blob whether it already
-exists, can be mounted or must be streamed, and then writes blobs, then image
-manifests, then indexes, so the target never holds a manifest whose content
-is missing.
+A :class:`Copier` walks one or more descriptor graphs (each root from its
+own source store) bound for one target store. Each distinct digest is
+visited once, whatever the shape of the graph (diamonds, ladders), and the
+walk is bounded in depth and refuses cycles. Every blob gets an action:
+already there (**exists**), cross-repository **mount**, or **copy**
+(streamed, verified). Manifests are then written by *level*, every one
+after all it points at, so a target never holds a manifest whose content is
+missing. :func:`copy_graph` is the whole job: plan, write, tag the root.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol, TypeVar
+from typing import BinaryIO, Protocol
 
 from luff import cancel
 from luff.context import Context, default_context
-from luff.errors import DigestMismatch, NotFound, RegistryError, TransportError
+from luff.errors import (
+    DigestMismatch,
+    InvalidManifest,
+    LimitExceeded,
+    NotFound,
+    RegistryError,
+    TransportError,
+    located,
+)
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.pool import run_all
-from luff.stores.base import Store
+from luff.stores.base import Mounter, Store, origin_of
 
 EXISTS = "exists"
 MOUNT = "mount"
 COPY = "copy"
 SKIP = "skip"  # non-distributable (foreign) layers
+REMOTE = "remote"  # a layer left where it is (a sparse layout records where)
 TAG = "tag"  # the root, pushed under its tags last
 
-_T = TypeVar("_T")
+#: Longest chain of manifests (index in index in ...) that luff walks.
+MAX_DEPTH = 128
 
 _FOREIGN = frozenset(
     {
@@ -44,7 +57,7 @@ _FOREIGN = frozenset(
 
 @dataclass
 class PlanItem:
-    """What happens to one piece of content."""
+    """What happens to one blob."""
 
     descriptor: Descriptor
     action: str
@@ -58,13 +71,18 @@ class PlanItem:
 
 @dataclass
 class ManifestItem:
-    """A manifest to write (children first), with its exact bytes."""
+    """A manifest to write, with its exact bytes (empty when the target has it).
+
+    Manifests are written by ``level``, lowest first; everything a manifest
+    points at has a lower level.
+    """
 
     descriptor: Descriptor
     manifest: Manifest
     source: Store
-    depth: int
+    level: int = 0
     action: str = COPY
+    children: list[Digest] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -168,127 +186,161 @@ class _Counting:
         self._s.close()
 
 
-class Copier:
-    """Collects subgraphs bound for *target*, plans them, then writes them."""
+_Visit = tuple[Store, Descriptor, "Manifest | None", bool]
 
-    def __init__(self, target: Store, ctx: Context | None = None) -> None:
+
+class Copier:
+    """Collects graphs bound for *target*, plans them, then writes them."""
+
+    def __init__(self, target: Store, ctx: Context | None = None, *, layers: bool = True) -> None:
         self.target = target
         self.ctx = ctx or default_context()
+        self.layers = layers
         self._blobs: dict[Digest, PlanItem] = {}
         self._manifests: dict[Digest, ManifestItem] = {}
-        self._pending: list[tuple[Store, Descriptor, Manifest | None, int]] = []
-        self._lock = threading.Lock()  # guards _blobs and _manifests across pool threads
+        self._claimed: set[Digest] = set()
+        self._roots: list[_Visit] = []
+        self._lock = threading.Lock()  # guards the dicts across pool threads
 
-    def add(
-        self, source: Store, desc: Descriptor, manifest: Manifest | None = None, depth: int = 0
-    ) -> None:
+    def add(self, source: Store, desc: Descriptor, manifest: Manifest | None = None) -> None:
         """Add *desc* (a manifest, index or blob in *source*) and all it points at."""
-        self._pending.append((source, desc, manifest, depth))
+        self._roots.append((source, desc, manifest, True))
 
     def plan(self) -> Plan:
-        """Walk what was added and decide every item's action (HEADs the target)."""
-        trusted = self.target.trusts_manifest_closure()
+        """Walk what was added and decide every item's action (asks the target what it has)."""
         lim = self.ctx.limiter
-        # Walk manifests level by level; each level's lookups run concurrently.
-        level = self._pending
-        self._pending = []
+        level, depth = self._roots, 0
+        self._roots = []
         while level:
-            results = run_all(lambda t: self._visit(t[0], t[1], t[2], t[3], trusted), level, lim)
+            depth += 1
+            if depth > MAX_DEPTH:
+                d = level[0][1].digest
+                raise LimitExceeded(
+                    f"manifests nested too deeply (more than {MAX_DEPTH} levels)",
+                    where=level[0][0].name,
+                    digest=d,
+                )
+            results = run_all(lambda v: self._visit(*v), level, lim)
             level = [x for r in results for x in r]
-        blobs = [b for b in self._blobs.values() if b.action == ""]
+        manifests = self._ordered()
+        blobs = [b for b in self._blobs.values() if b.action in ("", REMOTE)]
         exist = run_all(lambda b: self.target.exists(b.descriptor), blobs, lim)
         for b, ex in zip(blobs, exist, strict=True):
             if ex:
                 b.action = EXISTS
-            else:
-                repo = self.target.mount_source(b.source.origin(b.descriptor) or b.source)
+            elif b.action != REMOTE:
+                repo = self._mount_from(b.source, b.descriptor)
                 b.action, b.mount_from = (MOUNT, repo) if repo else (COPY, "")
-        manifests = sorted(self._manifests.values(), key=lambda m: -m.depth)
         return Plan(self.target, list(self._blobs.values()), manifests)
 
     def _visit(
-        self, source: Store, desc: Descriptor, manifest: Manifest | None, depth: int, trusted: bool
-    ) -> list[tuple[Store, Descriptor, Manifest | None, int]]:
+        self, source: Store, desc: Descriptor, manifest: Manifest | None, root: bool
+    ) -> list[_Visit]:
         if not mt.is_manifest(desc.media_type):
             self._add_blob(source, desc)
             return []
         with self._lock:
-            item = self._manifests.get(desc.digest)
-            if item is not None:
-                return self._seen_again(item, depth)
-        if trusted and depth > 0 and manifest is None and self.target.exists(desc):
-            # The target registry only holds a manifest whose children it holds.
+            if desc.digest in self._claimed:
+                return []  # each digest is visited once, whatever the shape of the graph
+            self._claimed.add(desc.digest)
+        if self.target.closure and not root and manifest is None and self.target.exists(desc):
+            # The target only holds a manifest together with all it points at.
+            item = ManifestItem(desc, Manifest(b"", desc.media_type), source, action=EXISTS)
             with self._lock:
-                self._manifests.setdefault(
-                    desc.digest,
-                    ManifestItem(desc, Manifest(b"", desc.media_type), source, depth, EXISTS),
-                )
+                self._manifests[desc.digest] = item
             return []
         m = manifest if manifest is not None else source.fetch_manifest(desc)
+        children = list(m.children())
+        if not self.layers and not m.is_index:
+            for layer in m.layers:
+                self._add_blob(source, layer, REMOTE)
+            children = [m.config]
+        item = ManifestItem(
+            desc,
+            m,
+            source,
+            children=[c.digest for c in children if mt.is_manifest(c.media_type)],
+        )
         with self._lock:
-            if desc.digest in self._manifests:  # another thread got there first
-                return self._seen_again(self._manifests[desc.digest], depth)
-            self._manifests[desc.digest] = ManifestItem(desc, m, source, depth)
-        return [(source, child, None, depth + 1) for child in m.children()]
+            self._manifests[desc.digest] = item
+        return [(source, c, None, False) for c in children]
 
-    @staticmethod
-    def _seen_again(
-        item: ManifestItem, depth: int
-    ) -> list[tuple[Store, Descriptor, Manifest | None, int]]:
-        if depth <= item.depth or item.action == EXISTS:
-            return []
-        # Reached again deeper down: its children must stay below it.
-        item.depth = depth
-        return [(item.source, c, None, depth + 1) for c in item.manifest.children()]
+    def _ordered(self) -> list[ManifestItem]:
+        """Every manifest with its level (children lower), lowest level first; refuses cycles."""
+        items = self._manifests
+        levels: dict[Digest, int] = {}
+        on_path: set[Digest] = set()
+        for start in items:
+            if start in levels:
+                continue
+            stack: list[tuple[Digest, int]] = [(start, 0)]
+            while stack:
+                d, i = stack.pop()
+                kids = items[d].children if d in items else []
+                if i == 0:
+                    on_path.add(d)
+                if i < len(kids):
+                    stack.append((d, i + 1))
+                    c = kids[i]
+                    if c in on_path:
+                        raise InvalidManifest(
+                            "the manifests form a cycle", where=items[d].source.name, digest=c
+                        )
+                    if c not in levels and c in items:
+                        stack.append((c, 0))
+                    continue
+                on_path.discard(d)
+                levels[d] = 1 + max((levels.get(c, -1) for c in kids), default=-1)
+        for d, item in items.items():
+            item.level = levels[d]
+        return sorted(items.values(), key=lambda m: m.level)
 
-    def _add_blob(self, source: Store, desc: Descriptor) -> None:
+    def _add_blob(self, source: Store, desc: Descriptor, action: str = "") -> None:
         with self._lock:
             if desc.digest in self._blobs:
                 prev = self._blobs[desc.digest]
                 # Prefer a source the target can mount from.
-                if self._mountable(source, desc) and not self._mountable(prev.source, desc):
+                if self._mount_from(source, desc) and not self._mount_from(prev.source, desc):
                     prev.source = source
+                if prev.action == REMOTE and not action:
+                    prev.action = ""  # also a config somewhere: copied after all
                 return
-            action = SKIP if desc.media_type in _FOREIGN and desc.urls else ""
+            if desc.media_type in _FOREIGN and desc.urls:
+                action = SKIP
             self._blobs[desc.digest] = PlanItem(desc, action, source)
 
-    def _mountable(self, source: Store, desc: Descriptor) -> bool:
-        return bool(self.target.mount_source(source.origin(desc) or source))
+    def _mount_from(self, source: Store, desc: Descriptor) -> str | None:
+        if not isinstance(self.target, Mounter):
+            return None
+        return self.target.mount_source(origin_of(source, desc))
 
     def execute(self, plan: Plan, progress: Progress | None = None) -> None:
-        """Transfer blobs (concurrently), then manifests, children before parents.
+        """Transfer blobs (concurrently), then manifests level by level.
 
-        The root manifests added with depth 0 are written too, untagged; tag
-        them afterwards with :meth:`Store.push_manifest`.
+        Root manifests are written too, untagged, unless their action is
+        :data:`TAG` (:func:`copy_graph` tags them last).
         """
         progress = progress or self.ctx.progress
         if progress is not None:
             progress.planned(plan)
         # Largest first, so the long transfers overlap and small ones fill the gaps.
         todo = sorted((b for b in plan.blobs if b.action in (COPY, MOUNT)), key=lambda b: -b.size)
-        if todo:
-            run_all(lambda b: self._transfer(b, progress), todo, self.ctx.limiter)
-        # Manifests deepest first; one depth level at a time, concurrently.
-        by_depth: dict[int, list[ManifestItem]] = {}
+        run_all(lambda b: self._transfer(b, progress), todo, self.ctx.limiter)
+        by_level: dict[int, list[ManifestItem]] = {}
         for m in plan.manifests:
             if m.action == COPY:
-                by_depth.setdefault(m.depth, []).append(m)
-        for depth in sorted(by_depth, reverse=True):
-            items = by_depth[depth]
-            if len(items) == 1:
-                self._push_manifest(items[0])
-                continue
-            run_all(self._push_manifest, items, self.ctx.limiter)
+                by_level.setdefault(m.level, []).append(m)
+        for level in sorted(by_level):
+            run_all(self._push_manifest, by_level[level], self.ctx.limiter)
 
     def _push_manifest(self, item: ManifestItem) -> None:
-        # The plan already looked for it on a registry target; a PUT of the same bytes is
-        # idempotent everywhere else.
-        self.target.push_manifest(item.manifest)
+        with located(side="target", where=self.target.name, digest=item.descriptor.digest):
+            self.target.push_manifest(item.manifest)
 
     def _transfer(self, item: PlanItem, progress: Progress | None) -> None:
         desc = item.descriptor
         if item.action == MOUNT:
-            if self.target.mount(desc, item.mount_from):
+            if isinstance(self.target, Mounter) and self.target.mount(desc, item.mount_from):
                 if progress is not None:
                     progress.advance(item, desc.size)
                     progress.finished(item)
@@ -314,10 +366,7 @@ class Copier:
                 break
             except DigestMismatch as e:
                 cancel.check()  # a stream cut short on purpose
-                name = item.source.name
-                raise DigestMismatch(
-                    str(e) if str(e).startswith(name) else f"{name}: {e}"
-                ) from None
+                raise e.located(where=item.source.name, side="source", digest=desc.digest) from None
             except (TransportError, RegistryError) as e:
                 cancel.check()  # stopped on purpose: no retry
                 status = getattr(e, "status", 0)
@@ -334,6 +383,40 @@ class Copier:
             progress.finished(item)
 
 
+def _up_to_date(target: Store, desc: Descriptor, tags: Sequence[str]) -> bool:
+    """True when every tag on a closure target already points at *desc*: nothing to do."""
+    if not (mt.is_manifest(desc.media_type) and tags and target.closure):
+        return False
+    try:
+        return all(target.resolve(t).digest == desc.digest for t in tags)
+    except NotFound:
+        return False
+
+
+def plan_graph(
+    source: Store,
+    desc: Descriptor,
+    target: Store,
+    *,
+    manifest: Manifest | None = None,
+    tags: Iterable[str] = (),
+    ctx: Context | None = None,
+    layers: bool = True,
+) -> tuple[Copier, Plan]:
+    """Plan the copy of *desc* (and all below it) to *target*; writes nothing.
+
+    Without *layers*, image layers are left where they are (action ``remote``).
+    """
+    tags = list(tags)
+    copier = Copier(target, ctx, layers=layers)
+    copier.add(source, desc, manifest)
+    plan = copier.plan()
+    root = next((m for m in plan.manifests if m.descriptor.digest == desc.digest), None)
+    if root is not None and tags:
+        root.action = TAG  # written once, with its tags, after everything else
+    return copier, plan
+
+
 def copy_graph(
     source: Store,
     desc: Descriptor,
@@ -344,30 +427,28 @@ def copy_graph(
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
+    layers: bool = True,
 ) -> Descriptor:
     """Copy *desc* and everything below it from *source* to *target*, then tag it.
 
-    Returns the descriptor of the written root (same digest as the source).
+    On a target that only holds complete graphs (a registry), a copy whose
+    tags all point at *desc* already costs one lookup per tag and writes
+    nothing. Returns the descriptor of the written root (same digest).
     """
     ctx = ctx or default_context()
     tags = list(tags)
-    if mt.is_manifest(desc.media_type) and tags and target.trusts_manifest_closure():
-        # Re-running onto a filled target: nothing to do when every tag already points here.
-        try:
-            if all(target.resolve(t).digest == desc.digest for t in tags):
-                return desc
-        except NotFound:
-            pass
-    copier = Copier(target, ctx)
-    copier.add(source, desc, manifest)
-    plan = copier.plan()
-    root = next((m for m in plan.manifests if m.descriptor.digest == desc.digest), None)
-    if root is not None and tags:
-        root.action = TAG  # written once, with its tags, after everything else
+    if _up_to_date(target, desc, tags):
+        ctx.say(f"{target.name}: already up to date")
+        return desc
+    copier, plan = plan_graph(
+        source, desc, target, manifest=manifest, tags=tags, ctx=ctx, layers=layers
+    )
     if on_plan is not None:
         on_plan(plan)
     copier.execute(plan, progress)
+    root = next((m for m in plan.manifests if m.descriptor.digest == desc.digest), None)
     if root is not None:
         for t in tags:
-            target.push_manifest(root.manifest, t)
+            with located(side="target", where=target.name, digest=desc.digest):
+                target.push_manifest(root.manifest, t)
     return desc

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from luff.ops.index import (
     BuiltIndex,
+    Destination,
     Entry,
+    IndexOptions,
     Listing,
     Source,
+    SourceSyntaxError,
     append,
     apply_edits,
     build,
@@ -25,15 +28,20 @@ from luff.ops.index import (
     create,
     destinations,
     is_attestation,
+    load_spec,
+    parse_spec,
 )
 from luff.ops.index import filter as filter
 from luff.ops.index import list_entries as list
 
 __all__ = [
     "BuiltIndex",
+    "Destination",
     "Entry",
+    "IndexOptions",
     "Listing",
     "Source",
+    "SourceSyntaxError",
     "append",
     "apply_edits",
     "build",
@@ -46,6 +54,8 @@ __all__ = [
     "is_attestation",
     "list",
     "list_entries",
+    "load_spec",
+    "parse_spec",
 ]
 
 list_entries = list

@@ -16,6 +16,9 @@ from luff.copy import Plan, PlanItem
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: How every ``--platform`` option shows what it takes.
+PLATFORM_METAVAR = "OS/ARCH[/VARIANT][:OS.VERSION]"
+
 
 @dataclass
 class State:

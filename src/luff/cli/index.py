@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
 from luff.cli.common import (
+    PLATFORM_METAVAR,
     annotation_options,
     log,
     out,
@@ -21,10 +22,6 @@ from luff.errors import UsageError
 from luff.model import mediatypes as mt
 from luff.model.platform import Platform
 from luff.ops import index as ops
-from luff.ops.basic import pinned
-
-if TYPE_CHECKING:
-    from luff.spec import IndexSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,44 +91,32 @@ def _source_options(f: F) -> F:
     return f
 
 
-def _load_spec(spec_file: str | None) -> IndexSpec | None:
-    if not spec_file:
-        return None
-    from luff.spec import load_spec
-
-    return load_spec(spec_file)
-
-
-def _build_args(
-    spec: IndexSpec | None,
+def _options(
+    spec_file: str | None,
     sources: tuple[str, ...],
+    tags: tuple[str, ...],
     annotations: tuple[str, ...],
     edits: tuple[str, ...],
     fmt: str | None,
-    allow_duplicate_platforms: bool,
-    no_flatten: bool,
-) -> dict[str, Any]:
-    """The keyword arguments of ops.build/build_append: the spec's, then the flags'."""
-    srcs = [*(spec.sources if spec else []), *(ops.Source.parse(s) for s in sources)]
-    if not srcs:
-        raise UsageError("no SOURCE given")
-    return {
-        "sources": srcs,
-        "annotations": {
-            **(spec.annotations if spec else {}),
-            **annotation_options(annotations),
-        },
-        "edits": [*(spec.edits if spec else []), *edits],
-        "format": fmt or (spec.format if spec else None),
-        "allow_duplicate_platforms": allow_duplicate_platforms
-        or bool(spec and spec.allow_duplicate_platforms),
-        "flatten": not no_flatten and (spec.flatten if spec else True),
-    }
+    allow_duplicate_platforms: bool = False,
+    no_flatten: bool = False,
+) -> ops.IndexOptions:
+    """The options the flags give, after those of the spec file (if any)."""
+    flags = ops.IndexOptions(
+        sources=[ops.Source.parse(s) for s in sources],
+        tags=list(tags),
+        annotations=annotation_options(annotations),
+        edits=list(edits),
+        format=fmt,
+        allow_duplicate_platforms=allow_duplicate_platforms,
+        flatten=not no_flatten,
+    )
+    return ops.load_spec(spec_file).merged(flags) if spec_file else flags
 
 
 def _finish(
     built: ops.BuiltIndex,
-    dests: list[tuple[str, list[str]]],
+    dests: list[ops.Destination],
     as_json: bool,
     dry_run: bool,
 ) -> None:
@@ -142,34 +127,39 @@ def _finish(
         )
     try:
         if dry_run:
-            plans = [(addr, tags, built.plan(addr, tags)) for addr, tags in dests]
+            plans = [(d, built.plan(d.address, d.tags)) for d in dests]
             if as_json:
                 out_json(
                     {
                         "index": built.document,
                         "descriptor": built.descriptor.to_dict(),
-                        "plans": [{"target": a, "tags": t, **p.to_dict()} for a, t, p in plans],
+                        "plans": [
+                            {"target": str(d), "tags": d.tags, **p.to_dict()} for d, p in plans
+                        ],
                     }
                 )
                 return
             # The index is the result (stdout, pipeable); the plan is a report (stderr).
             out(built.to_json())
-            for addr, tags, plan in plans:
-                extra = f" (and tags {', '.join(tags)})" if tags else ""
-                log(f"plan for {addr}{extra}:")
+            for d, plan in plans:
+                log(f"plan for {d}:")
                 for line in plan.lines():
                     log(line)
             return
         with transfer_progress() as progress:
-            for addr, tags in dests:
-                built.push(addr, tags, progress=progress, on_plan=plan_hook())
+            built.push_all(dests, progress=progress, on_plan=plan_hook())
     finally:
         built.close()
     if as_json:
         out_json(built.descriptor.to_dict())
         return
-    for addr, _ in dests:
-        out(pinned(addr, built.descriptor))
+    for d in dests:
+        out(d.address.pinned(built.digest))
+
+
+_TARGET_HELP = (
+    "Write the result here too: a tag in {where}'s repository, or a full address (repeatable)."
+)
 
 
 @index.command(epilog=_SOURCE_HELP)
@@ -184,10 +174,12 @@ def _finish(
 )
 @click.option(
     "-t",
+    "--target",
     "--tag",
     "tags",
     multiple=True,
-    help="Another tag to push (a bare tag, or a full address elsewhere). Repeatable.",
+    metavar="TAG|ADDRESS",
+    help=_TARGET_HELP.format(where="TARGET"),
 )
 @_source_options
 @_edit_options
@@ -208,17 +200,16 @@ def create(
 
     Prints the pinned reference TARGET_REPO@sha256:… .
     """
-    st = state()
-    spec = _load_spec(spec_file)
-    target = target or (spec.target if spec else None)
+    opts = _options(
+        spec_file, sources, tags, annotations, edits, fmt, allow_duplicate_platforms, no_flatten
+    )
+    target = target or opts.target
     if not target:
         raise UsageError("no TARGET given (as an argument or 'target:' in the spec)")
-    build_args = _build_args(
-        spec, sources, annotations, edits, fmt, allow_duplicate_platforms, no_flatten
-    )
-    dests = ops.destinations(target, [*(spec.tags if spec else []), *tags])
-    built = ops.build(ctx=st.ctx, **build_args)
-    _finish(built, dests, as_json, dry_run)
+    if not opts.sources:
+        raise UsageError("no SOURCE given")
+    dests = ops.destinations(target, opts.tags)
+    _finish(ops.build(options=opts, ctx=state().ctx), dests, as_json, dry_run)
 
 
 @index.command(epilog=_SOURCE_HELP)
@@ -234,9 +225,12 @@ def create(
 @click.option(
     "-t",
     "--target",
+    "--tag",
     "targets",
     multiple=True,
-    help="Push here instead of back to BASE (a tag in BASE's repository, or an address).",
+    metavar="TAG|ADDRESS",
+    help="Write the result here (a tag in BASE's repository, or a full address; repeatable) "
+    "instead of back to BASE.",
 )
 @_source_options
 @_edit_options
@@ -258,17 +252,15 @@ def append(
     A plain image is upgraded to an index; a missing BASE is created. A new
     image with the platform of an existing entry replaces it.
     """
-    st = state()
-    spec = _load_spec(spec_file)
-    if spec is not None and spec.target:
-        raise UsageError(f"{spec_file}: 'target:' has no meaning for append (use -t)")
-    build_args = _build_args(
-        spec, sources, annotations, edits, fmt, allow_duplicate_platforms, no_flatten
+    opts = _options(
+        spec_file, sources, (), annotations, edits, fmt, allow_duplicate_platforms, no_flatten
     )
-    primary, extra = ops.targets_of(base, list(targets))
-    dests = ops.destinations(primary, [*extra, *(spec.tags if spec else [])])
-    built = ops.build_append(base, ctx=st.ctx, **build_args)
-    _finish(built, dests, as_json, dry_run)
+    if opts.target:
+        raise UsageError(f"{spec_file}: 'target:' has no meaning for append (use -t)")
+    if not opts.sources:
+        raise UsageError("no SOURCE given")
+    dests = ops.targets_of(base, targets, opts.tags)
+    _finish(ops.build_append(base, options=opts, ctx=state().ctx), dests, as_json, dry_run)
 
 
 @index.command("filter")
@@ -277,21 +269,24 @@ def append(
     "--platform",
     "platforms",
     multiple=True,
-    metavar="OS/ARCH[/VARIANT]",
+    metavar=PLATFORM_METAVAR,
     help="Keep entries of this platform (repeatable).",
 )
 @click.option(
     "--exclude",
     multiple=True,
-    metavar="OS/ARCH[/VARIANT]",
+    metavar=PLATFORM_METAVAR,
     help="Drop entries of this platform (repeatable).",
 )
 @click.option(
     "-t",
     "--target",
+    "--tag",
     "targets",
     multiple=True,
-    help="Push here instead of back to REF (a tag in REF's repository, or an address).",
+    metavar="TAG|ADDRESS",
+    help="Write the result here (a tag in REF's repository, or a full address; repeatable) "
+    "instead of back to REF.",
 )
 @_edit_options
 def filter_(
@@ -309,19 +304,12 @@ def filter_(
 
     Attestations go with their images. The result goes back to REF, or to -t.
     """
-    st = state()
     if bool(platforms) == bool(exclude):
         raise UsageError("give --platform (to keep) or --exclude (to drop), not both or neither")
-    primary, extra = ops.targets_of(ref, list(targets))
-    dests = ops.destinations(primary, extra)
+    dests = ops.targets_of(ref, list(targets))
+    opts = _options(None, (), (), annotations, edits, fmt)
     built = ops.build_filter(
-        ref,
-        platforms=platforms,
-        exclude=exclude,
-        annotations=annotation_options(annotations),
-        edits=list(edits),
-        format=fmt,
-        ctx=st.ctx,
+        ref, platforms=platforms, exclude=exclude, options=opts, ctx=state().ctx
     )
     _finish(built, dests, as_json, dry_run)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from luff.cli.common import (
+    PLATFORM_METAVAR,
     annotation_options,
     log,
     out,
@@ -43,7 +44,7 @@ def init_(directory: str) -> None:
     "--platform",
     "platforms",
     multiple=True,
-    metavar="OS/ARCH[/VARIANT]",
+    metavar=PLATFORM_METAVAR,
     help="Keep only matching children of an index (repeatable).",
 )
 @click.option(
@@ -116,7 +117,7 @@ def list_(directory: str, as_json: bool) -> None:
 @click.argument("directory", metavar="DIR")
 @click.option("--tag", metavar="NAME", help="Remove the entry with this ref.name.")
 @click.option("--digest", metavar="DIGEST", help="Remove entries of this digest.")
-@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Remove entries of this platform.")
+@click.option("--platform", metavar=PLATFORM_METAVAR, help="Remove entries of this platform.")
 def remove_(directory: str, tag: str | None, digest: str | None, platform: str | None) -> None:
     """Remove entries from the layout DIR (run `layout gc` to delete their blobs)."""
     from luff.ops import layout as ops
@@ -159,8 +160,8 @@ def fill_(directory: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the descriptor as JSON.")
 def push(path: str, target: str, index: bool, as_json: bool) -> None:
     """Push the layout or archive at PATH (or PATH:TAG) to TARGET."""
+    from luff.model.address import parse_address
     from luff.ops import layout as ops
-    from luff.ops.basic import pinned
 
     st = state()
     with transfer_progress() as progress:
@@ -170,21 +171,21 @@ def push(path: str, target: str, index: bool, as_json: bool) -> None:
     if as_json:
         out_json(desc.to_dict())
     else:
-        out(pinned(target, desc))
+        out(parse_address(target).pinned(desc.digest))
 
 
 @click.command("pull")
 @click.argument("ref")
-@click.argument("path")
+@click.argument("path", metavar="PATH|oci:DIR[:TAG]|oci-archive:FILE|docker-archive:FILE")
 @click.option(
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
     default="oci",
     show_default=True,
-    help="A layout directory or an archive file.",
+    help="A layout directory or an archive file (for a PATH without transport prefix).",
 )
-@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Pull only this platform's image.")
+@click.option("--platform", metavar=PLATFORM_METAVAR, help="Pull only this platform's image.")
 @click.option("--json", "as_json", is_flag=True, help="Print the descriptor as JSON.")
 def pull(ref: str, path: str, fmt: str, platform: str | None, as_json: bool) -> None:
     """Pull REF into a layout directory or archive at PATH."""
@@ -203,7 +204,5 @@ def pull(ref: str, path: str, fmt: str, platform: str | None, as_json: bool) -> 
         )
     if as_json:
         out_json(desc.to_dict())
-    elif fmt == "docker-archive":
-        out(f"{fmt}:{path}")  # its images get new digests (uncompressed layers)
     else:
-        out(f"{fmt}:{path}@{desc.digest}")
+        out(ops.pull_address(path, fmt).pinned(desc.digest))

@@ -12,6 +12,7 @@ import click
 
 from luff import __version__
 from luff.cli.common import (
+    PLATFORM_METAVAR,
     State,
     log,
     out,
@@ -21,7 +22,8 @@ from luff.cli.common import (
     state,
     transfer_progress,
 )
-from luff.errors import LuffError
+from luff.errors import LuffError, UsageError
+from luff.model.address import parse_address
 from luff.ops import basic
 
 
@@ -98,7 +100,7 @@ class LuffGroup(click.Group):
 @click.option("-v", "--verbose", count=True, help="Show the plan, retries and error details.")
 @click.option(
     "--platform",
-    metavar="OS/ARCH[/VARIANT][:OSVERSION]",
+    metavar=PLATFORM_METAVAR,
     help="Choose the image of this platform from an index (config, copy, digest, manifest).",
 )
 @click.option(
@@ -136,8 +138,11 @@ def cli(
 )
 @click.option(
     "--platform",
-    metavar="OS/ARCH[/VARIANT][:OSVERSION]",
-    help="Copy only this platform's image of an index.",
+    "platforms",
+    multiple=True,
+    metavar=PLATFORM_METAVAR,
+    help="Copy only this platform's image of an index; given more than once, a new index "
+    "of just those platforms.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the descriptor as JSON.")
 def copy(
@@ -145,20 +150,25 @@ def copy(
     target: str,
     all_tags: bool,
     jobs: int | None,
-    platform: str | None,
+    platforms: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Copy an image or index from SOURCE to TARGET, keeping its digest."""
+    """Copy an image or index from SOURCE to TARGET, keeping its digest.
+
+    A registry TARGET without a tag means TARGET:latest; TARGET@DIGEST pushes by digest.
+    """
     st = state()
     if jobs:
         st.ctx.settings.jobs = jobs
-    platform = platform or st.platform
+    wanted = list(platforms) or ([st.platform] if st.platform else [])
     with transfer_progress() as progress:
         if all_tags:
+            if len(wanted) > 1:
+                raise UsageError("--all-tags copies each tag as it is; give one --platform at most")
             for t, d in basic.copy_all_tags(
                 source,
                 target,
-                platform=platform,
+                platform=wanted[0] if wanted else None,
                 ctx=st.ctx,
                 progress=progress,
                 on_plan=plan_hook(),
@@ -168,7 +178,7 @@ def copy(
         desc = basic.copy(
             source,
             target,
-            platform=platform,
+            platforms=wanted,
             ctx=st.ctx,
             progress=progress,
             on_plan=plan_hook(),
@@ -176,10 +186,10 @@ def copy(
     if as_json:
         out_json(desc.to_dict())
     else:
-        out(basic.pinned(target, desc))
+        out(parse_address(target).pinned(desc.digest))
 
 
-_PLATFORM_METAVAR = "OS/ARCH[/VARIANT][:OSVERSION]"
+_PLATFORM_METAVAR = PLATFORM_METAVAR
 
 
 @cli.command()
@@ -267,7 +277,15 @@ def catalog(registry: str) -> None:
 def tag(ref: str, tag: str) -> None:
     """Add TAG to the manifest at REF, in the same repository."""
     desc = basic.tag(ref, tag, ctx=state().ctx)
-    out(basic.pinned_tag(ref, tag, desc))
+    out(f"{parse_address(ref).with_tag(tag)}@{desc.digest}")
+
+
+@cli.command()
+@click.argument("ref", metavar="REPOSITORY:TAG")
+def untag(ref: str) -> None:
+    """Remove the tag REPOSITORY:TAG, and nothing else (the manifest stays)."""
+    basic.untag(ref, ctx=state().ctx)
+    log(f"untagged {ref}")
 
 
 @cli.command()
@@ -275,7 +293,7 @@ def tag(ref: str, tag: str) -> None:
 def delete(ref: str) -> None:
     """Delete the manifest at REF (a tag is resolved to its digest)."""
     desc = basic.delete(ref, ctx=state().ctx)
-    log(f"deleted {basic.pinned(ref, desc)}")
+    log(f"deleted {parse_address(ref).pinned(desc.digest)}")
 
 
 @cli.command()

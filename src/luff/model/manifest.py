@@ -103,6 +103,9 @@ class Manifest:
             _ = self.config, self.layers
         if obj.get("subject") is not None:
             _ = self.subject
+        at = obj.get("artifactType")
+        if at is not None and not isinstance(at, str):
+            raise InvalidManifest("artifactType must be a string")
 
     @cached_property
     def manifests(self) -> list[Descriptor]:
@@ -135,6 +138,12 @@ class Manifest:
     def annotations(self) -> dict[str, str]:
         a = self.json.get("annotations") or {}
         return dict(a)
+
+    @property
+    def artifact_type(self) -> str:
+        """The ``artifactType`` field ("" when absent)."""
+        at = self.json.get("artifactType")
+        return at if isinstance(at, str) else ""
 
     def children(self) -> Iterator[Descriptor]:
         """Everything this manifest points at that must exist before it.

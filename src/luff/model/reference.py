@@ -155,3 +155,20 @@ class Reference:
         if self.digest:
             s += f"@{self.digest}"
         return s
+
+
+def parse_host(text: str) -> str:
+    """A registry host named alone (``localhost:5000``, ``ghcr.io``), checked.
+
+    ``docker://``, ``http(s)://`` and a trailing ``/`` are dropped; Docker
+    Hub's aliases become ``docker.io``.
+    """
+    host = text
+    for prefix in ("docker://", "https://", "http://"):
+        host = host.removeprefix(prefix)
+    host = host.rstrip("/")
+    if not host or "/" in host:
+        raise InvalidReference(f"{text}: name a registry host, e.g. ghcr.io or localhost:5000")
+    if any(c.isspace() for c in host) or not _DOMAIN_RE.match(host):
+        raise InvalidReference(f"invalid registry host {text!r}")
+    return DOCKER_HUB if host.lower() in _HUB_ALIASES else host

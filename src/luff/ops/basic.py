@@ -1,23 +1,24 @@
-"""crane-style basic operations: copy, manifest, config, digest, blob, ls, tag, delete."""
+"""crane-style basic operations: copy, manifest, config, digest, blob, ls, tag, untag, delete."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import re
+from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
 from luff.context import Context, default_context
 from luff.copy import Plan, Progress, copy_graph
-from luff.errors import InvalidReference, NotFound, UsageError
-from luff.model import mediatypes as mt
-from luff.model.address import DOCKER_ARCHIVE, parse_address
+from luff.errors import UsageError
+from luff.model.address import Address
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, is_digest
 from luff.model.manifest import Manifest
 from luff.model.platform import Platform, host_platform
-from luff.model.reference import Reference, valid_tag
-from luff.stores import open_store
-from luff.stores.base import Store
-from luff.stores.registry import RegistryStore
+from luff.model.reference import DEFAULT_TAG, Reference, parse_host
+from luff.ops.common import CONFIG_LIMIT, as_address, open_root, select_platform
+from luff.stores import open_source, open_target
+from luff.stores.base import BlobFetcher, Deleter, Store, TagLister
 
 
 def _ctx(ctx: Context | None) -> Context:
@@ -25,49 +26,18 @@ def _ctx(ctx: Context | None) -> Context:
 
 
 def resolve(
-    address: str, *, platform: Platform | str | None = None, ctx: Context | None = None
+    address: str | Address, *, platform: Platform | str | None = None, ctx: Context | None = None
 ) -> tuple[Store, Descriptor, Manifest]:
-    """Open *address* and fetch its manifest; with *platform*, descend into an index."""
-    store, ident = open_store(address, _ctx(ctx))
-    desc, m = get_root(store, ident)
+    """Open *address* and fetch its manifest; with *platform*, the image of that platform.
+
+    An index is searched (recursively) for the best match; a single image
+    must be compatible with *platform* (or declare none).
+    """
+    root = open_root(address, _ctx(ctx))
+    desc, m = root.descriptor, root.manifest
     if platform is not None:
-        desc, m = select_platform(store, desc, m, platform)
-    return store, desc, m
-
-
-def get_root(store: Store, ident: str) -> tuple[Descriptor, Manifest]:
-    """The manifest at *ident*; an empty identifier means the store's only image."""
-    if not ident:
-        ident = _only_identifier(store)
-    return store.get_manifest(ident)
-
-
-def _only_identifier(store: Store) -> str:
-    entries = getattr(store, "entries", None)
-    if callable(entries):
-        es: list[Descriptor] = entries()
-        if len(es) == 1:
-            return str(es[0].digest)
-        names = ", ".join(e.annotations.get(mt.REF_NAME, str(e.digest)) for e in es) or "none"
-        raise UsageError(f"{store.name} holds {len(es)} images ({names}); name one with :TAG")
-    return "latest"
-
-
-def select_platform(
-    store: Store, desc: Descriptor, m: Manifest, platform: Platform | str
-) -> tuple[Descriptor, Manifest]:
-    """The image for *platform* inside index *m* (recursively); an image is returned as is."""
-    want = Platform.parse(platform) if isinstance(platform, str) else platform
-    if not m.is_index:
-        return desc, m
-    for entry in m.manifests:
-        if entry.platform is not None and want.matches(entry.platform):
-            child = store.fetch_manifest(entry)
-            if child.is_index:
-                return select_platform(store, entry, child, want)
-            return entry, child
-    have = ", ".join(str(e.platform) for e in m.manifests if e.platform is not None) or "none"
-    raise NotFound(f"{store.name}: no image for platform {want} in the index (has: {have})")
+        desc, m = select_platform(root.store, desc, m, platform)
+    return root.store, desc, m
 
 
 def manifest(
@@ -83,9 +53,10 @@ def digest(
 ) -> Descriptor:
     """The descriptor of the manifest at *address* (of the platform's image, if given)."""
     if platform is None:
-        store, ident = open_store(address, _ctx(ctx))
-        if isinstance(store, RegistryStore) and ident:
-            return store.resolve(ident)
+        addr = as_address(address)
+        if addr.is_registry:
+            store, ident = open_source(addr, _ctx(ctx))
+            return store.resolve(ident)  # one HEAD
     _, desc, _ = resolve(address, platform=platform, ctx=ctx)
     return desc
 
@@ -97,129 +68,175 @@ def config(
     store, desc, m = resolve(address, platform=platform, ctx=ctx)
     if m.is_index:
         desc, m = select_platform(store, desc, m, host_platform())
-    return store.fetch_bytes(m.config, limit=64 * 1024 * 1024)
+    return store.fetch_bytes(m.config, limit=CONFIG_LIMIT)
 
 
 def blob(address: str, *, ctx: Context | None = None) -> BinaryIO:
-    """A verified stream of the blob at ``REPO@DIGEST``."""
-    addr = parse_address(address)
-    if addr.reference is None:
-        raise UsageError(
-            f"{address}: blob reads from a registry; a layout's blob is the file DIR/blobs/ALG/HEX"
-        )
-    if not addr.reference.digest:
+    """A verified stream of the blob ``REPO@DIGEST`` (a registry, or a layout)."""
+    addr = as_address(address)
+    if not addr.has_digest or addr.has_tag:
         raise UsageError(f"{address}: name a blob as REPOSITORY@sha256:…")
-    store, _ = open_store(addr, _ctx(ctx))
-    d = Digest.parse(addr.reference.digest)
-    if isinstance(store, RegistryStore):
-        return store.fetch_blob(d)
-    raise UsageError("blob reads from a registry")
+    store, _ = open_source(addr, _ctx(ctx))
+    if not isinstance(store, BlobFetcher):
+        raise UsageError(f"{address}: blob reads from a registry or a layout")
+    return store.fetch_blob(Digest.parse(addr.digest))
+
+
+_HOST_PORT = re.compile(r"^(localhost|[a-z0-9.-]+\.[a-z0-9-]+|\[[0-9a-f:]+\]|[0-9.]+):[0-9]+/?$")
+
+
+def _repository(text: str) -> Address:
+    """A repository address (no tag or digest); bad guesses get a hint."""
+    if _HOST_PORT.match(text.lower()):
+        raise UsageError(
+            f"{text} is a registry; `luff ls` lists the tags of a repository "
+            f"(luff ls {text.rstrip('/')}/REPO), `luff catalog {text.rstrip('/')}` its repositories"
+        )
+    if text.startswith(("./", "../", "/", "~")) or (
+        os.path.isdir(text) and not text.startswith(("oci:", "oci-archive:", "docker-archive:"))
+    ):
+        raise UsageError(f"{text} is a path; name a layout as oci:{text}")
+    addr = as_address(text)
+    if addr.has_tag or addr.has_digest:
+        raise UsageError(f"{text}: name a repository, without a tag or digest")
+    return addr
 
 
 def ls(repository: str, *, ctx: Context | None = None) -> list[str]:
     """Tags of *repository* (the ref.names of a layout or archive)."""
-    addr = parse_address(repository)
-    if addr.reference is None:
-        if addr.identifier:
-            raise UsageError(f"{repository}: name the layout or archive, without a tag or digest")
-        store, _ = open_store(addr, _ctx(ctx))
-        with store:
-            return store.tags()
-    store, _ = open_store(_repo_only(repository), _ctx(ctx))
-    return store.tags()
-
-
-def _repo_only(text: str) -> str:
-    ref = Reference.parse(text, default_tag=False)
-    if ref.tag or ref.digest:
-        raise UsageError(f"{text}: name a repository, without a tag or digest")
-    return text
+    addr = _repository(repository)
+    store, _ = open_source(addr, _ctx(ctx))
+    with store:
+        if not isinstance(store, TagLister):
+            raise UsageError("cannot list tags here", where=store.name)
+        return store.tags()
 
 
 def catalog(registry: str, *, ctx: Context | None = None) -> list[str]:
     """Repositories of *registry*."""
-    host = registry.removeprefix("docker://").rstrip("/")
-    if not host or "/" in host:
-        raise UsageError(f"{registry}: name a registry host, e.g. localhost:5000")
-    try:
-        ref = Reference.parse(f"{host}/x")
-    except InvalidReference as e:
-        raise InvalidReference(f"invalid registry host {registry!r}: {e}") from None
-    if ref.repository != "x":  # a bare name ("myregistry") is a host here, not a Hub repository
-        ref = Reference(host, "x")
-    return _ctx(ctx).client(ref.api_host).catalog()
+    return _ctx(ctx).client(Reference(parse_host(registry), "x").api_host).catalog()
 
 
 def tag(address: str, new_tag: str, *, ctx: Context | None = None) -> Descriptor:
     """Point *new_tag* (in the same repository) at the manifest of *address*."""
-    if not valid_tag(new_tag):
-        raise UsageError(
-            f"invalid tag {new_tag!r} (letters, digits, '_', '.', '-'; at most 128; "
-            "not starting with '.' or '-')"
-        )
-    store, ident = open_store(address, _ctx(ctx))
-    desc, m = get_root(store, ident)
-    store.push_manifest(m, new_tag)
-    return desc
+    addr = as_address(address)
+    addr.with_tag(new_tag)  # checks the tag
+    root = open_root(addr, _ctx(ctx))
+    with root.store:
+        root.store.tag(root.descriptor, new_tag)
+    return root.descriptor
 
 
-def pinned_tag(address: str, tag: str, desc: Descriptor) -> str:
-    """Where :func:`tag` put *tag*: ``registry/repo:TAG@digest`` or ``oci:DIR:TAG@digest``."""
-    addr = parse_address(address)
-    if addr.reference is not None:
-        return f"{addr.reference.with_tag(tag)}@{desc.digest}"
-    return f"{addr.transport}:{addr.path}:{tag}@{desc.digest}"
+def untag(address: str, *, ctx: Context | None = None) -> None:
+    """Remove the tag *address* names, and nothing else (OCI 1.1 tag deletion)."""
+    addr = as_address(address)
+    if not addr.has_tag or addr.has_digest:
+        raise UsageError(f"{address}: name the tag to remove (REPOSITORY:TAG)")
+    store = open_target(addr, _ctx(ctx), create=False)
+    with store:
+        if not isinstance(store, Deleter):
+            raise UsageError("cannot remove tags here", where=store.name)
+        store.untag(addr.tag)
 
 
 def delete(address: str, *, ctx: Context | None = None) -> Descriptor:
     """Delete the manifest at *address* (a tag is resolved to its digest first)."""
-    store, ident = open_store(address, _ctx(ctx))
-    desc = store.resolve(ident)
-    store.delete(str(desc.digest))
+    store, ident = open_source(address, _ctx(ctx))
+    with store:
+        if not isinstance(store, Deleter):
+            raise UsageError("cannot delete here", where=store.name)
+        desc = store.resolve(ident)
+        store.delete(str(desc.digest))
     return desc
 
 
+def target_tags(target: Address, source: Address, source_ident: str) -> list[str]:
+    """The tags a copy writes at *target*.
+
+    A registry target gets its tag, else ``latest`` (as crane and skopeo);
+    a target named by digest gets none. A layout or archive target gets its
+    tag, else the source's tag (as ``pull`` does).
+    """
+    if target.has_digest:
+        return []
+    if target.has_tag:
+        return [target.tag]
+    if target.is_registry:
+        return [DEFAULT_TAG]
+    if source.has_tag and source_ident and not is_digest(source_ident):
+        return [source_ident if target.kind.tag_kind != "repo-tag" else _repo_tag(source)]
+    return []
+
+
+def _repo_tag(source: Address) -> str:
+    ref = source.reference
+    if ref is not None:
+        return f"{ref.name}:{source.tag}"
+    return source.tag if ":" in source.tag else ""
+
+
 def copy(
-    source: str,
-    target: str,
+    source: str | Address,
+    target: str | Address,
     *,
     platform: Platform | str | None = None,
+    platforms: Iterable[Platform | str] = (),
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
 ) -> Descriptor:
     """Copy the image or index at *source* to *target*; the digest is kept.
 
-    A target without a tag takes the source's tag. With *platform*, an index
-    source is narrowed to that platform's image.
+    With one *platform*, an index source is narrowed to that platform's
+    image (a single image must be of that platform). With several
+    *platforms*, the copy is a new index of just those images (and their
+    attestations), as ``index filter`` makes it.
     """
     ctx = _ctx(ctx)
-    src, ident = open_store(source, ctx)
-    desc, m = get_root(src, ident)
-    if platform is not None:
-        desc, m = select_platform(src, desc, m, platform)
-    dst_addr = parse_address(target)
-    dst, dst_ident = open_store(dst_addr, ctx, write=True)
-    with dst:
-        tags = []
-        if dst_addr.reference is not None:
-            given = Reference.parse(target.removeprefix("docker://"), default_tag=False)
-            if given.digest and Digest.parse(given.digest) != desc.digest:
-                raise UsageError(f"{target}: target digest differs from the source's {desc.digest}")
-            t = given.tag or _tag_only(ident)
-            tags = [t] if t else []
-        elif dst_ident and not dst_addr.digest:
-            tags = [dst_ident]
-        elif not dst_ident and _tag_only(ident):
-            tags = [ident]
-        return copy_graph(
-            src, desc, dst, manifest=m, tags=tags, ctx=ctx, progress=progress, on_plan=on_plan
-        )
+    wanted = [*([platform] if platform is not None else []), *platforms]
+    src_addr, dst_addr = as_address(source), as_address(target)
+    if len(wanted) > 1:
+        return _copy_platforms(src_addr, dst_addr, wanted, ctx, progress, on_plan)
+    root = open_root(src_addr, ctx)
+    with root.store:
+        desc, m = root.descriptor, root.manifest
+        if wanted:
+            desc, m = select_platform(root.store, desc, m, wanted[0])
+        if dst_addr.has_digest and Digest.parse(dst_addr.digest) != desc.digest:
+            raise UsageError(f"{target}: target digest differs from the source's {desc.digest}")
+        tags = target_tags(dst_addr, src_addr, src_addr.identifier)
+        with open_target(dst_addr, ctx) as dst:
+            return copy_graph(
+                root.store,
+                desc,
+                dst,
+                manifest=m,
+                tags=tags,
+                ctx=ctx,
+                progress=progress,
+                on_plan=on_plan,
+            )
 
 
-def _tag_only(identifier: str) -> str:
-    """*identifier* if it is a tag, "" if it is a digest or empty."""
-    return "" if not identifier or is_digest(identifier) else identifier
+def _copy_platforms(
+    source: Address,
+    target: Address,
+    platforms: list[Platform | str],
+    ctx: Context,
+    progress: Progress | None,
+    on_plan: Callable[[Plan], None] | None,
+) -> Descriptor:
+    from luff.ops import index
+
+    if target.has_digest:
+        raise UsageError(f"{target}: copying several platforms makes a new index; name a tag")
+    built = index.build_filter(str(source), platforms=platforms, ctx=ctx)
+    try:
+        tags = target_tags(target, source, source.identifier)
+        with open_target(target, ctx) as dst:
+            return built.push(dst, tags, progress=progress, on_plan=on_plan)
+    finally:
+        built.close()
 
 
 def copy_all_tags(
@@ -233,33 +250,19 @@ def copy_all_tags(
 ) -> dict[str, Descriptor]:
     """Copy every tag of repository *source* to repository *target* (see :func:`copy`)."""
     ctx = _ctx(ctx)
-    for a in (source, target):
-        if parse_address(a).reference is None:
+    src, dst = as_address(source), as_address(target)
+    for a in (src, dst):
+        if not a.is_registry:
             raise UsageError(f"{a}: --all-tags copies between registry repositories")
-    src_repo = Reference.parse(_repo_only(source), default_tag=False)
-    dst_repo = Reference.parse(_repo_only(target), default_tag=False)
+    src, dst = _repository(source), _repository(target)
     out: dict[str, Descriptor] = {}
     for t in ls(source, ctx=ctx):
         out[t] = copy(
-            str(src_repo.with_tag(t)),
-            str(dst_repo.with_tag(t)),
+            src.with_tag(t),
+            dst.with_tag(t),
             platform=platform,
             ctx=ctx,
             progress=progress,
             on_plan=on_plan,
         )
     return out
-
-
-def pinned(address: str, desc: Descriptor) -> str:
-    """``registry/repo@digest`` for a registry address, ``transport:path@digest`` otherwise.
-
-    A docker archive gives its images new digests (uncompressed layers), so it
-    is named by its address alone.
-    """
-    addr = parse_address(address)
-    if addr.reference is not None:
-        return str(addr.reference.with_digest(desc.digest))
-    if addr.transport == DOCKER_ARCHIVE:
-        return address
-    return f"{addr.transport}:{addr.path}@{desc.digest}"

@@ -11,28 +11,30 @@ import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from luff.context import Context, default_context
-from luff.copy import Copier, Plan, Progress, copy_graph
+from luff.copy import REMOTE, Copier, Plan, Progress, copy_graph
 from luff.errors import InvalidReference, NotFound, UsageError
 from luff.model import mediatypes as mt
-from luff.model.address import TRANSPORTS, parse_address
+from luff.model.address import (
+    DOCKER_ARCHIVE,
+    FILE_TRANSPORTS,
+    OCI,
+    OCI_ARCHIVE,
+    Address,
+    parse_address,
+    valid_ref_name,
+)
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, is_digest
-from luff.model.manifest import MAX_MANIFEST, Manifest
+from luff.model.manifest import Manifest
 from luff.model.platform import Platform
-from luff.model.reference import Reference, valid_tag
-from luff.ops.basic import get_root, select_platform
-from luff.stores import open_store
-from luff.stores.base import Store
-from luff.stores.layout import (
-    LayoutStore,
-    platform_of_config,
-    ref_name,
-    store_address,
-)
+from luff.ops.basic import target_tags
+from luff.ops.common import image_platform, open_root, select_platform
+from luff.stores import local_address, open_source, open_target
+from luff.stores.base import EntryLister, Store, origin_of
+from luff.stores.layout import LayoutStore, ref_name
 
 __all__ = [
     "FORMATS",
@@ -43,13 +45,12 @@ __all__ = [
     "gc",
     "init",
     "list_entries",
-    "open_path",
     "pull",
     "push",
     "remove",
 ]
 
-FORMATS = ("oci", "oci-archive", "docker-archive")
+FORMATS = (OCI, OCI_ARCHIVE, DOCKER_ARCHIVE)
 
 
 def _ctx(ctx: Context | None) -> Context:
@@ -87,14 +88,6 @@ def _open_layout(path: str | os.PathLike[str], ctx: Context | None = None) -> La
         raise NotFound(f"{e}; create one with `luff layout init {p}`") from None
 
 
-def _image_platform(store: Store, desc: Descriptor, m: Manifest) -> Platform | None:
-    if desc.platform is not None:
-        return desc.platform
-    if m.is_index:
-        return None
-    return platform_of_config(store.fetch_bytes(m.config, limit=16 * MAX_MANIFEST))
-
-
 def append(
     path: str | os.PathLike[str],
     sources: Iterable[str],
@@ -124,8 +117,8 @@ def append(
         extra = dict(annotations or {})
         staged: list[tuple[Store, Descriptor, Manifest]] = []
         for source in sources:
-            src, ident = open_store(source, ctx)
-            desc, m = get_root(src, ident)
+            root = open_root(source, ctx)
+            src, desc, m = root.store, root.descriptor, root.manifest
             desc = desc.with_(
                 annotations={k: v for k, v in desc.annotations.items() if k != mt.REF_NAME}
             )
@@ -153,31 +146,27 @@ def append(
                     staged.append((src, desc, m))
             else:
                 if plats:
-                    have_p = _image_platform(src, desc, m)
+                    have_p = image_platform(src, desc, m)
                     if have_p is None or not any(p.matches(have_p) for p in plats):
                         raise NotFound(f"{source}: image platform {have_p} does not match")
                 staged.append((src, desc, m))
         if tag is not None and len(staged) != 1:
             raise UsageError(f"--tag names one entry, but this append adds {len(staged)}")
-        if tag is not None and not _valid_ref_name(tag):
+        if tag is not None and not valid_ref_name(tag):
             raise InvalidReference(f"invalid ref.name {tag!r}")
 
-        records: dict[Digest, str] = {}
-        if sparse:
-            for src, desc, m in staged:
-                records.update(_copy_sparse(src, desc, m, store))
-        else:
-            copier = Copier(store, ctx)
-            for src, desc, m in staged:
-                copier.add(src, desc, m)
-            plan = copier.plan()
-            if on_plan is not None:
-                on_plan(plan)
-            copier.execute(plan, progress)
+        copier = Copier(store, ctx, layers=not sparse)
+        for src, desc, m in staged:
+            copier.add(src, desc, m)
+        plan = copier.plan()
+        records = _sparse_records(plan)
+        if on_plan is not None:
+            on_plan(plan)
+        copier.execute(plan, progress)
 
         entries = []
         for _src, desc, m in staged:
-            plat = _image_platform(store, desc, m)
+            plat = image_platform(store, desc, m)
             ann = {**desc.annotations, **extra}
             if tag is not None:
                 ann[mt.REF_NAME] = tag
@@ -195,45 +184,19 @@ def append(
         return entries
 
 
-def _valid_ref_name(name: str) -> bool:
-    return bool(name) and name[0].isalnum() and all(c.isalnum() or c in "._-/+:" for c in name)
-
-
-def _copy_sparse(
-    src: Store, root: Descriptor, manifest: Manifest, store: LayoutStore
-) -> dict[Digest, str]:
-    """Write manifests and configs of *root* into *store*; return layer → source records."""
-    here = store_address(src)
+def _sparse_records(plan: Plan) -> dict[Digest, str]:
+    """Where each layer a sparse append leaves out can be fetched from later."""
     records: dict[Digest, str] = {}
-    manifests: list[tuple[int, Manifest]] = []
-    seen: set[Digest] = set()
-    todo: list[tuple[Descriptor, Manifest | None, int]] = [(root, manifest, 0)]
-    while todo:
-        desc, m, depth = todo.pop()
-        if desc.digest in seen:
+    for b in plan.blobs:
+        if b.action != REMOTE:
             continue
-        seen.add(desc.digest)
-        m = m if m is not None else src.fetch_manifest(desc)
-        manifests.append((depth, m))
-        if m.is_index:
-            todo += [(c, None, depth + 1) for c in m.manifests]
-            continue
-        if not store.exists(m.config):
-            with src.fetch(m.config) as f:
-                store.push_blob(m.config, f)
-        for layer in m.layers:
-            if store.exists(layer) or (layer.urls and "nondistributable" in layer.media_type):
-                continue
-            o = src.origin(layer)
-            addr = store_address(o) if o is not None else here
-            if addr is None:
-                raise UsageError(
-                    f"--sparse needs a registry or layout source; {src.name} cannot be "
-                    "fetched from later"
-                )
-            records[layer.digest] = addr
-    for _, m in sorted(manifests, key=lambda t: -t[0]):
-        store.write_manifest(m)
+        addr = origin_of(b.source, b.descriptor).address
+        if addr is None:
+            raise UsageError(
+                f"--sparse needs a registry or layout source; {b.source.name} cannot be "
+                "fetched from later"
+            )
+        records[b.descriptor.digest] = addr
     return records
 
 
@@ -394,46 +357,6 @@ def fill(
 # --- push / pull --------------------------------------------------------------------------
 
 
-def open_path(path: str, ctx: Context | None = None) -> tuple[Store, str]:
-    """Open a layout directory or an archive file, as an address or a plain path.
-
-    A plain ``PATH:TAG`` (``FILE:REPO:TAG`` for a docker archive) names an
-    entry when ``PATH`` exists; an archive is a docker archive when it holds
-    ``manifest.json``, else an OCI archive.
-    """
-    ctx = _ctx(ctx)
-    if any(path.startswith(t + ":") for t in TRANSPORTS):
-        return open_store(path, ctx)
-    candidates = [(path, "")]
-    candidates += [(path[:i], path[i + 1 :]) for i, c in enumerate(path) if c == ":" and i > 0]
-    from luff.stores.archive import open_archive
-
-    for p, ident in candidates:
-        pp = Path(p)
-        if pp.is_dir():
-            return LayoutStore.open(pp, ctx=ctx), ident
-        if pp.is_file():
-            return open_archive(pp), ident
-    raise NotFound(f"{path}: no such layout directory or archive")
-
-
-def _target_tags(target: str, ident: str, entry: Descriptor | None) -> list[str]:
-    addr = parse_address(target)
-    if addr.reference is not None:
-        given = Reference.parse(target.removeprefix("docker://"), default_tag=False)
-        if given.tag:
-            return [given.tag]
-        for cand in (ident, ref_name(entry) if entry is not None else ""):
-            if cand and not is_digest(cand) and valid_tag(cand):
-                return [cand]
-        return []
-    if addr.tag:
-        return [addr.tag]
-    if ident and not is_digest(ident):
-        return [ident]
-    return []
-
-
 def push(
     path: str,
     target: str,
@@ -443,7 +366,7 @@ def push(
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
 ) -> Descriptor:
-    """Push the layout or archive at *path* to *target*.
+    """Push the layout or archive at *path* (an address, or a plain path) to *target*.
 
     A single entry (or the one ``PATH:TAG`` names) is pushed as itself.
     With ``index``, all entries are pushed as one OCI index (their ref.name
@@ -452,118 +375,146 @@ def push(
     registry, and streamed from it otherwise. Returns the pushed root.
     """
     ctx = _ctx(ctx)
-    src, ident = open_path(path, ctx)
-    entries = _entries(src)
-    entry: Descriptor | None = None
-    if index:
-        if ident:
-            raise UsageError(f"{path}: --index pushes every entry; do not name one")
-        if not entries:
-            raise NotFound(f"{src.name}: index.json has no entries")
-        body: dict[str, Any] = {
-            "schemaVersion": 2,
-            "mediaType": mt.OCI_INDEX,
-            "manifests": [_strip_ref_name(e).to_dict() for e in entries],
-        }
-        if isinstance(src, LayoutStore):
-            ann = src.read_index()[0].get("annotations")
-            if isinstance(ann, dict) and ann:
-                body["annotations"] = ann
-        m = Manifest.from_dict(body)
-        desc = m.descriptor()
-    else:
+    src_addr = local_address(path)
+    src, ident = open_source(src_addr, ctx)
+    with src:
+        entries = src.entries() if isinstance(src, EntryLister) else []
+        if index:
+            if ident:
+                raise UsageError(f"{path}: --index pushes every entry; do not name one")
+            if not entries:
+                raise NotFound("index.json has no entries", where=src.name)
+            body: dict[str, Any] = {
+                "schemaVersion": 2,
+                "mediaType": mt.OCI_INDEX,
+                "manifests": [_strip_ref_name(e).to_dict() for e in entries],
+            }
+            if isinstance(src, LayoutStore):
+                ann = src.read_index()[0].get("annotations")
+                if isinstance(ann, dict) and ann:
+                    body["annotations"] = ann
+            return _push_built(src, Manifest.from_dict(body), target, ctx, progress, on_plan)
         if not ident and not entries:
-            raise NotFound(f"{src.name}: index.json has no entries; nothing to push")
+            raise NotFound("index.json has no entries; nothing to push", where=src.name)
         if not ident and len(entries) != 1:
-            names = "\n  ".join(
+            names = "; ".join(
                 f"{ref_name(e) or '(no ref.name)'} {e.digest} {e.platform or ''}".rstrip()
                 for e in entries
             )
             raise UsageError(
-                f"{src.name} holds {len(entries)} entries; name one as PATH:TAG, "
-                f"or push them all as an index with --index:\n  {names}"
+                f"holds {len(entries)} entries; name one as PATH:TAG, "
+                f"or push them all as an index with --index ({names})",
+                where=src.name,
             )
-        desc, m = get_root(src, ident)
-        entry = desc
-    dst, _ = open_store(target, ctx, write=True)
-    tags = _target_tags(target, ident, entry)
-    with dst:
-        return copy_graph(
-            src, desc, dst, manifest=m, tags=tags, ctx=ctx, progress=progress, on_plan=on_plan
+        root = open_root(src_addr, ctx) if ident else None
+        desc, m = (
+            (root.descriptor, root.manifest)
+            if root
+            else (entries[0], src.fetch_manifest(entries[0]))
         )
+        name = ident or ref_name(desc)
+        dst_addr = parse_address(target)
+        tags = target_tags(
+            dst_addr, src_addr.with_tag(name) if name and not is_digest(name) else src_addr, name
+        )
+        with open_target(dst_addr, ctx) as dst:
+            return copy_graph(
+                src, desc, dst, manifest=m, tags=tags, ctx=ctx, progress=progress, on_plan=on_plan
+            )
 
 
-def _entries(store: Store) -> list[Descriptor]:
-    entries = getattr(store, "entries", None)
-    if callable(entries):
-        found: list[Descriptor] = entries()
-        return found
-    return []
+def _push_built(
+    src: Store,
+    m: Manifest,
+    target: str,
+    ctx: Context,
+    progress: Progress | None,
+    on_plan: Callable[[Plan], None] | None,
+) -> Descriptor:
+    """Push a new index *m* over the content of *src*: an ordinary copy from an overlay."""
+    from luff.stores.memory import OverlayStore
+
+    overlay = OverlayStore(f"{src.name} (as an index)")
+    overlay.add(m)
+    for e in m.manifests:
+        overlay.provide(e.digest, src)
+    dst_addr = parse_address(target)
+    with open_target(dst_addr, ctx) as dst:
+        return copy_graph(
+            overlay,
+            m.descriptor(),
+            dst,
+            manifest=m,
+            tags=target_tags(dst_addr, dst_addr, ""),
+            ctx=ctx,
+            progress=progress,
+            on_plan=on_plan,
+        )
 
 
 def _strip_ref_name(d: Descriptor) -> Descriptor:
     return d.with_(annotations={k: v for k, v in d.annotations.items() if k != mt.REF_NAME})
 
 
+def pull_address(path: str | os.PathLike[str], format: str = OCI) -> Address:
+    """Where :func:`pull` writes: *path* as an address (``oci:``, ``oci-archive:``,
+    ``docker-archive:``), or a plain path in *format*."""
+    text = os.fspath(path)
+    if any(text.startswith(t + ":") for t in FILE_TRANSPORTS):
+        return parse_address(text)
+    if format not in FORMATS:
+        raise UsageError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    return Address(format, text)
+
+
 def pull(
     ref: str,
     path: str | os.PathLike[str],
     *,
-    format: str = "oci",
+    format: str = OCI,
     platform: Platform | str | None = None,
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
 ) -> Descriptor:
-    """Pull *ref* (any address) into a layout (``oci``) or an archive at *path*.
+    """Pull *ref* (any address) into a layout or an archive at *path*.
 
-    In a layout, the entry's ref.name is the reference's tag and pulling
-    again replaces it. An archive file is replaced. With ``platform``, only
-    that platform's image is pulled (required for ``docker-archive`` when
-    *ref* is an index). Returns the descriptor of what was pulled.
+    *path* is an address (``oci:DIR[:TAG]``, ``oci-archive:FILE``,
+    ``docker-archive:FILE``) or a plain path written in *format*. In a
+    layout, the entry's ref.name is the address's tag, else the reference's
+    tag; pulling again replaces it. An archive file is replaced. With
+    ``platform``, only that platform's image is pulled (required for
+    ``docker-archive`` when *ref* is an index). Returns what was pulled.
     """
-    if format not in FORMATS:
-        raise UsageError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     ctx = _ctx(ctx)
-    src, ident = open_store(ref, ctx)
-    desc, m = get_root(src, ident)
-    if platform is not None:
-        desc, m = select_platform(src, desc, m, platform)
-    addr = parse_address(ref)
-    tag = ""
-    if addr.reference is not None:
-        tag = addr.reference.tag
-    elif ident and not is_digest(ident):
-        tag = ident
-    dst: Store
-    if format == "oci":
-        dst = LayoutStore.open(path, create=True, ctx=ctx)
-        tags = [tag] if tag else []
-    elif format == "oci-archive":
-        from luff.stores.archive import OciArchiveStore
-
-        dst = OciArchiveStore.open(path, write=True)
-        tags = [tag] if tag else []
-    else:
-        if m.is_index:
+    dst_addr = pull_address(path, format)
+    src_addr = parse_address(ref)
+    root = open_root(src_addr, ctx)
+    with root.store:
+        desc, m = root.descriptor, root.manifest
+        if platform is not None:
+            desc, m = select_platform(root.store, desc, m, platform)
+        if dst_addr.transport == DOCKER_ARCHIVE and m.is_index:
             have = ", ".join(str(c.platform) for c in m.manifests if c.platform)
             raise UsageError(
                 f"{ref} is an index; a docker archive holds one image: choose one with "
                 f"--platform (has: {have})"
             )
-        from luff.stores.archive import DockerArchiveStore
-
-        dst = DockerArchiveStore.open(path, write=True)
-        if addr.reference is not None and tag:
-            tags = [f"{addr.reference.name}:{tag}"]
-        else:
-            tags = [tag] if tag and ":" in tag else []
-    try:
-        out = copy_graph(
-            src, desc, dst, manifest=m, tags=tags, ctx=ctx, progress=progress, on_plan=on_plan
-        )
-    except BaseException:
-        dst.abort()
-        raise
-    dst.close()
-    return out
+        tags = target_tags(dst_addr, src_addr, src_addr.tag)
+        dst = open_target(dst_addr, ctx)
+        try:
+            out = copy_graph(
+                root.store,
+                desc,
+                dst,
+                manifest=m,
+                tags=tags,
+                ctx=ctx,
+                progress=progress,
+                on_plan=on_plan,
+            )
+        except BaseException:
+            dst.abort()
+            raise
+        dst.close()
+        return out

@@ -1,14 +1,23 @@
-"""The store interface that every place holding images implements."""
+"""The store interface: one small core every place holding images implements, and its abilities.
+
+The core (:class:`Store`): resolve a tag or digest to a descriptor, tell
+whether content exists, fetch it as a verified stream, push a blob or a
+manifest, tag a manifest. Everything above the stores works on any store.
+
+Optional abilities are declared as protocols, checked with ``isinstance``:
+:class:`TagLister`, :class:`Deleter`, :class:`Mounter`, :class:`EntryLister`,
+:class:`Delegating` and :class:`ReferrerLister`.
+"""
 
 from __future__ import annotations
 
-import io
+import hashlib
+import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import BinaryIO
+from collections.abc import Sequence
+from typing import BinaryIO, Protocol, runtime_checkable
 
-from luff.errors import DigestMismatch, InvalidManifest, NotFound, UsageError
+from luff.errors import InvalidManifest, LimitExceeded, NotFound, located
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, verify_bytes
@@ -19,11 +28,15 @@ class Store(ABC):
     """One repository-like place: a registry repository, a layout, an archive, memory.
 
     Identifiers are a tag or a digest string. Every read is verified against
-    the digest that asked for it.
+    the digest that asked for it. ``closure`` is True when the store only
+    ever holds a manifest together with everything it points at (registries
+    enforce this on push), so finding a manifest there proves its children
+    are there too.
     """
 
     #: Human-readable name for messages, e.g. ``localhost:5000/app`` or ``oci:./out``.
     name: str = ""
+    closure: bool = False
 
     # --- reading -------------------------------------------------------
     @abstractmethod
@@ -44,14 +57,15 @@ class Store(ABC):
 
     def fetch_bytes(self, desc: Descriptor, limit: int = MAX_MANIFEST) -> bytes:
         """The whole (small) content of *desc*, verified."""
-        if desc.data is not None:
-            verify_bytes(desc.data, desc.digest, desc.size)
-            return desc.data
-        if desc.size > limit:
-            raise UsageError(f"{desc.digest} is {desc.size} bytes; larger than {limit}")
-        with self._open(desc) as f:
-            data = f.read(desc.size + 1)
-        verify_bytes(data, desc.digest, desc.size)
+        with located(where=self.name, digest=desc.digest):
+            if desc.data is not None:
+                verify_bytes(desc.data, desc.digest, desc.size)
+                return desc.data
+            if desc.size > limit:
+                raise LimitExceeded(f"{desc.size} bytes; luff reads at most {limit} here")
+            with self._open(desc) as f:
+                data = f.read(desc.size + 1)
+            verify_bytes(data, desc.digest, desc.size)
         return data
 
     def fetch_manifest(self, desc: Descriptor) -> Manifest:
@@ -60,26 +74,29 @@ class Store(ABC):
         Content whose own ``mediaType`` contradicts the descriptor's is refused
         (image-spec, media-types.md: "Media Type Conflicts").
         """
-        try:
-            data = self.fetch_bytes(desc)
-        except DigestMismatch as e:
-            msg = str(e)
-            raise DigestMismatch(
-                msg if msg.startswith(self.name) else f"{self.name}: {msg}"
-            ) from None
-        m = Manifest.parse(data, desc.media_type)
-        if mt.is_manifest(desc.media_type) and m.media_type != desc.media_type:
-            raise InvalidManifest(
-                f"{self.name}: {desc.digest} is a {m.media_type}, "
-                f"but its descriptor says {desc.media_type}"
-            )
+        data = self.fetch_bytes(desc)
+        with located(where=self.name, digest=desc.digest):
+            m = Manifest.parse(data, desc.media_type)
+            if mt.is_manifest(desc.media_type) and m.media_type != desc.media_type:
+                raise InvalidManifest(
+                    f"is a {m.media_type}, but its descriptor says {desc.media_type}"
+                )
         return m
 
     def get_manifest(self, identifier: str) -> tuple[Descriptor, Manifest]:
-        """Resolve *identifier* and fetch its manifest."""
+        """Resolve *identifier* and fetch its manifest.
+
+        The descriptor keeps the annotations and platform the store lists it
+        with (a layout's ``index.json`` entry).
+        """
         desc = self.resolve(identifier)
         m = self.fetch_manifest(desc)
         return m.descriptor(annotations=desc.annotations, platform=desc.platform), m
+
+    @property
+    def address(self) -> str | None:
+        """An address this store can be opened again from (another process, later), if any."""
+        return None
 
     # --- writing -------------------------------------------------------
     @abstractmethod
@@ -89,11 +106,8 @@ class Store(ABC):
     def push_blob_unsized(self, media_type: str, stream: BinaryIO) -> Descriptor:
         """Store a blob of unknown size and digest (e.g. compressed on the fly).
 
-        The default buffers to a temporary file first.
+        The default spools to a temporary file first, to learn the digest.
         """
-        import hashlib
-        import tempfile
-
         h = hashlib.sha256()
         n = 0
         with tempfile.TemporaryFile() as tmp:
@@ -112,52 +126,16 @@ class Store(ABC):
         """Store a manifest by digest, and under *tag* if given."""
 
     def tag(self, desc: Descriptor, tag: str) -> None:
-        """Point *tag* at the manifest *desc*."""
+        """Point *tag* at the manifest *desc* (already in the store)."""
         self.push_manifest(self.fetch_manifest(desc), tag)
 
-    def push(self, desc: Descriptor, stream: BinaryIO) -> None:
-        """Store content of any kind: a manifest by its bytes, a blob by streaming."""
-        if mt.is_manifest(desc.media_type):
-            data = stream.read(MAX_MANIFEST + 1)
-            verify_bytes(data, desc.digest, desc.size)
-            self.push_manifest(Manifest.parse(data, desc.media_type))
-        else:
-            self.push_blob(desc, stream)
-
-    def tags(self) -> list[str]:
-        """All tags (sorted)."""
-        raise UsageError(f"{self.name}: listing tags is not supported")
-
-    def delete(self, identifier: str) -> None:
-        """Delete a manifest by digest, or untag by tag."""
-        raise UsageError(f"{self.name}: delete is not supported")
-
-    # --- capabilities ----------------------------------------------------
-    def mount_source(self, source: Store) -> str | None:
-        """The repository *source* can be mounted from into this store, if any."""
-        return None
-
-    def origin(self, desc: Descriptor) -> Store | None:
-        """Where a blob this store lacks can be fetched from (sparse layouts), if anywhere.
-
-        The copy engine asks the target to mount from the origin when both
-        are in the same registry; reads through this store still work.
-        """
-        return None
-
-    def mount(self, desc: Descriptor, from_repository: str) -> bool:
-        """Cross-repository mount; True when it worked."""
-        return False
-
-    def trusts_manifest_closure(self) -> bool:
-        """True when an existing manifest implies all its children exist.
-
-        Registries enforce this on push; layouts may be sparse.
-        """
-        return False
-
+    # --- life cycle ------------------------------------------------------
     def close(self) -> None:
         """Finish writing (archives are written here) and release resources."""
+
+    def abort(self) -> None:
+        """Release resources without committing pending writes."""
+        self.close()
 
     def __enter__(self) -> Store:
         return self
@@ -168,22 +146,101 @@ class Store(ABC):
         else:
             self.abort()
 
-    def abort(self) -> None:
-        """Release resources without committing pending writes."""
-        self.close()
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+# --- optional abilities ------------------------------------------------------------
+
+
+@runtime_checkable
+class TagLister(Protocol):
+    """A store that can list its tags (or ``ref.name``s)."""
+
+    def tags(self) -> list[str]:
+        """All tags, sorted."""
+        ...
+
+
+@runtime_checkable
+class Deleter(Protocol):
+    """A store that can delete manifests and remove tags."""
+
+    def delete(self, identifier: str) -> None:
+        """Delete the manifest named by a digest (a tag is resolved first)."""
+        ...
+
+    def untag(self, tag: str) -> None:
+        """Remove *tag* only; the manifest stays."""
+        ...
+
+
+@runtime_checkable
+class Mounter(Protocol):
+    """A registry repository that can mount blobs from another repository of its registry."""
+
+    def mount_source(self, source: Store) -> str | None:
+        """The repository *source* can be mounted from into this store, if any."""
+        ...
+
+    def mount(self, desc: Descriptor, from_repository: str) -> bool:
+        """Cross-repository mount; True when it worked."""
+        ...
+
+
+@runtime_checkable
+class BlobFetcher(Protocol):
+    """A store that can read a blob from its digest alone (its size unknown beforehand)."""
+
+    def fetch_blob(self, digest: Digest) -> BinaryIO:
+        """A stream of blob *digest*, verified as it is read (:class:`NotFound` when absent)."""
+        ...
+
+
+@runtime_checkable
+class EntryLister(Protocol):
+    """A store with a list of entries (a layout's or archive's ``index.json``)."""
+
+    def entries(self) -> list[Descriptor]:
+        """The listed manifests, in order."""
+        ...
+
+
+@runtime_checkable
+class Delegating(Protocol):
+    """A store that serves some content from other stores (a sparse layout, a built index).
+
+    The copy engine asks :meth:`origin` where a blob really is, so that a
+    target in the same registry can mount it instead of copying it.
+    """
+
+    def origin(self, desc: Descriptor) -> Store | None:
+        """The store that holds *desc*, when it is not this one."""
+        ...
+
+
+@runtime_checkable
+class ReferrerLister(Protocol):
+    """A store that can list the manifests whose ``subject`` is a given digest."""
+
+    def referrers(
+        self, subject: Descriptor, artifact_types: Sequence[str] = ()
+    ) -> list[Descriptor]:
+        """Descriptors of the referrers of *subject* (of these artifact types, if given)."""
+        ...
+
+
+def origin_of(store: Store, desc: Descriptor) -> Store:
+    """The store that really holds *desc*: the origin of a delegating store, else *store*."""
+    if isinstance(store, Delegating):
+        o = store.origin(desc)
+        if o is not None:
+            return o
+    return store
 
 
 def require(found: Descriptor | None, what: str) -> Descriptor:
     """Raise :class:`NotFound` for a missing lookup."""
     if found is None:
-        raise NotFound(f"{what}: not found")
+        raise NotFound("not found", where=what)
     return found
-
-
-@contextmanager
-def bytes_stream(data: bytes) -> Iterator[BinaryIO]:
-    """A binary stream over *data*."""
-    yield io.BytesIO(data)

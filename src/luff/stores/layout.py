@@ -38,10 +38,11 @@ from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, is_digest, verified_digest
 from luff.model.manifest import MAX_MANIFEST, Manifest, sniff_media_type
 from luff.model.platform import Platform
-from luff.stores.base import Store
+from luff.stores.base import BlobFetcher, Store
 
 if TYPE_CHECKING:
     from luff.context import Context
+    from luff.model.address import Address
 
 LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
@@ -113,17 +114,6 @@ def platform_of_config(data: bytes) -> Platform | None:
     return None
 
 
-def store_address(store: Store) -> str | None:
-    """An address from which *store* can be reopened (for sparse records), if any."""
-    from luff.stores.registry import RegistryStore
-
-    if isinstance(store, RegistryStore):
-        return f"{store.registry}/{store.repository}"
-    if isinstance(store, LayoutStore):
-        return f"oci:{store.path.resolve()}"
-    return None
-
-
 class LayoutStore(Store):
     """An OCI image layout directory.
 
@@ -144,6 +134,16 @@ class LayoutStore(Store):
         self._origins: dict[str, Store] = {}
 
     # --- opening -------------------------------------------------------
+    @classmethod
+    def open_source(cls, address: Address, ctx: Context) -> LayoutStore:
+        """The layout an ``oci:`` address names (it must exist)."""
+        return cls.open(address.path, ctx=ctx)
+
+    @classmethod
+    def open_target(cls, address: Address, ctx: Context, *, create: bool = True) -> LayoutStore:
+        """The layout an ``oci:`` address names, made when missing (with *create*)."""
+        return cls.open(address.path, create=create, ctx=ctx)
+
     @classmethod
     def open(
         cls, path: str | os.PathLike[str], create: bool = False, ctx: Context | None = None
@@ -374,15 +374,20 @@ class LayoutStore(Store):
             if new != cur:
                 self.write_sparse_locked(new)
 
-    def open_source(self, address: str) -> Store:
+    @property
+    def address(self) -> str:
+        """The ``oci:`` address of this layout (absolute path), to reopen it from anywhere."""
+        return f"oci:{self.path.resolve()}"
+
+    def _origin_store(self, address: str) -> Store:
         """The store a sparse record names (opened once per address)."""
         with self._lock:
             store = self._origins.get(address)
         if store is None:
             from luff.context import default_context
-            from luff.stores import open_store
+            from luff.stores import open_source
 
-            store, _ = open_store(address, self.ctx or default_context())
+            store, _ = open_source(address, self.ctx or default_context())
             with self._lock:
                 store = self._origins.setdefault(address, store)
         return store
@@ -391,7 +396,7 @@ class LayoutStore(Store):
         if self._present(desc):
             return None
         src = self.sparse_records().get(desc.digest)
-        return self.open_source(src) if src else None
+        return self._origin_store(src) if src else None
 
     # --- reading -------------------------------------------------------
     def resolve(self, identifier: str) -> Descriptor:
@@ -416,6 +421,20 @@ class LayoutStore(Store):
         self._hold_shared()  # what exists now must still exist when we reference it
         return self._present(desc)
 
+    def fetch_blob(self, digest: Digest) -> BinaryIO:
+        """A verified stream of blob *digest* (of the layout, or of a sparse record's source)."""
+        try:
+            size = self.blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            src = self.sparse_records().get(digest)
+            if src is None:
+                raise NotFound("blob unknown", where=self.name, digest=digest) from None
+            store = self._origin_store(src)
+            if isinstance(store, BlobFetcher):
+                return store.fetch_blob(digest)
+            raise NotFound("blob unknown", where=self.name, digest=digest) from None
+        return self.fetch(Descriptor("application/octet-stream", digest, size))
+
     def _present(self, desc: Descriptor) -> bool:
         """Whether the blob is here, for reading only (no lock)."""
         try:
@@ -430,7 +449,7 @@ class LayoutStore(Store):
             pass
         src = self.sparse_records().get(desc.digest)
         if src:
-            return self.open_source(src)._open(desc)
+            return self._origin_store(src)._open(desc)
         raise NotFound(f"{self.name}: blob {desc.digest} is not in the layout")
 
     def get_manifest(self, identifier: str) -> tuple[Descriptor, Manifest]:
@@ -516,17 +535,16 @@ class LayoutStore(Store):
         return sorted({ref_name(e) for e in self.entries() if ref_name(e)})
 
     def delete(self, identifier: str) -> None:
-        """Remove index.json entries by ref.name or digest (blobs stay until ``gc``)."""
-        if is_digest(identifier):
-            d = Digest.parse(identifier)
-            removed = self.remove_entries(lambda e: e.digest == d)
-        else:
-            removed = self.remove_entries(lambda e: ref_name(e) == identifier)
-        if not removed:
-            raise NotFound(f"{self.name}:{identifier}: no such entry")
+        """Remove the index.json entries of a digest, or of a ref.name's digest
+        (blobs stay until ``gc``)."""
+        d = Digest.parse(identifier) if is_digest(identifier) else self.resolve(identifier).digest
+        if not self.remove_entries(lambda e: e.digest == d):
+            raise NotFound("no such entry", where=f"{self.name}@{d}")
 
-    def trusts_manifest_closure(self) -> bool:
-        return False
+    def untag(self, tag: str) -> None:
+        """Remove the entry whose ref.name is *tag* (its blobs stay until ``gc``)."""
+        if not self.remove_entries(lambda e: ref_name(e) == tag):
+            raise NotFound("no such entry", where=f"{self.name}:{tag}")
 
     def close(self) -> None:
         """Add untagged root manifests written through this handle to ``index.json``."""

@@ -14,13 +14,20 @@ from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, is_digest, verify_bytes
 from luff.model.manifest import MAX_MANIFEST, Manifest, sniff_media_type
 from luff.model.reference import Reference
-from luff.registry.client import RegistryClient, ResponseStream, _drain, _RetryStream
+from luff.registry.client import (
+    RegistryClient,
+    ResponseStream,
+    _drain,
+    _RetryStream,
+    error_message,
+)
 from luff.stores.base import Store
 
 if TYPE_CHECKING:
     import urllib3
 
     from luff.context import Context
+    from luff.model.address import Address
 
 CHUNK_SIZE = 16 * 1024 * 1024
 
@@ -44,10 +51,28 @@ class RegistryStore(Store):
         self._push = (f"repository:{repository}:pull,push",)
         self._uploads: dict[Digest, str] = {}
 
+    closure = True
+
     @classmethod
     def for_reference(cls, ref: Reference, ctx: Context) -> RegistryStore:
         """The store of *ref*'s repository."""
         return cls(ctx.client(ref.api_host), ref.repository, ref.registry)
+
+    @classmethod
+    def open_source(cls, address: Address, ctx: Context) -> RegistryStore:
+        """The repository an address names."""
+        assert address.reference is not None
+        return cls.for_reference(address.reference, ctx)
+
+    @classmethod
+    def open_target(cls, address: Address, ctx: Context, *, create: bool = True) -> RegistryStore:
+        """The repository an address names (nothing is made on the registry)."""
+        return cls.open_source(address, ctx)
+
+    @property
+    def address(self) -> str:
+        """``registry/repository``."""
+        return f"{self.registry}/{self.repository}"
 
     def _path(self, kind: str, ident: str) -> str:
         return f"/v2/{self.repository}/{kind}/{ident}"
@@ -140,7 +165,7 @@ class RegistryStore(Store):
         resp = self.client.request("HEAD", self._path("blobs", str(digest)), scopes=self._pull)
         what = self._what(str(digest))
         if resp.status == 404:
-            raise NotFound(f"{what}: blob unknown")
+            raise NotFound("blob unknown", where=what)
         self.client.check(resp, (200,), what)
         length = resp.headers.get("Content-Length", "")
         size = int(length) if length.isdigit() else None
@@ -302,8 +327,24 @@ class RegistryStore(Store):
             raise RegistryError(f"{self.name}: the registry does not allow deletes", 405)
         self.client.check(resp, (202, 200), f"{self._what(digest)}: delete")
 
-    def trusts_manifest_closure(self) -> bool:
-        return True
+    def untag(self, tag: str) -> None:
+        """Remove *tag* only (OCI 1.1 tag deletion); the manifest stays."""
+        resp = self.client.request(
+            "DELETE",
+            self._path("manifests", tag),
+            scopes=(f"repository:{self.repository}:delete",),
+        )
+        what = self._what(tag)
+        if resp.status == 404:
+            raise NotFound("manifest unknown", where=what)
+        if resp.status in (400, 405) or resp.status == 501:
+            _, msg = error_message(resp, what)
+            raise RegistryError(
+                f"the registry does not delete tags alone ({msg}); nothing was deleted",
+                resp.status,
+                where=what,
+            )
+        self.client.check(resp, (202, 200), what)
 
 
 @contextlib.contextmanager

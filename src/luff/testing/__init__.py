@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from luff.context import Context
 from luff.copy import copy_graph
 from luff.model import mediatypes as mt
+from luff.model.address import parse_address
 from luff.model.descriptor import Descriptor
-from luff.model.digest import Digest, is_digest
+from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.model.platform import Platform
-from luff.stores import open_store
+from luff.model.reference import DEFAULT_TAG
+from luff.stores import open_target
 from luff.stores.memory import MemoryStore
 from luff.testing.registry import Registry
 
@@ -38,9 +40,10 @@ class Image:
 
     def push(self, address: str, ctx: Context | None = None) -> Descriptor:
         """Copy this image (with all its content) to *address* and tag it."""
-        dst, ident = open_store(address, ctx, write=True)
-        with dst:
-            tags = [] if not ident or is_digest(ident) else [ident]
+        addr = parse_address(address)
+        with open_target(addr, ctx) as dst:
+            tag = addr.target_tag(DEFAULT_TAG if addr.is_registry else "")
+            tags = [tag] if tag else []
             return copy_graph(
                 self.store, self.descriptor, dst, manifest=self.manifest, tags=tags, ctx=ctx
             )

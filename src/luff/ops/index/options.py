@@ -1,4 +1,4 @@
-"""Index spec files (``luff index create -f spec.yaml``).
+"""Index options, and the spec files that give them (``luff index create -f spec.yaml``).
 
 A spec lists sources with their per-source overrides, index annotations,
 jq edits and tags::
@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from luff.errors import InvalidPlatform, UsageError
-from luff.model.address import TRANSPORTS
+from luff.model.address import FILE_TRANSPORTS
 from luff.model.platform import Platform
-from luff.ops.index import Source
+from luff.ops.index.sources import Source
 
 _TOP = {
     "target",
@@ -52,10 +52,16 @@ _SOURCE = {"ref", "only", "platform", "variant", "os.version", "os.features", "a
 
 
 @dataclass
-class IndexSpec:
-    """What a spec file asks for."""
+class IndexOptions:
+    """What ``index create|append|filter`` take besides their base: sources and settings.
 
-    sources: list[Source]
+    Produced by the CLI's flags, by a spec file (:func:`load_spec`), or by
+    code; :meth:`merged` combines a spec with flags (flags win, lists add).
+    ``tags`` are more places to push to: tags in the target's repository,
+    or full addresses.
+    """
+
+    sources: list[Source] = field(default_factory=list)
     target: str | None = None
     tags: list[str] = field(default_factory=list)
     annotations: dict[str, str] = field(default_factory=dict)
@@ -64,8 +70,22 @@ class IndexSpec:
     allow_duplicate_platforms: bool = False
     flatten: bool = True
 
+    def merged(self, later: IndexOptions) -> IndexOptions:
+        """These options, then *later*'s: lists are joined, single values taken from *later*."""
+        return IndexOptions(
+            sources=[*self.sources, *later.sources],
+            target=later.target or self.target,
+            tags=[*self.tags, *later.tags],
+            annotations={**self.annotations, **later.annotations},
+            edits=[*self.edits, *later.edits],
+            format=later.format or self.format,
+            allow_duplicate_platforms=self.allow_duplicate_platforms
+            or later.allow_duplicate_platforms,
+            flatten=self.flatten and later.flatten,
+        )
 
-def load_spec(path: str | os.PathLike[str]) -> IndexSpec:
+
+def load_spec(path: str | os.PathLike[str]) -> IndexOptions:
     """Read and check a YAML (or JSON) spec file."""
     import yaml
 
@@ -88,7 +108,7 @@ def load_spec(path: str | os.PathLike[str]) -> IndexSpec:
     return parse_spec(obj, str(path), base_dir=p.parent)
 
 
-def parse_spec(obj: Any, where: str = "spec", base_dir: Path | None = None) -> IndexSpec:
+def parse_spec(obj: Any, where: str = "spec", base_dir: Path | None = None) -> IndexOptions:
     """Check a spec already parsed into Python objects.
 
     Relative paths of ``oci:``/``oci-archive:``/``docker-archive:`` sources are
@@ -107,7 +127,7 @@ def parse_spec(obj: Any, where: str = "spec", base_dir: Path | None = None) -> I
     fmt = obj.get("format")
     if fmt is not None and fmt not in ("oci", "docker"):
         raise UsageError(f"{where}: 'format' must be oci or docker")
-    return IndexSpec(
+    return IndexOptions(
         sources=sources,
         target=target,
         tags=_strings(obj.get("tags"), f"{where}: 'tags'"),
@@ -154,7 +174,7 @@ def _annotations(v: Any, where: str) -> dict[str, str]:
 def _rebase(address: str, base_dir: Path | None) -> str:
     if base_dir is None:
         return address
-    for t in TRANSPORTS:
+    for t in FILE_TRANSPORTS:
         prefix = t + ":"
         if address.startswith(prefix):
             rest = address[len(prefix) :]

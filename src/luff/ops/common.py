@@ -1,0 +1,138 @@
+"""What every operation does first: open an address, find its root manifest, pick a platform."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from luff.context import Context, default_context
+from luff.errors import InvalidManifest, InvalidPlatform, NotFound, UsageError, located
+from luff.model import mediatypes as mt
+from luff.model.address import Address, parse_address
+from luff.model.descriptor import Descriptor
+from luff.model.manifest import Manifest
+from luff.model.platform import Platform
+from luff.stores import open_source
+from luff.stores.base import EntryLister, Store
+
+#: Largest image config luff reads whole.
+CONFIG_LIMIT = 16 * 1024 * 1024
+
+
+@dataclass
+class Root:
+    """An opened source: its store, address, and the manifest it names."""
+
+    store: Store
+    address: Address
+    descriptor: Descriptor
+    manifest: Manifest
+
+    def close(self) -> None:
+        """Release the store (archives hold open files)."""
+        self.store.close()
+
+
+def as_address(address: str | Address) -> Address:
+    """*address* parsed, if it is text."""
+    return address if isinstance(address, Address) else parse_address(address)
+
+
+def open_root(address: str | Address, ctx: Context | None = None) -> Root:
+    """Open *address* and fetch the manifest it names (a store's only image when it names none)."""
+    addr = as_address(address)
+    store, ident = open_source(addr, ctx or default_context())
+    try:
+        desc, m = get_root(store, ident)
+    except BaseException:
+        store.abort()
+        raise
+    return Root(store, addr, desc, m)
+
+
+def get_root(store: Store, ident: str) -> tuple[Descriptor, Manifest]:
+    """The manifest at *ident*; an empty identifier means the store's only image."""
+    if not ident:
+        ident = only_identifier(store)
+    return store.get_manifest(ident)
+
+
+def only_identifier(store: Store) -> str:
+    """The digest of a store's only entry (a layout, an archive); ``latest`` elsewhere."""
+    if not isinstance(store, EntryLister):
+        return "latest"
+    es = store.entries()
+    if len(es) == 1:
+        return str(es[0].digest)
+    names = ", ".join(e.annotations.get(mt.REF_NAME, str(e.digest)) for e in es) or "none"
+    raise UsageError(f"holds {len(es)} images ({names}); name one with :TAG", where=store.name)
+
+
+def config_platform(store: Store, m: Manifest, label: str = "") -> Platform | None:
+    """The platform an image's config declares (os, architecture, variant, os.version/features),
+    exactly as written there.
+
+    None when the config names no os and architecture (an artifact, say).
+    """
+    label = label or store.name
+    if m.is_index:
+        raise UsageError("an index has no config", where=label)
+    if m.config.media_type not in (mt.OCI_CONFIG, mt.DOCKER_CONFIG):
+        return None
+    with located(where=label):
+        data = store.fetch_bytes(m.config, limit=CONFIG_LIMIT)
+        try:
+            cfg = json.loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise InvalidManifest("the image config is not JSON") from None
+        if not isinstance(cfg, dict) or not cfg.get("os") or not cfg.get("architecture"):
+            return None
+        keys = ("os", "architecture", "variant", "os.version", "os.features")
+        try:
+            return Platform.from_dict(
+                {k: cfg[k] for k in keys if cfg.get(k) is not None}, normalize=False
+            )
+        except InvalidPlatform as e:
+            raise InvalidManifest(f"bad platform in the image config: {e.message}") from None
+
+
+def image_platform(store: Store, desc: Descriptor, m: Manifest) -> Platform | None:
+    """The platform *desc* lists, else the one its config declares (None for an index)."""
+    if desc.platform is not None:
+        return desc.platform
+    if m.is_index:
+        return None
+    return config_platform(store, m)
+
+
+def select_platform(
+    store: Store, desc: Descriptor, m: Manifest, platform: Platform | str
+) -> tuple[Descriptor, Manifest]:
+    """The image for *platform* inside index *m* (recursively).
+
+    An image is returned as it is when its config's platform is compatible
+    (or it declares none); otherwise :class:`NotFound` names both platforms.
+    """
+    want = Platform.parse(platform) if isinstance(platform, str) else platform
+    for _ in range(64):
+        if not m.is_index:
+            have = image_platform(store, desc, m)
+            if have is not None and not want.matches(have):
+                raise NotFound(f"the image is {have}, not {want}", where=store.name)
+            return desc, m
+        entry = _best_entry(m, want)
+        if entry is None:
+            plats = [str(e.platform) for e in m.manifests if e.platform is not None]
+            raise NotFound(
+                f"no image for platform {want} in the index (has: {', '.join(plats) or 'none'})",
+                where=store.name,
+            )
+        desc, m = entry, store.fetch_manifest(entry)
+    raise InvalidManifest("indexes nested too deeply", where=store.name)
+
+
+def _best_entry(m: Manifest, want: Platform) -> Descriptor | None:
+    for entry in m.manifests:
+        if entry.platform is not None and want.matches(entry.platform):
+            return entry
+    return None

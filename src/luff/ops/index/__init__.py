@@ -1,0 +1,411 @@
+"""Multi-platform indexes: build in memory, then push with the one copy path.
+
+Building resolves every source (:mod:`.resolve`), assembles and validates
+the index without I/O (:mod:`.assemble`, with jq edits from :mod:`.edits`)
+and returns a :class:`BuiltIndex`; nothing is written. Pushing copies the
+built index's graph to each destination (:mod:`.built`). :func:`create`,
+:func:`append` and :func:`filter` do both. Sources and options come from
+code, CLI flags or a spec file (:mod:`.options`), in one
+:class:`IndexOptions` value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from luff.context import Context, default_context
+from luff.copy import Plan, Progress
+from luff.errors import NotFound, UsageError
+from luff.model.address import Address, parse_address
+from luff.model.descriptor import Descriptor
+from luff.model.manifest import Manifest
+from luff.model.platform import Platform
+from luff.model.reference import valid_tag
+from luff.ops.common import config_platform
+from luff.ops.index.assemble import (
+    FORMATS,
+    OCI,
+    Assembly,
+    assemble,
+    check_format,
+    drop_with_attestations,
+)
+from luff.ops.index.built import BuiltIndex, Destination, destinations
+from luff.ops.index.edits import apply_edits
+from luff.ops.index.options import IndexOptions, load_spec, parse_spec
+from luff.ops.index.resolve import Entry, Resolver, bare, is_attestation
+from luff.ops.index.sources import Source, SourceSyntaxError
+
+__all__ = [
+    "FORMATS",
+    "BuiltIndex",
+    "Destination",
+    "Entry",
+    "IndexOptions",
+    "Listing",
+    "Source",
+    "SourceSyntaxError",
+    "append",
+    "apply_edits",
+    "build",
+    "build_append",
+    "build_filter",
+    "config_platform",
+    "create",
+    "destinations",
+    "filter",
+    "is_attestation",
+    "list_entries",
+    "load_spec",
+    "parse_spec",
+    "targets_of",
+]
+
+_T = TypeVar("_T")
+
+
+def _options(
+    options: IndexOptions | None,
+    sources: Iterable[str | Source] = (),
+    *,
+    annotations: Mapping[str, str] | None = None,
+    edits: Sequence[str] = (),
+    format: str | None = None,
+    allow_duplicate_platforms: bool = False,
+    flatten: bool = True,
+    tags: Sequence[str] = (),
+) -> IndexOptions:
+    given = IndexOptions(
+        sources=[Source.coerce(s) for s in sources],
+        tags=list(tags),
+        annotations=dict(annotations or {}),
+        edits=list(edits),
+        format=format,
+        allow_duplicate_platforms=allow_duplicate_platforms,
+        flatten=flatten,
+    )
+    opts = options.merged(given) if options is not None else given
+    check_format(opts.format)
+    return opts
+
+
+def _safely(r: Resolver, fn: Callable[[], _T]) -> _T:
+    """Run *fn*; on any error release the stores *r* opened."""
+    try:
+        return fn()
+    except BaseException:
+        r.abort()
+        raise
+
+
+def _built(r: Resolver, a: Assembly, groups: Sequence[Sequence[Entry]], ctx: Context) -> BuiltIndex:
+    done = _safely(r, lambda: assemble(a, groups))
+    return BuiltIndex(done.manifest, done.entries, done.replaced, ctx, r.stores)
+
+
+def build(
+    sources: Iterable[str | Source] = (),
+    *,
+    options: IndexOptions | None = None,
+    annotations: Mapping[str, str] | None = None,
+    edits: Sequence[str] = (),
+    format: str | None = None,
+    allow_duplicate_platforms: bool = False,
+    flatten: bool = True,
+    ctx: Context | None = None,
+) -> BuiltIndex:
+    """Build an index from *sources* in memory; nothing is written.
+
+    Sources are addresses (registry, ``oci:``, ``oci-archive:``,
+    ``docker-archive:``) or :class:`Source` objects with overrides; images and
+    indexes alike (indexes are flattened unless ``flatten=False``).
+    *format* is ``"oci"`` (default) or ``"docker"``. *edits* are jq programs
+    run on the index JSON, whose result is validated. *options* gives all of
+    these at once (the keyword arguments add to it).
+    """
+    ctx = ctx or default_context()
+    opts = _options(
+        options,
+        sources,
+        annotations=annotations,
+        edits=edits,
+        format=format,
+        allow_duplicate_platforms=allow_duplicate_platforms,
+        flatten=flatten,
+    )
+    if not opts.sources:
+        raise UsageError("no sources given")
+    r = Resolver(ctx, opts.flatten)
+    groups = _safely(r, lambda: r.resolve_all(opts.sources))
+    a = Assembly(
+        r.content,
+        format=opts.format or OCI,
+        annotations=opts.annotations,
+        edits=opts.edits,
+        allow_duplicate_platforms=opts.allow_duplicate_platforms,
+    )
+    return _built(r, a, groups, ctx)
+
+
+def build_append(
+    base: str | Source,
+    sources: Iterable[str | Source] = (),
+    *,
+    options: IndexOptions | None = None,
+    annotations: Mapping[str, str] | None = None,
+    edits: Sequence[str] = (),
+    format: str | None = None,
+    allow_duplicate_platforms: bool = False,
+    flatten: bool = True,
+    ctx: Context | None = None,
+) -> BuiltIndex:
+    """The index at *base* with *sources* added; nothing is written.
+
+    A plain image at *base* becomes an index holding it; a missing *base*
+    means an empty one. A new entry with the platform of an existing one
+    replaces it (see :attr:`BuiltIndex.replaced`).
+    """
+    ctx = ctx or default_context()
+    opts = _options(
+        options,
+        sources,
+        annotations=annotations,
+        edits=edits,
+        format=format,
+        allow_duplicate_platforms=allow_duplicate_platforms,
+        flatten=flatten,
+    )
+    r = Resolver(ctx, opts.flatten)
+    base_doc: dict[str, Any] | None = None
+    base_entries: list[Entry] = []
+    try:
+        store, desc, m = r.open(base)
+    except NotFound:
+        if not opts.sources:
+            raise
+    else:
+        base_doc, base_entries = _safely(r, lambda: r.base_entries(store, desc, m, str(base)))
+    if not opts.sources:
+        r.abort()
+        raise UsageError("no sources given")
+    groups = _safely(r, lambda: r.resolve_all(opts.sources))
+    a = Assembly(
+        r.content,
+        base_doc=base_doc,
+        base_entries=base_entries,
+        format=opts.format or (None if base_doc is not None else OCI),
+        annotations=opts.annotations,
+        edits=opts.edits,
+        allow_duplicate_platforms=opts.allow_duplicate_platforms,
+    )
+    return _built(r, a, groups, ctx)
+
+
+def build_filter(
+    ref: str | Source,
+    *,
+    platforms: Iterable[Platform | str] = (),
+    exclude: Iterable[Platform | str] = (),
+    options: IndexOptions | None = None,
+    annotations: Mapping[str, str] | None = None,
+    edits: Sequence[str] = (),
+    format: str | None = None,
+    ctx: Context | None = None,
+) -> BuiltIndex:
+    """The index at *ref* keeping only *platforms*, or dropping *exclude*; nothing is written.
+
+    Attestations go with their images.
+    """
+    ctx = ctx or default_context()
+    opts = _options(options, annotations=annotations, edits=edits, format=format)
+    keep = [Platform.parse(v) if isinstance(v, str) else v for v in platforms]
+    drop = [Platform.parse(v) if isinstance(v, str) else v for v in exclude]
+    if bool(keep) == bool(drop):
+        raise UsageError("give either platforms to keep or platforms to exclude")
+    r = Resolver(ctx)
+    store, desc, m = r.open(ref)
+    if not m.is_index:
+        r.abort()
+        raise UsageError(f"{ref} is an image, not an index")
+    base_doc, entries = _safely(r, lambda: r.base_entries(store, desc, m, str(ref)))
+
+    def chosen(e: Entry) -> bool:
+        if e.platform is None:
+            return bool(drop)
+        hit = any(s.matches(e.platform) for s in (keep or drop))
+        return hit if keep else not hit
+
+    removed = {e.digest for e in entries if not e.is_attestation and not chosen(e)}
+    kept = drop_with_attestations(entries, removed)
+    if keep:
+        kept_images = {e.digest for e in kept if not e.is_attestation}
+        kept = [e for e in kept if not e.is_attestation or e.subject in kept_images]
+    if not [e for e in kept if not e.is_attestation]:
+        have = ", ".join(str(e.platform) for e in entries if not e.is_attestation) or "none"
+        r.abort()
+        raise UsageError(f"{ref}: no entries would remain (the index has: {have})")
+    a = Assembly(
+        r.content,
+        base_doc=base_doc,
+        base_entries=kept,
+        format=opts.format,
+        annotations=opts.annotations,
+        edits=opts.edits,
+        allow_duplicate_platforms=True,
+    )
+    return _built(r, a, [], ctx)
+
+
+def _push(
+    built: BuiltIndex,
+    dests: list[Destination],
+    progress: Progress | None,
+    on_plan: Callable[[Plan], None] | None,
+) -> Descriptor:
+    try:
+        return built.push_all(dests, progress=progress, on_plan=on_plan)
+    finally:
+        built.close()
+
+
+def create(
+    target: str | Address,
+    sources: Iterable[str | Source] = (),
+    *,
+    tags: Sequence[str] = (),
+    options: IndexOptions | None = None,
+    annotations: Mapping[str, str] | None = None,
+    edits: Sequence[str] = (),
+    format: str | None = None,
+    allow_duplicate_platforms: bool = False,
+    flatten: bool = True,
+    ctx: Context | None = None,
+    progress: Progress | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+) -> Descriptor:
+    """Build an index from *sources* and push it to *target* (and *tags*); returns its descriptor.
+
+    *tags* are more tags in the target repository, or full addresses. A
+    registry target without a tag means ``:latest``. Everything is validated
+    before anything is written.
+    """
+    opts = _options(options, tags=tags)
+    dests = destinations(target, opts.tags)  # fail on a bad target before any work
+    built = build(
+        sources,
+        options=opts,
+        annotations=annotations,
+        edits=edits,
+        format=format,
+        allow_duplicate_platforms=allow_duplicate_platforms,
+        flatten=flatten,
+        ctx=ctx,
+    )
+    return _push(built, dests, progress, on_plan)
+
+
+def targets_of(base: str, targets: Sequence[str], tags: Sequence[str] = ()) -> list[Destination]:
+    """Where append and filter write: each of *targets*, or back to *base* when there is none.
+
+    A bare tag is a tag in *base*'s repository. *tags* are more tags (or
+    addresses) for the first destination, as ``tags:`` in a spec file.
+    """
+    if not targets:
+        return destinations(base, tags)
+    first = targets[0]
+    if valid_tag(first):
+        return destinations(parse_address(base).with_tag(first), [*targets[1:], *tags])
+    return destinations(first, [*targets[1:], *tags])
+
+
+def append(
+    base: str,
+    sources: Iterable[str | Source] = (),
+    *,
+    targets: Sequence[str] = (),
+    options: IndexOptions | None = None,
+    annotations: Mapping[str, str] | None = None,
+    edits: Sequence[str] = (),
+    format: str | None = None,
+    allow_duplicate_platforms: bool = False,
+    flatten: bool = True,
+    ctx: Context | None = None,
+    progress: Progress | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+) -> Descriptor:
+    """Add *sources* to the index (or image) at *base* and push it back, or to *targets*."""
+    dests = targets_of(base, targets, options.tags if options else ())
+    built = build_append(
+        base,
+        sources,
+        options=options,
+        annotations=annotations,
+        edits=edits,
+        format=format,
+        allow_duplicate_platforms=allow_duplicate_platforms,
+        flatten=flatten,
+        ctx=ctx,
+    )
+    return _push(built, dests, progress, on_plan)
+
+
+def filter(
+    ref: str,
+    *,
+    platforms: Iterable[Platform | str] = (),
+    exclude: Iterable[Platform | str] = (),
+    targets: Sequence[str] = (),
+    options: IndexOptions | None = None,
+    annotations: Mapping[str, str] | None = None,
+    edits: Sequence[str] = (),
+    format: str | None = None,
+    ctx: Context | None = None,
+    progress: Progress | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+) -> Descriptor:
+    """Keep (or drop) entries of the index at *ref* by platform and push the result."""
+    dests = targets_of(ref, targets)
+    built = build_filter(
+        ref,
+        platforms=platforms,
+        exclude=exclude,
+        options=options,
+        annotations=annotations,
+        edits=edits,
+        format=format,
+        ctx=ctx,
+    )
+    return _push(built, dests, progress, on_plan)
+
+
+@dataclass
+class Listing:
+    """The entries of an index (or the single image) at a reference."""
+
+    descriptor: Descriptor
+    manifest: Manifest
+    entries: list[Entry]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: the index descriptor and its entries (attestations marked)."""
+        out = []
+        for e in self.entries:
+            d = e.to_dict()
+            d["attestation"] = e.is_attestation
+            if e.subject is not None:
+                d["subject"] = str(e.subject)
+            out.append(d)
+        return {**self.descriptor.to_dict(), "manifests": out}
+
+
+def list_entries(ref: str | Source, *, ctx: Context | None = None) -> Listing:
+    """The entries of the index at *ref*; a plain image lists as one entry."""
+    r = Resolver(ctx or default_context())
+    store, desc, m = r.open(ref)
+    try:
+        _, entries = r.base_entries(store, desc, m, str(ref))
+    finally:
+        r.abort()
+    return Listing(bare(desc), m, entries)

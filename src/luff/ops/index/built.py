@@ -1,0 +1,197 @@
+"""A built index: the assembled bytes in memory, served as a read-only store.
+
+Pushing it is an ordinary copy of its graph (:func:`luff.copy.copy_graph`)
+from an :class:`~luff.stores.memory.OverlayStore` that holds the index and
+serves every entry's content from the store that provided it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from luff.context import Context, default_context
+from luff.copy import Plan, Progress, copy_graph, plan_graph
+from luff.errors import UsageError
+from luff.model.address import Address, check_tag, parse_address
+from luff.model.descriptor import Descriptor
+from luff.model.digest import Digest
+from luff.model.manifest import Manifest
+from luff.model.reference import DEFAULT_TAG, valid_tag
+from luff.ops.index.resolve import Entry
+from luff.stores import open_target
+from luff.stores.base import Store
+from luff.stores.memory import OverlayStore
+
+
+@dataclass
+class Destination:
+    """One repository to push to, with every tag it gets there."""
+
+    address: Address
+    tags: list[str]
+
+    def __str__(self) -> str:
+        if not self.tags:
+            return str(self.address)
+        more = f" (and tags {', '.join(self.tags[1:])})" if len(self.tags) > 1 else ""
+        return f"{self.address.with_tag(self.tags[0])}{more}"
+
+
+def destinations(primary: str | Address, extra: Sequence[str] = ()) -> list[Destination]:
+    """Group *primary* and the ``-t`` values into one :class:`Destination` per repository.
+
+    A value that is a valid tag is a tag in *primary*'s repository; anything
+    else is a full address (another repository or registry gets its own copy).
+    A target names a tag, not a digest: the index is new.
+    """
+    paddr = primary if isinstance(primary, Address) else parse_address(primary)
+    groups: dict[str, Destination] = {}
+
+    def add(addr: Address, tag: str) -> None:
+        if addr.has_digest:
+            raise UsageError(f"{addr}: a target names a tag, not a digest")
+        repo = replace(addr, tag="", digest="")
+        d = groups.setdefault(addr.repository_key, Destination(repo, []))
+        if tag and tag not in d.tags:
+            d.tags.append(tag)
+
+    add(paddr, paddr.target_tag(DEFAULT_TAG if paddr.is_registry else ""))
+    for x in extra:
+        if valid_tag(x):
+            add(paddr, check_tag(x, paddr.transport))
+        else:
+            a = parse_address(x)
+            add(a, a.target_tag(DEFAULT_TAG if a.is_registry else ""))
+    return list(groups.values())
+
+
+@dataclass
+class BuiltIndex:
+    """A validated index held in memory, with where each entry's content is.
+
+    Inspect :attr:`manifest` (exact bytes), :attr:`document` and
+    :attr:`entries`; :meth:`plan` shows what pushing would transfer,
+    :meth:`push` writes it. :attr:`store` serves the whole graph.
+    """
+
+    manifest: Manifest
+    entries: list[Entry]
+    replaced: list[tuple[Entry, Entry]] = field(default_factory=list)
+    ctx: Context = field(default_factory=default_context)
+    stores: list[Store] = field(default_factory=list, repr=False)
+    store: OverlayStore = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.store = OverlayStore(f"index {self.manifest.digest.short}")
+        self.store.add(self.manifest)
+        for e in self.entries:
+            self.store.provide(e.digest, e.store)
+
+    @property
+    def descriptor(self) -> Descriptor:
+        """The descriptor of the index (media type, digest, size)."""
+        return self.manifest.descriptor()
+
+    @property
+    def digest(self) -> Digest:
+        return self.manifest.digest
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The index as a JSON object."""
+        return self.manifest.json
+
+    def to_json(self) -> str:
+        """The exact bytes of the index, as text."""
+        return self.manifest.data.decode()
+
+    def __repr__(self) -> str:
+        plats = ", ".join(
+            "attestation" if e.is_attestation else str(e.platform or "-") for e in self.entries
+        )
+        return f"<BuiltIndex {self.digest} [{plats}]>"
+
+    def _target(
+        self, target: str | Address | Store, tags: Sequence[str], create: bool
+    ) -> tuple[Store, list[str], bool]:
+        if isinstance(target, Store):
+            return target, [check_tag(t) for t in tags], False
+        dest = destinations(target, tags)
+        if len(dest) != 1:
+            raise UsageError(f"{target}: the tags name other repositories; use push_all")
+        return open_target(dest[0].address, self.ctx, create=create), dest[0].tags, True
+
+    def plan(self, target: str | Address | Store, tags: Sequence[str] = ()) -> Plan:
+        """What pushing to *target* would do, per blob and manifest; writes nothing."""
+        store, all_tags, owned = self._target(target, tags, create=False)
+        try:
+            return plan_graph(
+                self.store,
+                self.descriptor,
+                store,
+                manifest=self.manifest,
+                tags=all_tags,
+                ctx=self.ctx,
+            )[1]
+        finally:
+            if owned:
+                store.abort()
+
+    def push(
+        self,
+        target: str | Address | Store,
+        tags: Sequence[str] = (),
+        *,
+        progress: Progress | None = None,
+        on_plan: Callable[[Plan], None] | None = None,
+    ) -> Descriptor:
+        """Copy what *target* lacks, then push the index under its tag and *tags*.
+
+        *target* is an address (its tag, if any, is used) or a store. When every
+        tag already points at this index, nothing is transferred.
+        """
+        store, all_tags, owned = self._target(target, tags, create=True)
+        try:
+            copy_graph(
+                self.store,
+                self.descriptor,
+                store,
+                manifest=self.manifest,
+                tags=all_tags,
+                ctx=self.ctx,
+                progress=progress,
+                on_plan=on_plan,
+            )
+        except BaseException:
+            if owned:
+                store.abort()
+            raise
+        if owned:
+            store.close()
+        return self.descriptor
+
+    def push_all(
+        self,
+        dests: Iterable[Destination],
+        *,
+        progress: Progress | None = None,
+        on_plan: Callable[[Plan], None] | None = None,
+    ) -> Descriptor:
+        """Push to every destination in turn (see :func:`destinations`)."""
+        for d in dests:
+            self.push(d.address, d.tags, progress=progress, on_plan=on_plan)
+        return self.descriptor
+
+    def close(self) -> None:
+        """Release the source stores (archives hold open files)."""
+        for s in self.stores:
+            s.close()
+        self.stores = []
+
+    def __enter__(self) -> BuiltIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
