@@ -273,7 +273,7 @@ def test_auth_login_logout_and_use(
         (["digest", "Not/Valid:tag"], 2, "must be lowercase"),
         (["digest", "localhost:1/x:bad tag"], 2, "white space"),
         (["digest", "x/y@sha256:abc"], 2, "64"),
-        (["--platform", "linux", "digest", "x/y"], 2, "os/arch"),
+        (["--platform", "lunix", "digest", "x/y"], 2, "os/arch"),
         (["blob", "x/y:1"], 2, "REPOSITORY@sha256"),
         (["digest", "dir:/tmp/x"], 2, "unknown transport"),
     ],

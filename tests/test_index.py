@@ -422,10 +422,10 @@ FAILURES = {
         ["src/s390x:1", "linux/s390x", "not linux/arm64 or windows/amd64"],
     ),
     "only-bad-platform": (
-        ["ref={r1}/src/amd64:1,only=linux"],
+        ["ref={r1}/src/amd64:1,only=lunix"],
         [],
         2,
-        ["only:", "linux"],
+        ["only:", "lunix"],
     ),
 }
 

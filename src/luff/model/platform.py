@@ -1,36 +1,118 @@
-"""Platforms: parse, normalise, format and match.
+"""Platforms: parse, normalise, format and match, as containerd's platforms package does.
 
-Normalisation follows containerd: ``aarch64`` becomes ``arm64`` (its ``v8``
-variant is implied and dropped), ``x86_64`` becomes ``amd64``, ``armhf`` is
-``arm/v7`` and plain ``arm`` means ``arm/v7``.
+A :class:`Platform` is kept exactly as written (by an image config, a descriptor
+or the user); :meth:`Platform.normalized` gives containerd's canonical form
+(``aarch64`` is ``arm64``, whose ``v8`` variant is implied and dropped;
+``x86_64`` is ``amd64``; plain ``arm`` is ``arm/v7``; ``armhf`` is ``arm/v7``
+and ``armel`` ``arm/v6`` whatever variant they carry; ...) and is what every
+comparison uses.
+
+Matching follows containerd's ``MatchComparer``: :func:`only` (what a host of a
+platform can run, best first), :func:`only_strict` (that platform and no
+other), :func:`ordered` and :func:`any_of`. :func:`best_match` and
+:func:`ranked` apply a matcher to a list of candidates.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, TypeVar, overload
 
 from luff.errors import InvalidPlatform
 
-_ARCH_ALIASES = {
-    "x86_64": ("amd64", ""),
-    "x86-64": ("amd64", ""),
-    "aarch64": ("arm64", ""),
-    "armhf": ("arm", "v7"),
-    "armel": ("arm", "v6"),
-    "i386": ("386", ""),
-    "i686": ("386", ""),
-}
-_OS_ALIASES = {"macos": "darwin"}
-_WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
+__all__ = [
+    "Matcher",
+    "Platform",
+    "any_of",
+    "best_match",
+    "detect_host_platform",
+    "host_platform",
+    "only",
+    "only_strict",
+    "ordered",
+    "ranked",
+]
+
+# Go's GOOS and GOARCH lists, as containerd's database.go has them.
+_GOOS = (
+    "aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9"
+    " solaris windows zos"
+)
+_GOARCH = (
+    "386 amd64 amd64p32 arm armbe arm64 arm64be ppc64 ppc64le loong64 mips mipsle mips64"
+    " mips64le mips64p32 mips64p32le ppc riscv riscv64 s390 s390x sparc sparc64 wasm"
+)
+KNOWN_OS = frozenset(_GOOS.split())
+KNOWN_ARCH = frozenset(_GOARCH.split())
+
+_COMPONENT = re.compile(r"^[A-Za-z0-9_.-]+$")  # arch and variant (containerd's specifierRe)
+_OS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # the OS: no dots (containerd's osRe)
+_OS_OPTION = re.compile(r"^[A-Za-z0-9_.%-]*$")  # os.version and os.features inside os(...)
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_FORMS = "expected os/arch[/variant][:os.version], an OS or an architecture"
+
+
+def _normalize_os(os_: str) -> str:
+    os_ = os_.lower()
+    return "darwin" if os_ == "macos" else os_
+
+
+def _normalize_arch(arch: str, variant: str) -> tuple[str, str]:
+    """containerd's normalizeArch: canonical architecture and variant."""
+    arch, variant = arch.lower(), variant.lower()
+    if arch == "i386":
+        return "386", ""
+    if arch in ("x86_64", "x86-64", "amd64"):
+        return "amd64", "" if variant == "v1" else variant
+    if arch in ("aarch64", "arm64"):
+        if variant in ("8", "v8", "v8.0"):
+            variant = ""
+        elif variant in ("9", "9.0", "v9.0"):
+            variant = "v9"
+        return "arm64", variant
+    if arch == "armhf":
+        return "arm", "v7"
+    if arch == "armel":
+        return "arm", "v6"
+    if arch == "arm":
+        if variant in ("", "7"):
+            variant = "v7"
+        elif variant in ("5", "6", "8"):
+            variant = "v" + variant
+    return arch, variant
+
+
+def _decode_option(text: str, what: str, spec: str) -> str:
+    if not _OS_OPTION.match(text):
+        raise InvalidPlatform(
+            f"invalid platform {spec!r}: bad character in {what} {text!r}"
+            " (inside os(...) use letters, digits, '_', '.', '-' and %XX escapes)"
+        )
+    if _BAD_ESCAPE.search(text):
+        raise InvalidPlatform(f"invalid platform {spec!r}: bad %-escape in {what} {text!r}")
+    if "%" not in text:
+        return text
+    from urllib.parse import unquote
+
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidPlatform(f"invalid platform {spec!r}: {what} {text!r} is not UTF-8") from None
+
+
+def _encode_option(text: str) -> str:
+    for a, b in (("%", "%25"), ("+", "%2B"), ("(", "%28"), (")", "%29"), ("/", "%2F")):
+        text = text.replace(a, b)
+    return text
 
 
 @dataclass(frozen=True)
 class Platform:
-    """An OCI platform: os, architecture and optional details."""
+    """An OCI platform: os, architecture and optional details, kept as written."""
 
     os: str
     architecture: str
@@ -40,8 +122,16 @@ class Platform:
     features: tuple[str, ...] = field(default=())
 
     @classmethod
-    def parse(cls, text: str) -> Platform:
-        """Parse ``os/arch[/variant][:os.version]`` or a JSON object."""
+    def parse(cls, text: str, *, host: Platform | None = None) -> Platform:
+        """Parse a platform as the user wrote it; nothing is normalised.
+
+        Accepted forms: ``os/arch[/variant][:os.version]``; containerd's
+        ``os(os.version+feature+...)/arch[/variant]``; a single known OS
+        (``windows``: the host's architecture and variant) or known
+        architecture (``arm64``, ``x86_64``, ``armhf``: the host's OS); a JSON
+        object. *host* (default :func:`host_platform`) fills in what a single
+        word leaves out.
+        """
         text = text.strip()
         if text.startswith("{"):
             try:
@@ -50,27 +140,11 @@ class Platform:
                 raise InvalidPlatform(f"invalid platform JSON {text!r}: {e.msg}") from None
             if not isinstance(obj, dict):
                 raise InvalidPlatform(f"invalid platform JSON {text!r}: not an object")
-            return cls.from_dict(obj)
-        main, sep, version = text.partition(":")
-        if sep and not version:
-            raise InvalidPlatform(f"invalid platform {text!r}: empty os.version after ':'")
-        parts = main.split("/")
-        if len(parts) < 2 or len(parts) > 3 or any(not p for p in parts):
-            raise InvalidPlatform(
-                f"invalid platform {text!r}: expected os/arch[/variant][:os.version]"
-            )
-        for p in parts:
-            if not _WORD.match(p):
-                raise InvalidPlatform(f"invalid platform {text!r}: bad character in {p!r}")
-        return cls(
-            os=parts[0],
-            architecture=parts[1],
-            variant=parts[2] if len(parts) == 3 else "",
-            os_version=version,
-        ).normalized()
+            return cls.from_dict(obj, normalize=False)
+        return _parse_specifier(text, host)
 
     @classmethod
-    def from_dict(cls, obj: Mapping[str, Any], *, normalize: bool = True) -> Platform:
+    def from_dict(cls, obj: Mapping[str, Any], *, normalize: bool = False) -> Platform:
         """Build from the OCI JSON form (``os``, ``architecture``, ...).
 
         With ``normalize=False`` the fields are kept as written (descriptors
@@ -93,27 +167,20 @@ class Platform:
         return p.normalized() if normalize else p
 
     def normalized(self) -> Platform:
-        """The containerd-normalised form of this platform."""
-        os_ = self.os.lower()
-        os_ = _OS_ALIASES.get(os_, os_)
-        arch = self.architecture.lower()
-        variant = self.variant.lower()
-        if arch in _ARCH_ALIASES:
-            arch, default_variant = _ARCH_ALIASES[arch]
-            if default_variant and not variant:
-                variant = default_variant
-        if arch == "arm64" and variant in ("v8", "8", "v8.0"):
-            variant = ""
-        elif arch == "arm64" and variant in ("9", "9.0", "v9.0"):
-            variant = "v9"
-        elif arch == "arm":
-            if not variant:
-                variant = "v7"
-            elif variant in ("5", "6", "7", "8"):
-                variant = "v" + variant
-        elif arch == "amd64" and variant == "v1":
-            variant = ""
-        return Platform(os_, arch, variant, self.os_version, self.os_features, self.features)
+        """containerd's ``Normalize``: canonical os, architecture and variant.
+
+        os.features are sorted and de-duplicated; os.version and features are
+        kept.
+        """
+        arch, variant = _normalize_arch(self.architecture, self.variant)
+        return Platform(
+            _normalize_os(self.os),
+            arch,
+            variant,
+            self.os_version,
+            tuple(sorted(set(self.os_features))),
+            self.features,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The OCI JSON form, with empty fields left out."""
@@ -128,6 +195,21 @@ class Platform:
             out["features"] = list(self.features)
         return out
 
+    def to_specifier(self) -> str:
+        """containerd's ``FormatAll``: ``os(os.version+feature...)/arch[/variant]``.
+
+        Features are sorted, empty and repeated ones left out; ``%``, ``+``,
+        ``(``, ``)`` and ``/`` are %-escaped. :meth:`parse` reads it back.
+        """
+        feats = sorted({f for f in self.os_features if f})
+        head = self.os
+        if self.os_version or feats:
+            opts = _encode_option(self.os_version)
+            if feats:
+                opts += "+" + "+".join(_encode_option(f) for f in feats)
+            head += f"({opts})"
+        return "/".join(x for x in (head, self.architecture, self.variant) if x)
+
     def __str__(self) -> str:
         s = f"{self.os}/{self.architecture}"
         if self.variant:
@@ -137,11 +219,12 @@ class Platform:
         return s
 
     def matches(self, other: Platform) -> bool:
-        """True when *other* satisfies this platform as a selector.
+        """True when *other* satisfies this platform as a selector (luff's old rule).
 
         Comparison is on normalised os, architecture and variant; an empty
         variant or os.version in the selector matches any. Normalising gives
         ``arm`` the variant ``v7``, so ``linux/arm`` selects only ``arm/v7``.
+        For containerd's rules use :func:`only` or :func:`only_strict`.
         """
         a, b = self.normalized(), other.normalized()
         if a.os != b.os or a.architecture != b.architecture:
@@ -166,8 +249,422 @@ class Platform:
         return self.os == "unknown" and self.architecture == "unknown"
 
 
-def host_platform() -> Platform:
-    """The platform of the running machine (Linux assumed for os)."""
-    import platform as _p
+def _parse_specifier(text: str, host: Platform | None) -> Platform:
+    def bad(why: str) -> InvalidPlatform:
+        return InvalidPlatform(f"invalid platform {text!r}: {why}")
 
-    return Platform("linux", _p.machine() or "amd64").normalized()
+    if "*" in text:
+        raise bad("wildcards are not supported")
+    # The OS runs up to the first '/', ':' or '('; os(...) holds version and features.
+    cut = min((i for i in (text.find(c) for c in "/:(") if i >= 0), default=len(text))
+    os_, rest = text[:cut], text[cut:]
+    opt_version, os_features = "", tuple[str, ...]()
+    if rest.startswith("("):
+        end = rest.find(")")
+        if end < 0:
+            raise bad(f"'(' after {os_!r} is not closed")
+        version_text, *feature_texts = rest[1:end].split("+")
+        opt_version = _decode_option(version_text, "os.version", text)
+        for f in feature_texts:
+            if not f:
+                raise bad("empty os.feature in os(...)")
+        os_features = tuple(
+            f for f in (_decode_option(f, "os.feature", text) for f in feature_texts) if f
+        )
+        rest = rest[end + 1 :]
+        if rest and rest[0] not in "/:":
+            raise bad(f"unexpected {rest!r} after {text[: len(text) - len(rest)]!r}")
+    path, sep, version = rest.partition(":")
+    if sep and not version:
+        raise bad("empty os.version after ':'")
+    if sep and opt_version:
+        raise bad("os.version given twice, in os(...) and after ':'")
+    version = version or opt_version
+    parts = [os_, *path.split("/")[1:]] if path else [os_]
+    if len(parts) > 3 or not all(parts):
+        raise bad(_FORMS)
+    if not _OS_NAME.match(os_):
+        raise bad(f"bad character in {os_!r} (an OS is letters, digits, '_' and '-')")
+    for p in parts[1:]:
+        if not _COMPONENT.match(p):
+            raise bad(f"bad character in {p!r}")
+    if len(parts) > 1:
+        variant = parts[2] if len(parts) == 3 else ""
+        return Platform(os_, parts[1], variant, version, os_features)
+    # A single word: a known OS on the host's architecture, or a known architecture on
+    # the host's OS (containerd tries the OS first).
+    h = (host or host_platform()).normalized()
+    if _normalize_os(os_) in KNOWN_OS:
+        variant = "" if (h.architecture, h.variant) == ("arm", "v7") else h.variant
+        return Platform(os_, h.architecture, variant, version, os_features)
+    if _normalize_arch(os_, "")[0] in KNOWN_ARCH:
+        return Platform(h.os, os_, "", version, os_features)
+    raise bad(f"{os_!r} is neither a known OS nor a known architecture ({_FORMS})")
+
+
+# --- Windows os.version --------------------------------------------------------------------
+
+_LTSC2022 = 20348  # Windows Server 2022
+_LTSC2025 = 26100  # Windows Server 2025
+_COMPAT_LTSC = (_LTSC2022, _LTSC2025)  # stable-ABI LTSC releases, ascending
+
+
+@dataclass(frozen=True)
+class _WinVersion:
+    major: int
+    minor: int
+    build: int
+    revision: int = -1  # -1: none or not a number (ranks below any revision)
+
+    @classmethod
+    def parse(cls, text: str) -> _WinVersion | None:
+        """``major.minor.build[.revision]``, or None (containerd then matches anything)."""
+        parts = text.split(".")
+        if len(parts) < 3:
+            return None
+        nums = []
+        for part, limit in zip(parts[:3], (1 << 8, 1 << 8, 1 << 16), strict=True):
+            if not (part.isascii() and part.isdigit()) or int(part) >= limit:
+                return None
+            nums.append(int(part))
+        rev = parts[3] if len(parts) > 3 else ""
+        revision = int(rev) if rev.isascii() and rev.isdigit() else -1
+        return cls(nums[0], nums[1], nums[2], revision)
+
+    @property
+    def empty(self) -> bool:
+        return (self.major, self.minor, self.build) == (0, 0, 0)
+
+
+def _windows_compatible(host: _WinVersion, ctr: _WinVersion) -> bool:
+    """Can a Windows *host* run a container built for *ctr* (major.minor.build)?
+
+    Before Windows Server 2022 the builds must be equal; from 2022 on a host
+    also runs containers of the previous stable-ABI LTSC release up to itself.
+    """
+    if (host.major, host.minor) != (ctr.major, ctr.minor):
+        return False
+    if host.build < _LTSC2022:
+        return host.build == ctr.build
+    oldest = next((r for r in reversed(_COMPAT_LTSC) if host.build > r), _LTSC2022)
+    return oldest <= ctr.build <= host.build
+
+
+# --- matchers ------------------------------------------------------------------------------
+
+
+class Matcher(Protocol):
+    """Matches and ranks platforms (containerd's ``MatchComparer``)."""
+
+    def match(self, p: Platform) -> bool:
+        """True when *p* is acceptable."""
+        ...
+
+    def less(self, a: Platform, b: Platform) -> bool:
+        """True when *a* ranks before (is preferred to) *b*."""
+        ...
+
+
+class _One:
+    """One platform (containerd's ``NewMatcher``), normalised.
+
+    os, architecture and variant must be equal after normalisation; the
+    candidate's os.features must be a subset of the selector's (``win32k`` is
+    ignored for Windows). os.version counts only for Windows: see
+    :func:`_windows_compatible`; a candidate without one matches.
+    """
+
+    def __init__(self, p: Platform) -> None:
+        self.platform = p.normalized()
+        self.windows = self.platform.os == "windows"
+        v = _WinVersion.parse(p.os_version) if self.windows else None
+        self.version = v if v is not None and not v.empty else None
+
+    def match(self, p: Platform) -> bool:
+        n = p.normalized()
+        want = self.platform
+        if (n.os, n.architecture, n.variant) != (want.os, want.architecture, want.variant):
+            return False
+        feats = set(n.os_features)
+        if self.windows:
+            feats.discard("win32k")
+        if not feats <= set(want.os_features):
+            return False
+        if self.version is None or not p.os_version:
+            return True
+        ctr = _WinVersion.parse(p.os_version) or _WinVersion(0, 0, 0)
+        return _windows_compatible(self.version, ctr)
+
+    def rank(self, p: Platform) -> tuple[int, int, int]:
+        """Windows preference among matches when an os.version was asked for.
+
+        First the requested build (highest revision first), then other builds
+        the host runs (highest first), then entries without an os.version.
+        """
+        if self.version is None:
+            return (0, 0, 0)
+        v = _WinVersion.parse(p.os_version)
+        if v is None:
+            return (2, 0, 0)
+        if v.build == self.version.build:
+            return (0, 0, -v.revision)
+        return (1, -v.build, -v.revision)
+
+    def __repr__(self) -> str:
+        return self.platform.to_specifier()
+
+
+class _Ordered:
+    """Matches any of its platforms; ranks by the first of them that matches."""
+
+    def __init__(self, name: str, platforms: Iterable[Platform]) -> None:
+        self.name = name
+        self.matchers = [_One(p) for p in platforms]
+
+    def match(self, p: Platform) -> bool:
+        return any(m.match(p) for m in self.matchers)
+
+    def less(self, a: Platform, b: Platform) -> bool:
+        for m in self.matchers:
+            am, bm = m.match(a), m.match(b)
+            if am != bm:
+                return am
+            if am:
+                ra, rb = m.rank(a), m.rank(b)
+                if ra != rb:
+                    return ra < rb
+                # Prefer the one with more os.features.
+                return len(a.os_features) > len(b.os_features)
+        if a.os_features or b.os_features:
+            # Neither matches: rank as if without os.features (closer misses first).
+            return self.less(replace(a, os_features=()), replace(b, os_features=()))
+        return False
+
+    def __repr__(self) -> str:
+        return f"{self.name}({', '.join(map(repr, self.matchers))})"
+
+
+class _Any(_Ordered):
+    """Matches any of its platforms, with no preference among them."""
+
+    def less(self, a: Platform, b: Platform) -> bool:
+        am, bm = self.match(a), self.match(b)
+        if am and bm:
+            return len(a.os_features) > len(b.os_features)
+        if not am and not bm and (a.os_features or b.os_features):
+            return self.less(replace(a, os_features=()), replace(b, os_features=()))
+        return am and not bm
+
+
+def _as_platform(p: Platform | str) -> Platform:
+    return p if isinstance(p, Platform) else Platform.parse(p)
+
+
+# containerd's arm64 levels: each runs its own lower minors and, for v9.x, v8.0 to v8.(x+5).
+_ARM64_LEVELS: dict[str, tuple[tuple[int, int], ...]] = {
+    **{f"v8.{n}": ((8, n),) for n in range(10)},
+    **{f"v9.{n}": ((9, n), (8, min(n + 5, 9))) for n in range(8)},
+}
+_ARM64_LEVELS["v8"] = _ARM64_LEVELS["v8.0"]
+_ARM64_LEVELS["v9"] = _ARM64_LEVELS["v9.0"]
+
+
+def _level(variant: str) -> int | None:
+    v = variant.removeprefix("v")
+    return int(v) if v.isascii() and v.isdigit() else None
+
+
+def _compatible(p: Platform) -> list[Platform]:
+    """What a host of normalised *p* runs, best first (containerd's platformVector)."""
+
+    def like(arch: str, variant: str = "") -> Platform:
+        return replace(p, architecture=arch, variant=variant)
+
+    if p.architecture == "amd64":
+        n = _level(p.variant) or 0
+        return [p, *(like("amd64", f"v{i}") for i in range(n - 1, 0, -1)), like("386")]
+    if p.architecture == "arm":
+        n = _level(p.variant) or 0
+        return [p, *(like("arm", f"v{i}") for i in range(n - 1, 4, -1))]
+    if p.architecture == "arm64":
+        levels = _ARM64_LEVELS.get(p.variant or "v8")
+        if levels is None:
+            return [p]  # containerd matches nothing here, not even p itself
+        out = [
+            like("arm64", f"v{major}.{minor}" if minor else f"v{major}")
+            for major, top in levels
+            for minor in range(top, -1, -1)
+        ]
+        return out + _compatible(like("arm", "v8"))
+    return [p]
+
+
+def only(p: Platform | str) -> Matcher:
+    """What a host of platform *p* can run, best first (containerd's ``Only``).
+
+    ``amd64/vN`` runs ``amd64/vN`` down to ``v1``, then ``386``; ``arm/vN`` runs
+    down to ``arm/v5``; ``arm64/v8.x`` runs ``arm64/v8.x`` down to ``v8``,
+    ``arm64/v9.x`` also ``v8.(x+5)`` down to ``v8`` (at most ``v8.9``), and
+    every arm64 also ``arm/v8`` down to ``arm/v5``.
+    """
+    want = _as_platform(p)
+    return _Ordered("only", _compatible(want.normalized()))
+
+
+def only_strict(p: Platform | str) -> Matcher:
+    """Platform *p* and no other (containerd's ``OnlyStrict``).
+
+    A selector without a variant means the default variant: ``linux/arm64``
+    matches ``arm64/v8`` but not ``arm64/v9``; ``linux/amd64`` not ``amd64/v3``.
+    """
+    return _Ordered("only_strict", [_as_platform(p)])
+
+
+def ordered(*platforms: Platform | str) -> Matcher:
+    """Any of *platforms*, ranked in the order given (containerd's ``Ordered``)."""
+    return _Ordered("ordered", [_as_platform(p) for p in platforms])
+
+
+def any_of(*platforms: Platform | str) -> Matcher:
+    """Any of *platforms*, with no preference among them (containerd's ``Any``)."""
+    return _Any("any_of", [_as_platform(p) for p in platforms])
+
+
+_T = TypeVar("_T")
+
+
+def _ranked(
+    matcher: Matcher, candidates: Iterable[_T], key: Callable[[_T], Platform | None]
+) -> list[tuple[_T, Platform]]:
+    hits = [(c, p) for c in candidates if (p := key(c)) is not None and matcher.match(p)]
+
+    def cmp(x: tuple[_T, Platform], y: tuple[_T, Platform]) -> int:
+        return -1 if matcher.less(x[1], y[1]) else 1 if matcher.less(y[1], x[1]) else 0
+
+    return sorted(hits, key=functools.cmp_to_key(cmp))
+
+
+def _identity(p: Platform) -> Platform:
+    return p
+
+
+@overload
+def ranked(matcher: Matcher, candidates: Iterable[Platform]) -> list[Platform]: ...
+@overload
+def ranked(
+    matcher: Matcher, candidates: Iterable[_T], key: Callable[[_T], Platform | None]
+) -> list[_T]: ...
+def ranked(
+    matcher: Matcher, candidates: Iterable[Any], key: Callable[[Any], Platform | None] = _identity
+) -> list[Any]:
+    """The candidates that *matcher* matches, best first (ties keep their order).
+
+    *key* gives a candidate's platform; candidates without one are left out.
+    """
+    return [c for c, _ in _ranked(matcher, candidates, key)]
+
+
+@overload
+def best_match(matcher: Matcher, candidates: Iterable[Platform]) -> Platform | None: ...
+@overload
+def best_match(
+    matcher: Matcher, candidates: Iterable[_T], key: Callable[[_T], Platform | None]
+) -> _T | None: ...
+def best_match(
+    matcher: Matcher, candidates: Iterable[Any], key: Callable[[Any], Platform | None] = _identity
+) -> Any:
+    """The candidate *matcher* ranks best among those it matches, or None.
+
+    On a tie the earlier candidate wins. *key* gives a candidate's platform
+    (e.g. ``lambda d: d.platform`` for descriptors); None means no platform.
+    """
+    hits = _ranked(matcher, candidates, key)
+    return hits[0][0] if hits else None
+
+
+# --- host ----------------------------------------------------------------------------------
+
+# containerd's reading of /proc/cpuinfo's "CPU architecture" (and of uname -m).
+_CPU_VARIANTS = {
+    **dict.fromkeys(["8", "aarch64"], "v8"),
+    **dict.fromkeys(["7", "7m", *(f"?({n})" for n in range(12, 18))], "v7"),
+    **dict.fromkeys(["6", "6tej"], "v6"),
+    **dict.fromkeys(["5", "5t", "5te", "5tej"], "v5"),
+    **dict.fromkeys(["4", "4t"], "v4"),
+    "3": "v3",
+}
+
+
+def _cpuinfo_field(text: str, name: str) -> str | None:
+    """The first value of *name* (any case) in /proc/cpuinfo's text."""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == name.lower():
+            return value.strip()
+    return None
+
+
+def _arm_level_of_machine(machine: str) -> str | None:
+    """``aarch64`` is 8, ``armv7l`` 7, ...; None when *machine* is not ARM."""
+    if machine in ("aarch64", "arm64"):
+        return "8"
+    if machine.startswith("armv") and len(machine) >= 5:
+        return machine[4] if machine[4] in "345678" else "unknown"
+    return None
+
+
+def detect_host_platform(
+    machine: str, *, system: str = "Linux", cpuinfo: str | None = None, pointer_bits: int = 64
+) -> Platform:
+    """The platform a host runs, from ``uname -m`` and, on Linux/ARM, /proc/cpuinfo.
+
+    The OS is always ``linux`` (luff's containers are Linux ones, as with
+    Docker Desktop on macOS and Windows). The architecture is *machine*'s
+    (a 32-bit Python on a 64-bit kernel counts as ``arm`` or ``386``). As in
+    containerd only ARM gets a variant: on Linux from cpuinfo's "CPU
+    architecture" (else from *machine*; an ARMv6 Raspberry Pi that claims 7 is
+    v6), on macOS and Windows ``v8`` for arm64 and ``v7`` for arm; a level
+    containerd calls "unknown" is left empty. amd64 levels are not detected.
+    """
+    m = machine.strip().lower()
+    if m in ("i386", "i486", "i586", "i686", "x86"):
+        arch = "386"
+    elif m.startswith("armv") or m in ("arm", "armhf", "armel"):
+        arch = "arm"
+    else:
+        arch = _normalize_arch(m, "")[0] if m else "amd64"
+    if pointer_bits == 32:
+        arch = {"arm64": "arm", "amd64": "386"}.get(arch, arch)
+    variant = ""
+    sysname = system.lower()
+    if arch in ("arm", "arm64"):
+        if sysname == "linux":
+            level = _cpuinfo_field(cpuinfo or "", "CPU architecture") or _arm_level_of_machine(m)
+            if level is not None:
+                model = _cpuinfo_field(cpuinfo or "", "model name") or ""
+                if arch == "arm" and level == "7" and model.lower().startswith("armv6-compatible"):
+                    level = "6"
+                variant = _CPU_VARIANTS.get(level.lower(), "")
+        elif sysname in ("darwin", "windows"):
+            variant = "v8" if arch == "arm64" else "v7"
+        elif sysname == "freebsd" and arch == "arm64":
+            variant = "v8"
+    return Platform("linux", arch, variant)
+
+
+@functools.cache
+def host_platform() -> Platform:
+    """The platform of the running machine (see :func:`detect_host_platform`)."""
+    import platform as _p
+    import struct
+
+    machine, system = _p.machine(), _p.system()
+    cpuinfo = None
+    if system == "Linux" and machine.lower().startswith(("arm", "aarch")):
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            pass
+    bits = struct.calcsize("P") * 8
+    return detect_host_platform(machine, system=system, cpuinfo=cpuinfo, pointer_bits=bits)
