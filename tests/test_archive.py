@@ -16,8 +16,8 @@ from luff.errors import DigestMismatch, NotFound, UsageError
 from luff.model import mediatypes as mt
 from luff.model.digest import Digest
 from luff.ops import basic
-from luff.ops.common import get_root
 from luff.ops import layout as lay
+from luff.ops.common import get_root
 from luff.stores import open_source
 from luff.stores.archive import (
     DockerArchiveStore,

@@ -18,11 +18,12 @@ from luff.index import (
     build_append,
     build_filter,
     destinations,
+    load_spec,
+    parse_spec,
 )
 from luff.model import mediatypes as mt
 from luff.model.manifest import Manifest
 from luff.model.platform import Platform
-from luff.index import load_spec, parse_spec
 from luff.stores.memory import MemoryStore
 from luff.testing import Image, random_image
 from tests.images import index_with_attestation

@@ -218,21 +218,6 @@ class Platform:
             s += f":{self.os_version}"
         return s
 
-    def matches(self, other: Platform) -> bool:
-        """True when *other* satisfies this platform as a selector (luff's old rule).
-
-        Comparison is on normalised os, architecture and variant; an empty
-        variant or os.version in the selector matches any. Normalising gives
-        ``arm`` the variant ``v7``, so ``linux/arm`` selects only ``arm/v7``.
-        For containerd's rules use :func:`only` or :func:`only_strict`.
-        """
-        a, b = self.normalized(), other.normalized()
-        if a.os != b.os or a.architecture != b.architecture:
-            return False
-        if a.variant and a.variant != b.variant:
-            return False
-        return not (a.os_version and a.os_version != b.os_version)
-
     def same(self, other: Platform) -> bool:
         """True when both name the same platform after normalisation."""
         a, b = self.normalized(), other.normalized()

@@ -11,7 +11,7 @@ from luff.model import mediatypes as mt
 from luff.model.address import Address, parse_address
 from luff.model.descriptor import Descriptor
 from luff.model.manifest import Manifest
-from luff.model.platform import Platform
+from luff.model.platform import Platform, best_match, only
 from luff.stores import open_source
 from luff.stores.base import EntryLister, Store
 
@@ -110,6 +110,8 @@ def select_platform(
 ) -> tuple[Descriptor, Manifest]:
     """The image for *platform* inside index *m* (recursively).
 
+    Matching follows containerd: the best of the entries a host of
+    *platform* runs (``linux/amd64`` prefers amd64 to amd64/v3 and to 386).
     An image is returned as it is when its config's platform is compatible
     (or it declares none); otherwise :class:`NotFound` names both platforms.
     """
@@ -117,10 +119,10 @@ def select_platform(
     for _ in range(64):
         if not m.is_index:
             have = image_platform(store, desc, m)
-            if have is not None and not want.matches(have):
+            if have is not None and not only(want).match(have):
                 raise NotFound(f"the image is {have}, not {want}", where=store.name)
             return desc, m
-        entry = _best_entry(m, want)
+        entry = best_match(only(want), m.manifests, key=lambda d: d.platform)
         if entry is None:
             plats = [str(e.platform) for e in m.manifests if e.platform is not None]
             raise NotFound(
@@ -129,10 +131,3 @@ def select_platform(
             )
         desc, m = entry, store.fetch_manifest(entry)
     raise InvalidManifest("indexes nested too deeply", where=store.name)
-
-
-def _best_entry(m: Manifest, want: Platform) -> Descriptor | None:
-    for entry in m.manifests:
-        if entry.platform is not None and want.matches(entry.platform):
-            return entry
-    return None

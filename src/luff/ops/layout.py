@@ -29,7 +29,7 @@ from luff.model.address import (
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, is_digest
 from luff.model.manifest import Manifest
-from luff.model.platform import Platform
+from luff.model.platform import Platform, any_of, only_strict
 from luff.ops.basic import target_tags
 from luff.ops.common import image_platform, open_root, select_platform
 from luff.stores import local_address, open_source, open_target
@@ -126,9 +126,7 @@ def append(
                 children = m.manifests
                 if plats:
                     children = [
-                        c
-                        for c in children
-                        if c.platform and any(p.matches(c.platform) for p in plats)
+                        c for c in children if c.platform and any_of(*plats).match(c.platform)
                     ]
                     if not children:
                         have = ", ".join(str(c.platform) for c in m.manifests if c.platform)
@@ -147,7 +145,7 @@ def append(
             else:
                 if plats:
                     have_p = image_platform(src, desc, m)
-                    if have_p is None or not any(p.matches(have_p) for p in plats):
+                    if have_p is None or not any_of(*plats).match(have_p):
                         raise NotFound(f"{source}: image platform {have_p} does not match")
                 staged.append((src, desc, m))
         if tag is not None and len(staged) != 1:
@@ -268,7 +266,8 @@ def remove(
         else:
             assert platform is not None
             p = platform if isinstance(platform, Platform) else Platform.parse(platform)
-            match = lambda e: e.platform is not None and p.matches(e.platform)  # noqa: E731
+            strict = only_strict(p)
+            match = lambda e: e.platform is not None and strict.match(e.platform)  # noqa: E731
             what = f"platform {p}"
         removed = store.remove_entries(match)
         if not removed:

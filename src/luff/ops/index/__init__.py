@@ -21,7 +21,7 @@ from luff.errors import NotFound, UsageError
 from luff.model.address import Address, parse_address
 from luff.model.descriptor import Descriptor
 from luff.model.manifest import Manifest
-from luff.model.platform import Platform
+from luff.model.platform import Platform, any_of
 from luff.model.reference import valid_tag
 from luff.ops.common import config_platform
 from luff.ops.index.assemble import (
@@ -216,7 +216,9 @@ def build_filter(
 ) -> BuiltIndex:
     """The index at *ref* keeping only *platforms*, or dropping *exclude*; nothing is written.
 
-    Attestations go with their images.
+    Matching is strict, as containerd's ``OnlyStrict``: ``linux/amd64`` keeps
+    amd64 but not amd64/v3; ``linux/arm64`` keeps arm64 and arm64/v8 (the
+    default variant) but not arm64/v9. Attestations go with their images.
     """
     ctx = ctx or default_context()
     opts = _options(options, annotations=annotations, edits=edits, format=format)
@@ -231,10 +233,12 @@ def build_filter(
         raise UsageError(f"{ref} is an image, not an index")
     base_doc, entries = _safely(r, lambda: r.base_entries(store, desc, m, str(ref)))
 
+    selector = any_of(*(keep or drop))  # strict, as containerd's OnlyStrict
+
     def chosen(e: Entry) -> bool:
         if e.platform is None:
             return bool(drop)
-        hit = any(s.matches(e.platform) for s in (keep or drop))
+        hit = selector.match(e.platform)
         return hit if keep else not hit
 
     removed = {e.digest for e in entries if not e.is_attestation and not chosen(e)}

@@ -19,7 +19,7 @@ from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, is_digest
 from luff.model.manifest import Manifest
-from luff.model.platform import Platform
+from luff.model.platform import Platform, any_of
 from luff.ops.common import config_platform, get_root, open_root
 from luff.ops.index.sources import Source
 from luff.pool import run_all
@@ -155,7 +155,7 @@ class Resolver:
             )
         if src.only and not m.is_index:
             own = config_platform(store, m, label)
-            if own is None or not any(s.matches(own) for s in src.only):
+            if own is None or not any_of(*src.only).match(own):
                 raise UsageError(
                     f"source {label}: its image is {own or 'of no platform'}, "
                     f"not {either(src.only)}"
@@ -257,11 +257,8 @@ def either(platforms: Sequence[Platform]) -> str:
 def select(entries: list[Entry], only: Sequence[Platform], label: str) -> list[Entry]:
     """The image entries of one of the *only* platforms, with their attestations."""
     images = [e for e in entries if not e.is_attestation]
-    keep = {
-        e.digest
-        for e in images
-        if e.platform is not None and any(s.matches(e.platform) for s in only)
-    }
+    strict = any_of(*only)
+    keep = {e.digest for e in images if e.platform is not None and strict.match(e.platform)}
     if not keep:
         have = ", ".join(str(e.platform) for e in images if e.platform is not None) or "none"
         raise UsageError(f"source {label}: no image is {either(only)} (it has: {have})")
