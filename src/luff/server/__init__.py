@@ -25,7 +25,13 @@ from typing import TextIO
 from aiohttp import web
 
 from luff.errors import UsageError
-from luff.server.app import AccessLog, RegistryApp, access_logger
+from luff.server.app import (
+    DEFAULT_MAX_UPLOADS,
+    DEFAULT_UPLOAD_TIMEOUT,
+    AccessLog,
+    RegistryApp,
+    access_logger,
+)
 from luff.server.auth import Authenticator, load_htpasswd
 from luff.server.storage import DiskStorage, MemoryStorage, Storage
 
@@ -71,6 +77,10 @@ class RegistryServer:
     *access_log* is a text stream for one line per request. With *tls_cert*
     and *tls_key* (PEM files) it serves HTTPS.
 
+    Uploads in progress are bounded: one untouched for *upload_timeout*
+    seconds is dropped, and while *max_uploads* are in progress starting
+    another answers ``429 TOOMANYREQUESTS``.
+
     Use :meth:`run` to serve in the foreground, or the object as a context
     manager to serve from a background thread.
     """
@@ -88,7 +98,15 @@ class RegistryServer:
         access_log: TextIO | None = None,
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
+        upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT,
+        max_uploads: int = DEFAULT_MAX_UPLOADS,
     ) -> None:
+        if not upload_timeout > 0:
+            raise UsageError(f"upload timeout must be positive, not {upload_timeout}")
+        if max_uploads < 1:
+            raise UsageError(f"the upload limit must be at least 1, not {max_uploads}")
+        self.upload_timeout = float(upload_timeout)
+        self.max_uploads = max_uploads
         self.ssl_context = _tls_context(tls_cert, tls_key)
         if isinstance(storage, Storage):
             self.storage = storage
@@ -120,7 +138,12 @@ class RegistryServer:
 
     async def start(self) -> None:
         """Bind and start serving on the running event loop."""
-        app = RegistryApp(self.storage, self.auth).application()
+        app = RegistryApp(
+            self.storage,
+            self.auth,
+            upload_timeout=self.upload_timeout,
+            max_uploads=self.max_uploads,
+        ).application()
         kw: dict[str, object] = {}
         if self.access_log is not None:
             kw = {"access_log_class": AccessLog, "access_log": access_logger(self.access_log)}

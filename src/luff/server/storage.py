@@ -15,8 +15,12 @@ Directory layout of :class:`DiskStorage`::
     repositories/<name>/_referrers/<alg>-<hex>/<alg>-<hex>   referrer descriptor JSON
 
 All methods are synchronous and meant to be called from one thread (the
-server's event loop); an :class:`Upload` may be written from a worker thread
-while nothing else touches it.
+server's event loop); an :class:`Upload` may be read or written from a worker
+thread while nothing else touches it.
+
+An upload on disk holds no open file between requests: each request opens
+the file, appends, and :meth:`Upload.release` closes it, so abandoned
+uploads cost a file on disk and a little memory, never a file descriptor.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +54,21 @@ class Upload(ABC):
         self.touched = time.monotonic()
 
     def write(self, data: bytes) -> None:
-        """Append *data*."""
+        """Append *data* (call :meth:`release` when the request is over)."""
         self._write(data)
         self.hasher.update(data)
         self.offset += len(data)
+        self.touch()
+
+    def touch(self) -> None:
+        """Note that a client used the upload now (it expires after a while idle)."""
         self.touched = time.monotonic()
 
     @abstractmethod
     def _write(self, data: bytes) -> None: ...
+
+    def release(self) -> None:
+        """Close what :meth:`write` opened; the upload goes on at the next write."""
 
     @abstractmethod
     def read_all(self) -> Iterator[bytes]:
@@ -107,7 +118,6 @@ class Storage(ABC):
     # --- uploads ---------------------------------------------------------
     def new_upload(self, repository: str) -> Upload:
         """Start an upload into *repository*."""
-        self._expire_uploads()
         up = self._new_upload(repository)
         self.uploads[up.id] = up
         return up
@@ -132,11 +142,18 @@ class Storage(ABC):
         self.uploads.pop(up.id, None)
         up.discard()
 
-    def _expire_uploads(self, idle: float = 3600.0) -> None:
+    def expire_uploads(self, idle: float, busy: Container[str] = ()) -> int:
+        """Drop the uploads untouched for more than *idle* seconds (except *busy* ids).
+
+        Returns how many were dropped.
+        """
         now = time.monotonic()
-        for up in list(self.uploads.values()):
-            if now - up.touched > idle:
-                self.cancel_upload(up)
+        stale = [
+            up for up in self.uploads.values() if now - up.touched > idle and up.id not in busy
+        ]
+        for up in stale:
+            self.cancel_upload(up)
+        return len(stale)
 
     # --- repositories ----------------------------------------------------
     @abstractmethod
@@ -217,7 +234,9 @@ class _MemoryUpload(Upload):
         self.buf.write(data)
 
     def read_all(self) -> Iterator[bytes]:
-        yield self.buf.getvalue()
+        with self.buf.getbuffer() as view:
+            for pos in range(0, len(view), CHUNK):
+                yield bytes(view[pos : pos + CHUNK])
 
     def discard(self) -> None:
         self.buf = io.BytesIO()
@@ -343,29 +362,32 @@ class MemoryStorage(Storage):
 
 
 class _DiskUpload(Upload):
+    """An upload file, open only while a request writes to it."""
+
     def __init__(self, repository: str, directory: Path) -> None:
         super().__init__(repository)
         self.path = directory / self.id
-        self.file: io.BufferedWriter | None = open(self.path, "wb")  # noqa: SIM115
+        self.path.touch(exist_ok=False)
+        self.file: io.BufferedWriter | None = None
 
     def _write(self, data: bytes) -> None:
         if self.file is None:
             self.file = open(self.path, "ab")  # noqa: SIM115
         self.file.write(data)
 
-    def flush(self) -> None:
+    def release(self) -> None:
         if self.file is not None:
             self.file.close()
             self.file = None
 
     def read_all(self) -> Iterator[bytes]:
-        self.flush()
+        self.release()
         with open(self.path, "rb") as f:
             while chunk := f.read(CHUNK):
                 yield chunk
 
     def discard(self) -> None:
-        self.flush()
+        self.release()
         self.path.unlink(missing_ok=True)
 
 
@@ -439,7 +461,7 @@ class DiskStorage(Storage):
 
     def _commit(self, up: Upload, digest: Digest) -> None:
         assert isinstance(up, _DiskUpload)
-        up.flush()
+        up.release()
         p = self._blob(digest)
         p.parent.mkdir(parents=True, exist_ok=True)
         os.replace(up.path, p)
