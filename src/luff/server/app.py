@@ -150,6 +150,26 @@ def _parse_manifest(data: bytes, ctype: str) -> Manifest:
         raise ApiError(400, "MANIFEST_INVALID", "manifest JSON nests too deep") from None
 
 
+def _entity_tags(header: str) -> list[str] | None:
+    """The entity tags of an ``If-Match``/``If-None-Match`` header; None for ``*``.
+
+    Weak tags keep their ``W/`` prefix (they never match strongly).
+    """
+    if header.strip() == "*":
+        return None
+    out = []
+    for part in header.split(","):
+        part = part.strip()
+        weak = part.startswith("W/")
+        if weak:
+            part = part[2:]
+        if len(part) >= 2 and part[0] == part[-1] == '"':
+            part = part[1:-1]
+        if part:
+            out.append(("W/" if weak else "") + part)
+    return out
+
+
 def _page(request: web.Request, items: list[str], path: str) -> tuple[list[str], dict[str, str]]:
     """Apply ``n``/``last``; returns the page and a ``Link`` header when more follow."""
     last = request.query.get("last")
@@ -723,6 +743,8 @@ class RegistryApp:
         data = await self._read_manifest(request)
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
         man = await asyncio.to_thread(_parse_manifest, data, ctype)
+        # From here to the tag update nothing awaits: the precondition check and
+        # the update are atomic with respect to other requests.
         if mt.is_manifest(ctype) and ctype != man.media_type:
             raise ApiError(
                 400,
@@ -741,8 +763,13 @@ class RegistryApp:
                 )
         else:
             d = Digest.of(data)
-        self._check_references(name, man)
         st = self.storage
+        if by_digest:
+            current = d if st.manifest_type(name, d) is not None else None
+        else:
+            current = st.get_tag(name, ref)
+        self._check_preconditions(request, ref, current)
+        self._check_references(name, man)
         st.put_small_blob(d, data)
         st.link_manifest(name, d, man.media_type)
         st.link_blob(name, d)
@@ -757,6 +784,39 @@ class RegistryApp:
             st.add_referrer(name, subject.digest, _referrer_descriptor(man, d))
             headers["OCI-Subject"] = str(subject.digest)
         return web.Response(status=201, headers=headers)
+
+    def _check_preconditions(self, request: web.Request, ref: str, current: Digest | None) -> None:
+        """``If-Match``/``If-None-Match`` of a manifest PUT against *current* (RFC 9110 13.2.2).
+
+        The entity tag of a manifest is its quoted digest (the ``ETag`` of GET/HEAD).
+        """
+        what = f"tag {ref}" if ":" not in ref else f"manifest {ref}"
+        cur = str(current) if current is not None else None
+        headers = {"ETag": f'"{cur}"'} if cur else {}
+        detail = {"reference": ref, "current": cur}
+        if_match = request.headers.get("If-Match")
+        if if_match is not None:
+            tags = _entity_tags(if_match)
+            if cur is None or (tags is not None and cur not in tags):
+                if cur is None:
+                    msg = f"precondition failed: {what} does not exist (If-Match)"
+                else:
+                    msg = (
+                        f"precondition failed: {what} moved: it is now {cur}, "
+                        f"not what If-Match names"
+                    )
+                raise ApiError(412, "PRECONDITION_FAILED", msg, detail, headers)
+        if_none = request.headers.get("If-None-Match")
+        if if_none is not None and cur is not None:
+            tags = _entity_tags(if_none)
+            if tags is None or cur in tags or f"W/{cur}" in tags:
+                raise ApiError(
+                    412,
+                    "PRECONDITION_FAILED",
+                    f"precondition failed: {what} already exists ({cur}) (If-None-Match)",
+                    detail,
+                    headers,
+                )
 
     def _check_references(self, name: str, man: Manifest) -> None:
         st = self.storage
