@@ -116,6 +116,8 @@ def serve(
         upload_timeout=upload_timeout,
         max_uploads=max_uploads,
     )
+    for line in srv.repairs:
+        click.echo(f"luff registry: repaired {storage}: {line}", err=True)
 
     def ready(s: RegistryServer) -> None:
         where = f"storage {storage}" if storage else "in memory"

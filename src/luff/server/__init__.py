@@ -81,6 +81,10 @@ class RegistryServer:
     seconds is dropped, and while *max_uploads* are in progress starting
     another answers ``429 TOOMANYREQUESTS``.
 
+    A directory storage is checked at start-up: what an interrupted delete
+    left half-done is removed, and described in :attr:`repairs` (one line
+    each; ``luff registry serve`` prints them on stderr).
+
     Use :meth:`run` to serve in the foreground, or the object as a context
     manager to serve from a background thread.
     """
@@ -125,6 +129,7 @@ class RegistryServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
+        self.repairs: list[str] = self.storage.repair()
 
     @property
     def host(self) -> str:

@@ -853,9 +853,11 @@ class RegistryApp:
             subject = Manifest.parse(st.blob_bytes(d), media).subject
         except LuffError:
             subject = None
+        # Crash-safe order: tags, then the manifest (unlink_manifest does both), then
+        # its referrer entry; whatever a crash leaves, DiskStorage.repair removes.
+        st.unlink_manifest(name, d)
         if subject is not None:
             st.remove_referrer(name, subject.digest, d)
-        st.unlink_manifest(name, d)
         st.unlink_blob(name, d)
         return web.Response(status=202)
 

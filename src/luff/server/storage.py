@@ -21,6 +21,13 @@ thread while nothing else touches it.
 An upload on disk holds no open file between requests: each request opens
 the file, appends, and :meth:`Upload.release` closes it, so abandoned
 uploads cost a file on disk and a little memory, never a file descriptor.
+
+Deletes and start-up: a manifest delete removes the tags pointing at the
+manifest first, then the manifest, then its referrer entry, so a crash at
+any point leaves no tag that answers 404; :meth:`DiskStorage.repair` (run at
+start-up) removes what an interrupted delete (or an older luff) left
+half-done: tags pointing at missing manifests, referrer entries of missing
+manifests.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from collections.abc import Container, Iterator
 from pathlib import Path
 from typing import Any
 
+from luff.errors import LuffError
 from luff.model.digest import Digest
 
 CHUNK = 1 << 20
@@ -216,6 +224,10 @@ class Storage(ABC):
     def referrers(self, repo: str, subject: Digest) -> list[dict[str, Any]]:
         """Descriptors of the manifests whose subject is *subject*."""
 
+    def repair(self) -> list[str]:
+        """Fix what an interrupted operation left half-done; one message per fix."""
+        return []
+
     def close(self) -> None:
         """Drop uploads in progress."""
         for up in list(self.uploads.values()):
@@ -316,9 +328,9 @@ class MemoryStorage(Storage):
         r = self._repos.get(repo)
         if r is None or digest not in r.manifests:
             return False
-        del r.manifests[digest]
         for t in [t for t, d in r.tags.items() if d == digest]:
             del r.tags[t]
+        del r.manifests[digest]
         return True
 
     def set_tag(self, repo: str, tag: str, digest: Digest) -> None:
@@ -499,10 +511,12 @@ class DiskStorage(Storage):
         p = self._repo(repo) / "_manifests" / digest.algorithm / digest.hex
         if not p.exists():
             return False
-        p.unlink()
+        # Tags first: a crash in between leaves an untagged manifest, never a tag
+        # that answers 404.
         for t in self.tags(repo):
             if self.get_tag(repo, t) == digest:
                 self.delete_tag(repo, t)
+        p.unlink()
         return True
 
     def set_tag(self, repo: str, tag: str, digest: Digest) -> None:
@@ -560,6 +574,41 @@ class DiskStorage(Storage):
             except (OSError, ValueError):
                 continue
         return out
+
+    def repair(self) -> list[str]:
+        """Remove tags of missing manifests and referrer entries of missing manifests.
+
+        A crash (``kill -9``, power loss) in the middle of a delete, or of a
+        delete by an older luff that removed the manifest before its tags,
+        leaves such entries; they would be listed yet answer 404.
+        """
+        fixed: list[str] = []
+        for repo in self.repositories():
+            for tag in self.tags(repo):
+                try:
+                    d = self.get_tag(repo, tag)
+                except LuffError:
+                    d = None
+                if d is None or self.manifest_type(repo, d) is None or self.blob_size(d) is None:
+                    self.delete_tag(repo, tag)
+                    fixed.append(
+                        f"removed tag {repo}:{tag}: its manifest {d or '(unreadable)'} is missing"
+                    )
+            refs = self._repo(repo) / "_referrers"
+            if not refs.is_dir():
+                continue
+            for subject in sorted(refs.iterdir()):
+                for entry in sorted(subject.iterdir()) if subject.is_dir() else ():
+                    try:
+                        d = Digest.parse(entry.name.replace("-", ":", 1))
+                    except LuffError:
+                        d = None
+                    if d is None or self.manifest_type(repo, d) is None:
+                        entry.unlink(missing_ok=True)
+                        if d is not None:
+                            of = subject.name.replace("-", ":", 1)
+                            fixed.append(f"removed referrer {d} of {repo}@{of}: it is missing")
+        return fixed
 
     def wipe(self) -> None:
         """Remove everything (used for temporary storages)."""
