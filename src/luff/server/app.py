@@ -695,7 +695,11 @@ class RegistryApp:
             d = _digest(ref)
         else:
             if not TAG_RE.match(ref):
-                raise ApiError(400, "MANIFEST_INVALID", "invalid tag", {"tag": ref})
+                # No manifest can have an invalid tag: unknown (as the spec's conformance
+                # suite expects), not a malformed request.
+                raise ApiError(
+                    404, "MANIFEST_UNKNOWN", "manifest unknown (invalid tag)", {"tag": ref}
+                )
             found = st.get_tag(name, ref)
             if found is None:
                 if not st.has_repository(name):
