@@ -33,7 +33,7 @@ def registry() -> None:
     "--htpasswd",
     type=click.Path(dir_okay=False, exists=True),
     default=None,
-    help="Require basic auth by the users of this file (bcrypt, {SHA} or plain).",
+    help="Require basic auth by the users of this file (bcrypt, {SHA} or {PLAIN}).",
 )
 @click.option(
     "--token",

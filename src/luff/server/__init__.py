@@ -32,7 +32,7 @@ from luff.server.app import (
     RegistryApp,
     access_logger,
 )
-from luff.server.auth import Authenticator, load_htpasswd
+from luff.server.auth import Authenticator, hash_problem, load_htpasswd
 from luff.server.storage import DiskStorage, MemoryStorage, Storage
 
 __all__ = ["DiskStorage", "MemoryStorage", "RegistryServer", "parse_listen_address"]
@@ -119,7 +119,11 @@ class RegistryServer:
         else:
             self.storage = DiskStorage(Path(storage))
         all_users = dict(load_htpasswd(htpasswd)) if htpasswd else {}
-        all_users.update(users or {})
+        for user, hashed in (users or {}).items():
+            problem = hash_problem(hashed)
+            if problem:
+                raise UsageError(f"user {user!r}: {problem}")
+            all_users[user] = hashed
         self.auth = Authenticator(
             users=all_users, token=token, token_ttl=token_ttl, anonymous_pull=anonymous_pull
         )
