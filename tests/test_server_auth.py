@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import subprocess
 import sys
@@ -229,6 +230,33 @@ def test_token_scopes_are_enforced(token_server: RegistryServer) -> None:
     assert r.status == 401
     r = pool.request("GET", f"{token_server.url}/v2/", headers={"Authorization": "Bearer junk"})
     assert r.status == 401
+
+
+def test_mount_challenge_asks_for_the_source_repository(token_server: RegistryServer) -> None:
+    """A client that follows the challenge of a mount gets a token the mount works with."""
+    creds = basic_header("bob", "bcrypt-pw")
+    push = _token(token_server, "repository:src:push", headers=creds)
+    data = b"mounted blob"
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    r = pool.request(
+        "POST",
+        f"{token_server.url}/v2/src/blobs/uploads/?digest={d}",
+        body=data,
+        headers={"Authorization": f"Bearer {push}"},
+    )
+    assert r.status == 201
+    url = f"{token_server.url}/v2/dst/blobs/uploads/?mount={d}&from=src"
+    r = pool.request("POST", url)
+    assert r.status == 401
+    scope = dict(parse_challenges(r.headers["WWW-Authenticate"]))["Bearer"]["scope"]
+    assert scope.split(" ") == ["repository:dst:push", "repository:src:pull"]
+    tok = _token(token_server, *scope.split(" "), headers=creds)
+    r = pool.request("POST", url, headers={"Authorization": f"Bearer {tok}"})
+    assert r.status == 201
+    # a token without pull on the source still may upload: the mount falls back
+    tok = _token(token_server, "repository:dst:push", headers=creds)
+    r = pool.request("POST", url, headers={"Authorization": f"Bearer {tok}"})
+    assert r.status == 202
 
 
 def test_token_endpoint_checks_passwords(token_server: RegistryServer) -> None:

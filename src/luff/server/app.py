@@ -344,7 +344,14 @@ class RegistryApp:
     def _realm(self, request: web.Request) -> str:
         return f"{request.scheme}://{request.host}/token"
 
-    async def _authorize(self, request: web.Request, needs: Iterable[Access]) -> None:
+    async def _authorize(
+        self, request: web.Request, needs: Iterable[Access], wanted: Iterable[Access] = ()
+    ) -> None:
+        """Raise 401 unless the request's credentials cover *needs*.
+
+        A token-mode challenge also asks for *wanted*: access the request
+        makes use of when granted, and does without otherwise.
+        """
         needs = list(needs)
         a = self.auth
         if not a.enabled:
@@ -367,7 +374,7 @@ class RegistryApp:
             return
         challenge = f'Bearer realm="{self._realm(request)}",service="{a.service}"'
         if needs:
-            challenge += f',scope="{scope_string(needs)}"'
+            challenge += f',scope="{scope_string([*needs, *wanted])}"'
         if user:
             challenge += ',error="insufficient_scope"'
         raise ApiError(
@@ -575,9 +582,15 @@ class RegistryApp:
 
     async def start_upload(self, request: web.Request, m: re.Match[str]) -> web.StreamResponse:
         name = _name(m["name"])
-        await self._authorize(request, [Access("repository", name, "push")])
-        st = self.storage
         q = request.query
+        src = q.get("from", "") if q.get("mount") else ""
+        # A mount reads the source: ask for that too, as distribution does, so that
+        # clients following the challenge get a token that lets the mount happen.
+        wanted = []
+        if src and len(src) <= MAX_NAME and NAME_RE.match(src):
+            wanted.append(Access("repository", src, "pull"))
+        await self._authorize(request, [Access("repository", name, "push")], wanted)
+        st = self.storage
         if q.get("mount"):
             d = _digest(q["mount"])
             src = q.get("from", "")
