@@ -358,6 +358,19 @@ def test_manifest_unknown(http: Http) -> None:
     assert error_code(r) in ("NAME_UNKNOWN", "MANIFEST_UNKNOWN")
 
 
+@pytest.mark.parametrize("tag", [".INVALID_MANIFEST_NAME", "-dash", "a" * 129, "%25"])
+def test_manifest_with_an_invalid_tag_is_unknown(http: Http, tag: str) -> None:
+    """No manifest has an invalid tag: GET/HEAD answer 404 MANIFEST_UNKNOWN, not 400."""
+    http.image("app", "v1")
+    r = http("GET", f"/v2/app/manifests/{tag}")
+    assert (r.status, error_code(r)) == (404, "MANIFEST_UNKNOWN")
+    assert http("HEAD", f"/v2/app/manifests/{tag}").status == 404
+    assert http("DELETE", f"/v2/app/manifests/{tag}").status == 404
+    # a PUT to an invalid tag is still a malformed request
+    _, data = http.image("app", "v2")
+    assert http.push_manifest("app", tag, data).status == 400
+
+
 def test_manifest_put_by_digest_must_match(http: Http) -> None:
     _, data = http.image("app", "v1")
     r = http.push_manifest("app", sha(data), data)

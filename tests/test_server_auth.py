@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -42,7 +45,7 @@ def htpasswd(tmp_path: Path) -> Path:
         f"amy:{hash_password('apache-pw', 'bcrypt', rounds=4).replace('$2b$', '$2y$', 1)}\n"
         f"sam:{hash_password('sha-pw', 'sha')}\n"
         "\n"
-        "pat:plain-pw\n"
+        "pat:{PLAIN}plain-pw\n"
     )
     return p
 
@@ -72,6 +75,84 @@ def test_htpasswd_rejects_unsupported_hashes(tmp_path: Path) -> None:
     p.write_text("no-colon\n")
     with pytest.raises(UsageError, match="USER:HASH"):
         load_htpasswd(p)
+
+
+def openssl_passwd(scheme: str, password: str) -> str:
+    return subprocess.run(
+        ["openssl", "passwd", f"-{scheme}", password], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+UNVERIFIABLE = {
+    "apr1": lambda: openssl_passwd("apr1", "pw"),  # Apache MD5, htpasswd's default
+    "md5-crypt": lambda: openssl_passwd("1", "pw"),
+    "sha256-crypt": lambda: openssl_passwd("5", "pw"),
+    "sha512-crypt": lambda: openssl_passwd("6", "pw"),
+    "des-crypt": lambda: "abNANd1rDfiNc",  # htpasswd -d: crypt(3), unprefixed
+    "bcrypt-truncated": lambda: hash_password("pw", rounds=4)[:-5],
+    "bcrypt-2x": lambda: hash_password("pw", rounds=4).replace("$2b$", "$2x$", 1),
+    "sha-not-base64": lambda: "{SHA}not-a-sha1",
+    "ssha": lambda: "{SSHA}aGVsbG8gd29ybGQgdGhpcyBpcyBzYWx0",
+    "argon2": lambda: "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+    "unprefixed-text": lambda: "some-password",
+    "empty": lambda: "",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNVERIFIABLE))
+def test_serve_refuses_htpasswd_lines_it_cannot_verify(tmp_path: Path, kind: str) -> None:
+    """One line naming the file and line, exit 2, before serving: never a 500 per request."""
+    p = tmp_path / "htpasswd"
+    p.write_text(
+        f"# users\nok:{hash_password('pw', rounds=4)}\nbad:{UNVERIFIABLE[kind]()}\n"
+        "also-ok:{PLAIN}pw\n"
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "luff",
+            "registry",
+            "serve",
+            "--address",
+            "127.0.0.1:0",
+            "--htpasswd",
+            str(p),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"luff: error: {p}:3: unsupported hash for user 'bad'"), lines
+    assert "bcrypt" in lines[0]
+    assert r.stdout == ""  # never got to listen
+
+
+def test_users_given_in_python_are_checked_too() -> None:
+    with pytest.raises(UsageError, match="user 'x'"):
+        RegistryServer(address="127.0.0.1:0", users={"x": "plain-text"})
+    with RegistryServer(address="127.0.0.1:0", users={"x": hash_password("pw", "plain")}) as srv:
+        assert pool.request("GET", f"{srv.url}/v2/", headers=basic_header("x", "pw")).status == 200
+        assert (
+            pool.request("GET", f"{srv.url}/v2/", headers=basic_header("x", "{PLAIN}pw")).status
+            == 401
+        )
+
+
+def test_bcrypt_is_a_runtime_dependency() -> None:
+    """`pip install luff` (no extras) brings bcrypt: what htpasswd -B writes, and what
+    hash_password() makes by default, work without the test extras."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    reqs = [Requirement(r) for r in requires("luff") or []]
+    runtime = {r.name.lower() for r in reqs if r.marker is None}
+    assert "bcrypt" in runtime, reqs
 
 
 def test_basic_auth_challenge(basic_server: RegistryServer) -> None:
@@ -149,6 +230,33 @@ def test_token_scopes_are_enforced(token_server: RegistryServer) -> None:
     assert r.status == 401
     r = pool.request("GET", f"{token_server.url}/v2/", headers={"Authorization": "Bearer junk"})
     assert r.status == 401
+
+
+def test_mount_challenge_asks_for_the_source_repository(token_server: RegistryServer) -> None:
+    """A client that follows the challenge of a mount gets a token the mount works with."""
+    creds = basic_header("bob", "bcrypt-pw")
+    push = _token(token_server, "repository:src:push", headers=creds)
+    data = b"mounted blob"
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    r = pool.request(
+        "POST",
+        f"{token_server.url}/v2/src/blobs/uploads/?digest={d}",
+        body=data,
+        headers={"Authorization": f"Bearer {push}"},
+    )
+    assert r.status == 201
+    url = f"{token_server.url}/v2/dst/blobs/uploads/?mount={d}&from=src"
+    r = pool.request("POST", url)
+    assert r.status == 401
+    scope = dict(parse_challenges(r.headers["WWW-Authenticate"]))["Bearer"]["scope"]
+    assert scope.split(" ") == ["repository:dst:push", "repository:src:pull"]
+    tok = _token(token_server, *scope.split(" "), headers=creds)
+    r = pool.request("POST", url, headers={"Authorization": f"Bearer {tok}"})
+    assert r.status == 201
+    # a token without pull on the source still may upload: the mount falls back
+    tok = _token(token_server, "repository:dst:push", headers=creds)
+    r = pool.request("POST", url, headers={"Authorization": f"Bearer {tok}"})
+    assert r.status == 202
 
 
 def test_token_endpoint_checks_passwords(token_server: RegistryServer) -> None:

@@ -7,6 +7,7 @@ import sys
 import click
 
 from luff.errors import UsageError
+from luff.server.app import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_TIMEOUT
 
 
 @click.group("registry")
@@ -32,7 +33,7 @@ def registry() -> None:
     "--htpasswd",
     type=click.Path(dir_okay=False, exists=True),
     default=None,
-    help="Require basic auth by the users of this file (bcrypt, {SHA} or plain).",
+    help="Require basic auth by the users of this file (bcrypt, {SHA} or {PLAIN}).",
 )
 @click.option(
     "--token",
@@ -63,6 +64,22 @@ def registry() -> None:
 @click.option(
     "--tls-key", type=click.Path(dir_okay=False), default=None, help="The certificate's PEM key."
 )
+@click.option(
+    "--upload-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_UPLOAD_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Drop a blob upload left idle this long.",
+)
+@click.option(
+    "--max-uploads",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_UPLOADS,
+    show_default=True,
+    metavar="N",
+    help="Blob uploads in progress at once; beyond, new ones get 429.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No access log.")
 def serve(
     address: str,
@@ -73,6 +90,8 @@ def serve(
     anonymous_pull: tuple[str, ...],
     tls_cert: str | None,
     tls_key: str | None,
+    upload_timeout: float,
+    max_uploads: int,
     quiet: bool,
 ) -> None:
     """Serve the OCI distribution API until interrupted.
@@ -94,7 +113,11 @@ def serve(
         access_log=None if quiet else sys.stderr,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        upload_timeout=upload_timeout,
+        max_uploads=max_uploads,
     )
+    for line in srv.repairs:
+        click.echo(f"luff registry: repaired {storage}: {line}", err=True)
 
     def ready(s: RegistryServer) -> None:
         where = f"storage {storage}" if storage else "in memory"

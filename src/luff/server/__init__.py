@@ -25,8 +25,14 @@ from typing import TextIO
 from aiohttp import web
 
 from luff.errors import UsageError
-from luff.server.app import AccessLog, RegistryApp, access_logger
-from luff.server.auth import Authenticator, load_htpasswd
+from luff.server.app import (
+    DEFAULT_MAX_UPLOADS,
+    DEFAULT_UPLOAD_TIMEOUT,
+    AccessLog,
+    RegistryApp,
+    access_logger,
+)
+from luff.server.auth import Authenticator, hash_problem, load_htpasswd
 from luff.server.storage import DiskStorage, MemoryStorage, Storage
 
 __all__ = ["DiskStorage", "MemoryStorage", "RegistryServer", "parse_listen_address"]
@@ -71,6 +77,14 @@ class RegistryServer:
     *access_log* is a text stream for one line per request. With *tls_cert*
     and *tls_key* (PEM files) it serves HTTPS.
 
+    Uploads in progress are bounded: one untouched for *upload_timeout*
+    seconds is dropped, and while *max_uploads* are in progress starting
+    another answers ``429 TOOMANYREQUESTS``.
+
+    A directory storage is checked at start-up: what an interrupted delete
+    left half-done is removed, and described in :attr:`repairs` (one line
+    each; ``luff registry serve`` prints them on stderr).
+
     Use :meth:`run` to serve in the foreground, or the object as a context
     manager to serve from a background thread.
     """
@@ -88,7 +102,15 @@ class RegistryServer:
         access_log: TextIO | None = None,
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
+        upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT,
+        max_uploads: int = DEFAULT_MAX_UPLOADS,
     ) -> None:
+        if not upload_timeout > 0:
+            raise UsageError(f"upload timeout must be positive, not {upload_timeout}")
+        if max_uploads < 1:
+            raise UsageError(f"the upload limit must be at least 1, not {max_uploads}")
+        self.upload_timeout = float(upload_timeout)
+        self.max_uploads = max_uploads
         self.ssl_context = _tls_context(tls_cert, tls_key)
         if isinstance(storage, Storage):
             self.storage = storage
@@ -97,7 +119,11 @@ class RegistryServer:
         else:
             self.storage = DiskStorage(Path(storage))
         all_users = dict(load_htpasswd(htpasswd)) if htpasswd else {}
-        all_users.update(users or {})
+        for user, hashed in (users or {}).items():
+            problem = hash_problem(hashed)
+            if problem:
+                raise UsageError(f"user {user!r}: {problem}")
+            all_users[user] = hashed
         self.auth = Authenticator(
             users=all_users, token=token, token_ttl=token_ttl, anonymous_pull=anonymous_pull
         )
@@ -107,6 +133,7 @@ class RegistryServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
+        self.repairs: list[str] = self.storage.repair()
 
     @property
     def host(self) -> str:
@@ -120,7 +147,12 @@ class RegistryServer:
 
     async def start(self) -> None:
         """Bind and start serving on the running event loop."""
-        app = RegistryApp(self.storage, self.auth).application()
+        app = RegistryApp(
+            self.storage,
+            self.auth,
+            upload_timeout=self.upload_timeout,
+            max_uploads=self.max_uploads,
+        ).application()
         kw: dict[str, object] = {}
         if self.access_log is not None:
             kw = {"access_log_class": AccessLog, "access_log": access_logger(self.access_log)}

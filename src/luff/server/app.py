@@ -2,18 +2,26 @@
 
 Everything runs on one event loop; storage calls are short synchronous file
 or dictionary operations, and bodies are streamed chunk by chunk, so many
-clients upload and download at once without holding blobs in memory.
+clients upload and download at once without holding blobs in memory. Work
+that may take long (hashing a whole blob again to check a sha512 digest,
+parsing a manifest, bcrypt) runs in worker threads meanwhile.
+
+What a client controls is bounded: manifests by :data:`MAX_MANIFEST` bytes
+and :data:`MAX_JSON_DEPTH` levels of nesting, uploads in progress by
+``max_uploads`` (then ``429 TOOMANYREQUESTS``) and by an idle timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import re
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +40,13 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 MAX_NAME = 255
+#: Manifests nested deeper than this (arrays and objects) are refused as invalid.
+#: Real manifests nest about 5 levels; the bound keeps parsing far from recursion limits.
+MAX_JSON_DEPTH = 64
+#: An upload untouched for this many seconds is dropped (its slot and file freed).
+DEFAULT_UPLOAD_TIMEOUT = 600.0
+#: Uploads in progress at once; beyond, starting one answers 429 TOOMANYREQUESTS.
+DEFAULT_MAX_UPLOADS = 1000
 
 try:  # aiohttp >= 3.12 wants typed keys for request storage
     from aiohttp.web import RequestKey
@@ -86,6 +101,73 @@ def _name(name: str) -> str:
     if len(name) > MAX_NAME or not NAME_RE.match(name):
         raise ApiError(400, "NAME_INVALID", "invalid repository name", {"name": name})
     return name
+
+
+_JSON_SPECIAL = re.compile(rb'[\[\]{}"]')
+_STRING_TAIL = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+
+
+def json_too_deep(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when the JSON text *data* nests arrays/objects more than *limit* deep.
+
+    Brackets inside strings do not count. Text that is not JSON may answer
+    either way; the parser refuses it afterwards.
+    """
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    depth = 0
+    pos = 0
+    search = _JSON_SPECIAL.search
+    while (m := search(data, pos)) is not None:
+        c = data[m.start()]
+        pos = m.end()
+        if c == 0x22:  # a string: skip to its closing quote
+            s = _STRING_TAIL.match(data, pos)
+            if s is None:
+                return False  # unterminated: not JSON
+            pos = s.end()
+        elif c in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _parse_manifest(data: bytes, ctype: str) -> Manifest:
+    if json_too_deep(data):
+        raise ApiError(
+            400,
+            "MANIFEST_INVALID",
+            f"manifest JSON nests deeper than {MAX_JSON_DEPTH} levels",
+        )
+    try:
+        return Manifest.parse(data, ctype)
+    except LuffError as e:
+        raise ApiError(400, "MANIFEST_INVALID", str(e)) from None
+    except RecursionError:  # pragma: no cover - json_too_deep keeps well below the limit
+        raise ApiError(400, "MANIFEST_INVALID", "manifest JSON nests too deep") from None
+
+
+def _entity_tags(header: str) -> list[str] | None:
+    """The entity tags of an ``If-Match``/``If-None-Match`` header; None for ``*``.
+
+    Weak tags keep their ``W/`` prefix (they never match strongly).
+    """
+    if header.strip() == "*":
+        return None
+    out = []
+    for part in header.split(","):
+        part = part.strip()
+        weak = part.startswith("W/")
+        if weak:
+            part = part[2:]
+        if len(part) >= 2 and part[0] == part[-1] == '"':
+            part = part[1:-1]
+        if part:
+            out.append(("W/" if weak else "") + part)
+    return out
 
 
 def _page(request: web.Request, items: list[str], path: str) -> tuple[list[str], dict[str, str]]:
@@ -157,13 +239,35 @@ class RegistryApp:
 
     storage: Storage
     auth: Authenticator = field(default_factory=Authenticator)
+    upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT
+    max_uploads: int = DEFAULT_MAX_UPLOADS
     _busy: set[str] = field(default_factory=set)
 
     def application(self) -> web.Application:
         """The aiohttp application."""
         app = web.Application(client_max_size=MAX_MANIFEST + 1)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        app.cleanup_ctx.append(self._sweeper)
         return app
+
+    async def _sweeper(self, app: web.Application) -> AsyncIterator[None]:
+        """Drop idle uploads now and then, also when nobody starts new ones."""
+
+        async def sweep() -> None:
+            interval = max(0.05, min(self.upload_timeout / 4, 60.0))
+            while True:
+                await asyncio.sleep(interval)
+                self.expire_uploads()
+
+        task = asyncio.ensure_future(sweep())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def expire_uploads(self) -> int:
+        """Drop the uploads idle for longer than :attr:`upload_timeout`."""
+        return self.storage.expire_uploads(self.upload_timeout, self._busy)
 
     # --- routing ----------------------------------------------------------
     def _routes(self) -> list[tuple[re.Pattern[str], dict[str, Handler]]]:
@@ -240,7 +344,14 @@ class RegistryApp:
     def _realm(self, request: web.Request) -> str:
         return f"{request.scheme}://{request.host}/token"
 
-    async def _authorize(self, request: web.Request, needs: Iterable[Access]) -> None:
+    async def _authorize(
+        self, request: web.Request, needs: Iterable[Access], wanted: Iterable[Access] = ()
+    ) -> None:
+        """Raise 401 unless the request's credentials cover *needs*.
+
+        A token-mode challenge also asks for *wanted*: access the request
+        makes use of when granted, and does without otherwise.
+        """
         needs = list(needs)
         a = self.auth
         if not a.enabled:
@@ -263,7 +374,7 @@ class RegistryApp:
             return
         challenge = f'Bearer realm="{self._realm(request)}",service="{a.service}"'
         if needs:
-            challenge += f',scope="{scope_string(needs)}"'
+            challenge += f',scope="{scope_string([*needs, *wanted])}"'
         if user:
             challenge += ',error="insufficient_scope"'
         raise ApiError(
@@ -421,15 +532,26 @@ class RegistryApp:
         )
 
     async def _receive(self, request: web.Request, up: Upload) -> int:
-        """Stream the request body into *up*; returns the number of bytes."""
+        """Stream the request body into *up*; returns the number of bytes.
+
+        The upload's file is open only during this call.
+        """
         n = 0
-        async for chunk in request.content.iter_any():
-            up.write(chunk)
-            n += len(chunk)
+        try:
+            async for chunk in request.content.iter_any():
+                up.write(chunk)
+                n += len(chunk)
+        finally:
+            up.release()
         return n
 
-    def _finish(self, name: str, up: Upload, digest: Digest) -> web.Response:
-        if not up.matches(digest):
+    async def _finish(self, name: str, up: Upload, digest: Digest) -> web.Response:
+        """Check *up* against *digest* and store it (the caller marks it busy)."""
+        if digest.algorithm == "sha256":
+            ok = up.matches(digest)  # hashed while written
+        else:  # hash the whole blob again, off the event loop
+            ok = await asyncio.to_thread(up.matches, digest)
+        if not ok:
             self.storage.cancel_upload(up)
             raise ApiError(
                 400,
@@ -440,11 +562,35 @@ class RegistryApp:
         self.storage.commit_upload(up, digest)
         return self._blob_created(name, digest)
 
+    def _new_upload(self, name: str) -> Upload:
+        """A new upload, unless :attr:`max_uploads` are in progress (then 429)."""
+        st = self.storage
+        if len(st.uploads) >= self.max_uploads:
+            self.expire_uploads()
+        if len(st.uploads) >= self.max_uploads:
+            idle = [u.touched for u in st.uploads.values() if u.id not in self._busy]
+            wait = self.upload_timeout - (time.monotonic() - min(idle)) if idle else 60
+            raise ApiError(
+                429,
+                "TOOMANYREQUESTS",
+                f"too many uploads in progress (the limit is {self.max_uploads}): finish or "
+                f"cancel some, or retry later (idle uploads expire after "
+                f"{self.upload_timeout:g} s)",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        return st.new_upload(name)
+
     async def start_upload(self, request: web.Request, m: re.Match[str]) -> web.StreamResponse:
         name = _name(m["name"])
-        await self._authorize(request, [Access("repository", name, "push")])
-        st = self.storage
         q = request.query
+        src = q.get("from", "") if q.get("mount") else ""
+        # A mount reads the source: ask for that too, as distribution does, so that
+        # clients following the challenge get a token that lets the mount happen.
+        wanted = []
+        if src and len(src) <= MAX_NAME and NAME_RE.match(src):
+            wanted.append(Access("repository", src, "pull"))
+        await self._authorize(request, [Access("repository", name, "push")], wanted)
+        st = self.storage
         if q.get("mount"):
             d = _digest(q["mount"])
             src = q.get("from", "")
@@ -459,14 +605,17 @@ class RegistryApp:
             # Mount refused: fall through to an ordinary upload session.
         elif q.get("digest"):
             d = _digest(q["digest"])
-            up = st.new_upload(name)
+            up = self._new_upload(name)
+            self._busy.add(up.id)
             try:
                 await self._receive(request, up)
+                return await self._finish(name, up, d)
             except BaseException:
                 st.cancel_upload(up)
                 raise
-            return self._finish(name, up, d)
-        up = st.new_upload(name)
+            finally:
+                self._busy.discard(up.id)
+        up = self._new_upload(name)
         return web.Response(status=202, headers=self._upload_headers(name, up))
 
     def _get_upload(self, name: str, uid: str) -> Upload:
@@ -475,6 +624,7 @@ class RegistryApp:
             raise ApiError(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry")
         if uid in self._busy:
             raise ApiError(409, "BLOB_UPLOAD_INVALID", "another request is writing to this upload")
+        up.touch()
         return up
 
     def _check_content_range(self, request: web.Request, name: str, up: Upload) -> int | None:
@@ -537,12 +687,12 @@ class RegistryApp:
         self._busy.add(up.id)
         try:
             await self._receive(request, up)
+            return await self._finish(name, up, d)
         except BaseException:
             self.storage.cancel_upload(up)
             raise
         finally:
             self._busy.discard(up.id)
-        return self._finish(name, up, d)
 
     async def cancel_upload(self, request: web.Request, m: re.Match[str]) -> web.StreamResponse:
         name = _name(m["name"])
@@ -558,7 +708,11 @@ class RegistryApp:
             d = _digest(ref)
         else:
             if not TAG_RE.match(ref):
-                raise ApiError(400, "MANIFEST_INVALID", "invalid tag", {"tag": ref})
+                # No manifest can have an invalid tag: unknown (as the spec's conformance
+                # suite expects), not a malformed request.
+                raise ApiError(
+                    404, "MANIFEST_UNKNOWN", "manifest unknown (invalid tag)", {"tag": ref}
+                )
             found = st.get_tag(name, ref)
             if found is None:
                 if not st.has_repository(name):
@@ -605,10 +759,9 @@ class RegistryApp:
             raise ApiError(400, "MANIFEST_INVALID", "invalid tag", {"tag": ref})
         data = await self._read_manifest(request)
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
-        try:
-            man = Manifest.parse(data, ctype)
-        except LuffError as e:
-            raise ApiError(400, "MANIFEST_INVALID", str(e)) from None
+        man = await asyncio.to_thread(_parse_manifest, data, ctype)
+        # From here to the tag update nothing awaits: the precondition check and
+        # the update are atomic with respect to other requests.
         if mt.is_manifest(ctype) and ctype != man.media_type:
             raise ApiError(
                 400,
@@ -627,8 +780,13 @@ class RegistryApp:
                 )
         else:
             d = Digest.of(data)
-        self._check_references(name, man)
         st = self.storage
+        if by_digest:
+            current = d if st.manifest_type(name, d) is not None else None
+        else:
+            current = st.get_tag(name, ref)
+        self._check_preconditions(request, ref, current)
+        self._check_references(name, man)
         st.put_small_blob(d, data)
         st.link_manifest(name, d, man.media_type)
         st.link_blob(name, d)
@@ -643,6 +801,39 @@ class RegistryApp:
             st.add_referrer(name, subject.digest, _referrer_descriptor(man, d))
             headers["OCI-Subject"] = str(subject.digest)
         return web.Response(status=201, headers=headers)
+
+    def _check_preconditions(self, request: web.Request, ref: str, current: Digest | None) -> None:
+        """``If-Match``/``If-None-Match`` of a manifest PUT against *current* (RFC 9110 13.2.2).
+
+        The entity tag of a manifest is its quoted digest (the ``ETag`` of GET/HEAD).
+        """
+        what = f"tag {ref}" if ":" not in ref else f"manifest {ref}"
+        cur = str(current) if current is not None else None
+        headers = {"ETag": f'"{cur}"'} if cur else {}
+        detail = {"reference": ref, "current": cur}
+        if_match = request.headers.get("If-Match")
+        if if_match is not None:
+            tags = _entity_tags(if_match)
+            if cur is None or (tags is not None and cur not in tags):
+                if cur is None:
+                    msg = f"precondition failed: {what} does not exist (If-Match)"
+                else:
+                    msg = (
+                        f"precondition failed: {what} moved: it is now {cur}, "
+                        f"not what If-Match names"
+                    )
+                raise ApiError(412, "PRECONDITION_FAILED", msg, detail, headers)
+        if_none = request.headers.get("If-None-Match")
+        if if_none is not None and cur is not None:
+            tags = _entity_tags(if_none)
+            if tags is None or cur in tags or f"W/{cur}" in tags:
+                raise ApiError(
+                    412,
+                    "PRECONDITION_FAILED",
+                    f"precondition failed: {what} already exists ({cur}) (If-None-Match)",
+                    detail,
+                    headers,
+                )
 
     def _check_references(self, name: str, man: Manifest) -> None:
         st = self.storage
@@ -679,9 +870,11 @@ class RegistryApp:
             subject = Manifest.parse(st.blob_bytes(d), media).subject
         except LuffError:
             subject = None
+        # Crash-safe order: tags, then the manifest (unlink_manifest does both), then
+        # its referrer entry; whatever a crash leaves, DiskStorage.repair removes.
+        st.unlink_manifest(name, d)
         if subject is not None:
             st.remove_referrer(name, subject.digest, d)
-        st.unlink_manifest(name, d)
         st.unlink_blob(name, d)
         return web.Response(status=202)
 

@@ -12,7 +12,10 @@ Two modes:
 
 htpasswd entries may be bcrypt (``$2y$``/``$2a$``/``$2b$``, what
 ``htpasswd -B`` writes and what the distribution registry accepts),
-``{SHA}`` (base64 SHA-1) or plain text. bcrypt needs the ``bcrypt`` package.
+``{SHA}`` (base64 SHA-1, ``htpasswd -s``) or ``{PLAIN}`` followed by the
+password in clear. Any other entry (Apache MD5 ``$apr1$``, SHA-crypt,
+unprefixed crypt(3) hashes, garbage) is refused when the file is loaded, so
+no request can meet a hash luff cannot verify.
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import bcrypt
 
 from luff.errors import UsageError
 
@@ -66,39 +72,61 @@ def scope_string(needs: Iterable[Access]) -> str:
 def hash_password(password: str, scheme: str = "bcrypt", *, rounds: int = 10) -> str:
     """An htpasswd hash of *password*: ``bcrypt`` (default; cost *rounds*), ``sha`` or ``plain``."""
     if scheme == "bcrypt":
-        import bcrypt
-
         return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=rounds)).decode()
     if scheme == "sha":
         return "{SHA}" + base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
     if scheme == "plain":
-        return password
+        return "{PLAIN}" + password
     raise UsageError(f"unknown password scheme {scheme!r}")
 
 
+_BCRYPT_RE = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
+_SHA_RE = re.compile(r"\{SHA\}[A-Za-z0-9+/]{27}=")
+SUPPORTED = "bcrypt (htpasswd -B), {SHA} (htpasswd -s) or {PLAIN}password"
+
+
+def hash_problem(hashed: str) -> str | None:
+    """Why luff cannot verify passwords against the htpasswd value *hashed*; None if it can."""
+    if _BCRYPT_RE.fullmatch(hashed) or _SHA_RE.fullmatch(hashed) or hashed.startswith("{PLAIN}"):
+        return None
+    if hashed.startswith("$2"):
+        what = "a malformed bcrypt hash"
+    elif hashed.startswith("{SHA}"):
+        what = "a malformed {SHA} hash (expected base64 of 20 bytes)"
+    elif hashed.startswith("$apr1$"):
+        what = "Apache MD5 ($apr1$), which is not supported"
+    elif re.match(r"\$[156]\$", hashed):
+        what = f"{hashed[:3]} crypt (MD5/SHA-crypt), which is not supported"
+    elif scheme := re.match(r"\$[^$]*\$|\{[^}]*\}", hashed):
+        what = f"an unknown hash scheme {scheme.group()}"
+    elif not hashed:
+        what = "an empty hash"
+    else:
+        what = "not a hash luff can verify (crypt(3)? plain text needs the {PLAIN} prefix)"
+    return f"{what}; use {SUPPORTED}"
+
+
 def check_password(password: str, hashed: str) -> bool:
-    """True when *password* matches the htpasswd *hashed* value."""
-    if hashed.startswith(("$2y$", "$2a$", "$2b$")):
-        try:
-            import bcrypt
-        except ImportError:
-            raise UsageError(
-                "bcrypt htpasswd entries need the 'bcrypt' package (pip install bcrypt)"
-            ) from None
+    """True when *password* matches the htpasswd *hashed* value (False for unknown schemes)."""
+    if _BCRYPT_RE.fullmatch(hashed):
         try:
             return bool(bcrypt.checkpw(password.encode(), hashed.encode()))
         except ValueError:
             return False
-    if hashed.startswith("{SHA}"):
+    if _SHA_RE.fullmatch(hashed):
         want = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
         return hmac.compare_digest(want, hashed[5:])
-    if hashed.startswith(("$apr1$", "$1$", "$5$", "$6$")):
-        return False  # MD5/SHA-crypt: not supported; documented
-    return hmac.compare_digest(password.encode(), hashed.encode())
+    if hashed.startswith("{PLAIN}"):
+        return hmac.compare_digest(password.encode(), hashed[7:].encode())
+    return False
 
 
 def load_htpasswd(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Read ``user:hash`` lines (blank lines and ``#`` comments skipped)."""
+    """Read ``user:hash`` lines (blank lines and ``#`` comments skipped).
+
+    A line whose hash luff cannot verify is a :class:`UsageError` naming the
+    file and line.
+    """
     try:
         text = Path(path).read_text()
     except OSError as e:
@@ -113,11 +141,9 @@ def load_htpasswd(path: str | os.PathLike[str]) -> dict[str, str]:
         user, sep, hashed = line.partition(":")
         if not sep or not user:
             raise UsageError(f"{path}:{n}: expected USER:HASH")
-        if hashed.startswith(("$apr1$", "$1$", "$5$", "$6$")):
-            raise UsageError(
-                f"{path}:{n}: unsupported hash for {user!r}; use bcrypt (htpasswd -B), "
-                "{SHA} (htpasswd -s) or plain text"
-            )
+        problem = hash_problem(hashed)
+        if problem:
+            raise UsageError(f"{path}:{n}: unsupported hash for user {user!r}: {problem}")
         users[user] = hashed
     return users
 

@@ -15,8 +15,19 @@ Directory layout of :class:`DiskStorage`::
     repositories/<name>/_referrers/<alg>-<hex>/<alg>-<hex>   referrer descriptor JSON
 
 All methods are synchronous and meant to be called from one thread (the
-server's event loop); an :class:`Upload` may be written from a worker thread
-while nothing else touches it.
+server's event loop); an :class:`Upload` may be read or written from a worker
+thread while nothing else touches it.
+
+An upload on disk holds no open file between requests: each request opens
+the file, appends, and :meth:`Upload.release` closes it, so abandoned
+uploads cost a file on disk and a little memory, never a file descriptor.
+
+Deletes and start-up: a manifest delete removes the tags pointing at the
+manifest first, then the manifest, then its referrer entry, so a crash at
+any point leaves no tag that answers 404; :meth:`DiskStorage.repair` (run at
+start-up) removes what an interrupted delete (or an older luff) left
+half-done: tags pointing at missing manifests, referrer entries of missing
+manifests.
 """
 
 from __future__ import annotations
@@ -30,10 +41,11 @@ import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from pathlib import Path
 from typing import Any
 
+from luff.errors import LuffError
 from luff.model.digest import Digest
 
 CHUNK = 1 << 20
@@ -50,14 +62,21 @@ class Upload(ABC):
         self.touched = time.monotonic()
 
     def write(self, data: bytes) -> None:
-        """Append *data*."""
+        """Append *data* (call :meth:`release` when the request is over)."""
         self._write(data)
         self.hasher.update(data)
         self.offset += len(data)
+        self.touch()
+
+    def touch(self) -> None:
+        """Note that a client used the upload now (it expires after a while idle)."""
         self.touched = time.monotonic()
 
     @abstractmethod
     def _write(self, data: bytes) -> None: ...
+
+    def release(self) -> None:
+        """Close what :meth:`write` opened; the upload goes on at the next write."""
 
     @abstractmethod
     def read_all(self) -> Iterator[bytes]:
@@ -107,7 +126,6 @@ class Storage(ABC):
     # --- uploads ---------------------------------------------------------
     def new_upload(self, repository: str) -> Upload:
         """Start an upload into *repository*."""
-        self._expire_uploads()
         up = self._new_upload(repository)
         self.uploads[up.id] = up
         return up
@@ -132,11 +150,18 @@ class Storage(ABC):
         self.uploads.pop(up.id, None)
         up.discard()
 
-    def _expire_uploads(self, idle: float = 3600.0) -> None:
+    def expire_uploads(self, idle: float, busy: Container[str] = ()) -> int:
+        """Drop the uploads untouched for more than *idle* seconds (except *busy* ids).
+
+        Returns how many were dropped.
+        """
         now = time.monotonic()
-        for up in list(self.uploads.values()):
-            if now - up.touched > idle:
-                self.cancel_upload(up)
+        stale = [
+            up for up in self.uploads.values() if now - up.touched > idle and up.id not in busy
+        ]
+        for up in stale:
+            self.cancel_upload(up)
+        return len(stale)
 
     # --- repositories ----------------------------------------------------
     @abstractmethod
@@ -199,6 +224,10 @@ class Storage(ABC):
     def referrers(self, repo: str, subject: Digest) -> list[dict[str, Any]]:
         """Descriptors of the manifests whose subject is *subject*."""
 
+    def repair(self) -> list[str]:
+        """Fix what an interrupted operation left half-done; one message per fix."""
+        return []
+
     def close(self) -> None:
         """Drop uploads in progress."""
         for up in list(self.uploads.values()):
@@ -217,7 +246,9 @@ class _MemoryUpload(Upload):
         self.buf.write(data)
 
     def read_all(self) -> Iterator[bytes]:
-        yield self.buf.getvalue()
+        with self.buf.getbuffer() as view:
+            for pos in range(0, len(view), CHUNK):
+                yield bytes(view[pos : pos + CHUNK])
 
     def discard(self) -> None:
         self.buf = io.BytesIO()
@@ -297,9 +328,9 @@ class MemoryStorage(Storage):
         r = self._repos.get(repo)
         if r is None or digest not in r.manifests:
             return False
-        del r.manifests[digest]
         for t in [t for t, d in r.tags.items() if d == digest]:
             del r.tags[t]
+        del r.manifests[digest]
         return True
 
     def set_tag(self, repo: str, tag: str, digest: Digest) -> None:
@@ -343,29 +374,32 @@ class MemoryStorage(Storage):
 
 
 class _DiskUpload(Upload):
+    """An upload file, open only while a request writes to it."""
+
     def __init__(self, repository: str, directory: Path) -> None:
         super().__init__(repository)
         self.path = directory / self.id
-        self.file: io.BufferedWriter | None = open(self.path, "wb")  # noqa: SIM115
+        self.path.touch(exist_ok=False)
+        self.file: io.BufferedWriter | None = None
 
     def _write(self, data: bytes) -> None:
         if self.file is None:
             self.file = open(self.path, "ab")  # noqa: SIM115
         self.file.write(data)
 
-    def flush(self) -> None:
+    def release(self) -> None:
         if self.file is not None:
             self.file.close()
             self.file = None
 
     def read_all(self) -> Iterator[bytes]:
-        self.flush()
+        self.release()
         with open(self.path, "rb") as f:
             while chunk := f.read(CHUNK):
                 yield chunk
 
     def discard(self) -> None:
-        self.flush()
+        self.release()
         self.path.unlink(missing_ok=True)
 
 
@@ -439,7 +473,7 @@ class DiskStorage(Storage):
 
     def _commit(self, up: Upload, digest: Digest) -> None:
         assert isinstance(up, _DiskUpload)
-        up.flush()
+        up.release()
         p = self._blob(digest)
         p.parent.mkdir(parents=True, exist_ok=True)
         os.replace(up.path, p)
@@ -477,10 +511,12 @@ class DiskStorage(Storage):
         p = self._repo(repo) / "_manifests" / digest.algorithm / digest.hex
         if not p.exists():
             return False
-        p.unlink()
+        # Tags first: a crash in between leaves an untagged manifest, never a tag
+        # that answers 404.
         for t in self.tags(repo):
             if self.get_tag(repo, t) == digest:
                 self.delete_tag(repo, t)
+        p.unlink()
         return True
 
     def set_tag(self, repo: str, tag: str, digest: Digest) -> None:
@@ -538,6 +574,41 @@ class DiskStorage(Storage):
             except (OSError, ValueError):
                 continue
         return out
+
+    def repair(self) -> list[str]:
+        """Remove tags of missing manifests and referrer entries of missing manifests.
+
+        A crash (``kill -9``, power loss) in the middle of a delete, or of a
+        delete by an older luff that removed the manifest before its tags,
+        leaves such entries; they would be listed yet answer 404.
+        """
+        fixed: list[str] = []
+        for repo in self.repositories():
+            for tag in self.tags(repo):
+                try:
+                    d = self.get_tag(repo, tag)
+                except LuffError:
+                    d = None
+                if d is None or self.manifest_type(repo, d) is None or self.blob_size(d) is None:
+                    self.delete_tag(repo, tag)
+                    fixed.append(
+                        f"removed tag {repo}:{tag}: its manifest {d or '(unreadable)'} is missing"
+                    )
+            refs = self._repo(repo) / "_referrers"
+            if not refs.is_dir():
+                continue
+            for subject in sorted(refs.iterdir()):
+                for entry in sorted(subject.iterdir()) if subject.is_dir() else ():
+                    try:
+                        d = Digest.parse(entry.name.replace("-", ":", 1))
+                    except LuffError:
+                        d = None
+                    if d is None or self.manifest_type(repo, d) is None:
+                        entry.unlink(missing_ok=True)
+                        if d is not None:
+                            of = subject.name.replace("-", ":", 1)
+                            fixed.append(f"removed referrer {d} of {repo}@{of}: it is missing")
+        return fixed
 
     def wipe(self) -> None:
         """Remove everything (used for temporary storages)."""

@@ -100,10 +100,6 @@ class Registry:
 
         if self.auth == "none":
             return {}
-        try:
-            import bcrypt  # noqa: F401
-        except ImportError:
-            scheme = "sha"
         return {self.username: hash_password(self.password, scheme, rounds=4)}
 
     def start(self) -> Registry:
