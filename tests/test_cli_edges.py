@@ -434,9 +434,19 @@ def test_corrupted_manifest_in_a_layout_is_named(multi: str, tmp_path: Path) -> 
     assert line.startswith(f"luff: error: oci:{lay}: ") and child in line, line
 
 
-def test_all_tags_with_a_layout_says_registries_only(tmp_path: Path) -> None:
-    line = one_line_error(luff("copy", "-a", "127.0.0.1:1/app", f"oci:{tmp_path}"), 2)
-    assert "--all-tags copies between registry repositories" in line
+def test_all_tags_into_an_archive_is_refused(tmp_path: Path) -> None:
+    line = one_line_error(luff("copy", "-a", "127.0.0.1:1/app", f"oci-archive:{tmp_path}/a.tar"), 2)
+    assert "each copy would replace the archive" in line
+
+
+def test_all_tags_from_a_layout(tmp_path: Path) -> None:
+    """Every ref.name of a layout, copied to a layout under the same names."""
+    a, b = random_image(size=100), random_image(size=100)
+    a.push(f"oci:{tmp_path / 'src'}:one")
+    b.push(f"oci:{tmp_path / 'src'}:two")
+    p = luff("copy", "-a", f"oci:{tmp_path / 'src'}", f"oci:{tmp_path / 'dst'}")
+    assert p.returncode == 0, p.stderr
+    assert luff("ls", f"oci:{tmp_path / 'dst'}").stdout.decode().split() == ["one", "two"]
 
 
 # --- SIGTERM ---------------------------------------------------------------------------------

@@ -33,7 +33,9 @@ class Transport:
     it new digests (a docker archive keeps uncompressed layers), so a result
     is named by its address instead of pinned to a digest. ``tag_kind`` says
     what follows the path: ``"ref-name"`` (an ``org.opencontainers.image.ref.name``)
-    or ``"repo-tag"`` (docker's ``REPO:TAG``).
+    or ``"repo-tag"`` (docker's ``REPO:TAG``). ``default_tag`` is what a
+    write to an address without a tag uses ("" means the source's tag).
+    ``single_file`` is True when every write replaces the whole target.
     """
 
     name: str
@@ -41,18 +43,25 @@ class Transport:
     stable_digests: bool = True
     tag_kind: str = "ref-name"
     digests: bool = True
+    default_tag: str = ""
+    single_file: bool = False
 
 
 TRANSPORTS: dict[str, Transport] = {
-    REGISTRY: Transport(REGISTRY, "luff.stores.registry:RegistryStore", tag_kind="tag"),
+    REGISTRY: Transport(
+        REGISTRY, "luff.stores.registry:RegistryStore", tag_kind="tag", default_tag=DEFAULT_TAG
+    ),
     OCI: Transport(OCI, "luff.stores.layout:LayoutStore"),
-    OCI_ARCHIVE: Transport(OCI_ARCHIVE, "luff.stores.oci_archive:OciArchiveStore"),
+    OCI_ARCHIVE: Transport(
+        OCI_ARCHIVE, "luff.stores.oci_archive:OciArchiveStore", single_file=True
+    ),
     DOCKER_ARCHIVE: Transport(
         DOCKER_ARCHIVE,
         "luff.stores.docker_archive:DockerArchiveStore",
         stable_digests=False,
         tag_kind="repo-tag",
         digests=False,
+        single_file=True,
     ),
 }
 #: Transports named by a prefix (``oci:`` ...); a registry needs none.
@@ -155,15 +164,20 @@ class Address:
             return str(self)
         return str(self.with_digest(digest))
 
-    def target_tag(self, default: str = "") -> str:
-        """The tag a write to this address uses: the given one, else *default*.
+    def target_tag(self, source_tag: str = "") -> str:
+        """The tag a write to this address uses ("" for none).
 
+        The given tag; none when a digest is given; else the transport's
+        default (``latest`` for a registry, as crane and skopeo), else
+        *source_tag* (a layout or archive keeps the source's tag, as ``pull``).
         Raises :class:`UsageError` for an address that names a digest and a
         tag (a target is written by tag or by digest, not both).
         """
         if self.tag and self.digest:
             raise UsageError(f"{self}: a target names a tag or a digest, not both")
-        return self.tag or ("" if self.digest else default)
+        if self.tag or self.digest:
+            return self.tag
+        return self.kind.default_tag or source_tag
 
     def __str__(self) -> str:
         s = self.path if self.is_registry else f"{self.transport}:{self.path}"

@@ -12,11 +12,11 @@ from luff.copy import Plan, Progress, copy_graph
 from luff.errors import UsageError
 from luff.model.address import Address
 from luff.model.descriptor import Descriptor
-from luff.model.digest import Digest, is_digest
+from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.model.platform import Platform, host_platform
-from luff.model.reference import DEFAULT_TAG, Reference, parse_host
-from luff.ops.common import CONFIG_LIMIT, as_address, open_root, select_platform
+from luff.model.reference import Reference, parse_host
+from luff.ops.common import CONFIG_LIMIT, as_address, only_identifier, open_root, select_platform
 from luff.stores import open_source, open_target
 from luff.stores.base import BlobFetcher, Deleter, Store, TagLister
 
@@ -53,10 +53,9 @@ def digest(
 ) -> Descriptor:
     """The descriptor of the manifest at *address* (of the platform's image, if given)."""
     if platform is None:
-        addr = as_address(address)
-        if addr.is_registry:
-            store, ident = open_source(addr, _ctx(ctx))
-            return store.resolve(ident)  # one HEAD
+        store, ident = open_source(address, _ctx(ctx))
+        with store:
+            return store.resolve(ident or only_identifier(store))  # a registry: one HEAD
     _, desc, _ = resolve(address, platform=platform, ctx=ctx)
     return desc
 
@@ -150,29 +149,18 @@ def delete(address: str, *, ctx: Context | None = None) -> Descriptor:
     return desc
 
 
-def target_tags(target: Address, source: Address, source_ident: str) -> list[str]:
-    """The tags a copy writes at *target*.
+def target_tags(target: Address, source: Address) -> list[str]:
+    """The tags a copy writes at *target* (see :meth:`Address.target_tag`).
 
-    A registry target gets its tag, else ``latest`` (as crane and skopeo);
-    a target named by digest gets none. A layout or archive target gets its
-    tag, else the source's tag (as ``pull`` does).
+    A docker archive names an image ``REPO:TAG``: the source's repository
+    and tag, when the source is a registry.
     """
-    if target.has_digest:
-        return []
-    if target.has_tag:
-        return [target.tag]
-    if target.is_registry:
-        return [DEFAULT_TAG]
-    if source.has_tag and source_ident and not is_digest(source_ident):
-        return [source_ident if target.kind.tag_kind != "repo-tag" else _repo_tag(source)]
-    return []
-
-
-def _repo_tag(source: Address) -> str:
-    ref = source.reference
-    if ref is not None:
-        return f"{ref.name}:{source.tag}"
-    return source.tag if ":" in source.tag else ""
+    source_tag = source.tag
+    if source_tag and target.kind.tag_kind == "repo-tag":
+        ref = source.reference
+        source_tag = f"{ref.name}:{source.tag}" if ref is not None else ""
+    tag = target.target_tag(source_tag)
+    return [tag] if tag else []
 
 
 def copy(
@@ -204,7 +192,7 @@ def copy(
             desc, m = select_platform(root.store, desc, m, wanted[0])
         if dst_addr.has_digest and Digest.parse(dst_addr.digest) != desc.digest:
             raise UsageError(f"{target}: target digest differs from the source's {desc.digest}")
-        tags = target_tags(dst_addr, src_addr, src_addr.identifier)
+        tags = target_tags(dst_addr, src_addr)
         with open_target(dst_addr, ctx) as dst:
             return copy_graph(
                 root.store,
@@ -232,7 +220,7 @@ def _copy_platforms(
         raise UsageError(f"{target}: copying several platforms makes a new index; name a tag")
     built = index.build_filter(str(source), platforms=platforms, ctx=ctx)
     try:
-        tags = target_tags(target, source, source.identifier)
+        tags = target_tags(target, source)
         with open_target(target, ctx) as dst:
             return built.push(dst, tags, progress=progress, on_plan=on_plan)
     finally:
@@ -250,11 +238,12 @@ def copy_all_tags(
 ) -> dict[str, Descriptor]:
     """Copy every tag of repository *source* to repository *target* (see :func:`copy`)."""
     ctx = _ctx(ctx)
-    src, dst = as_address(source), as_address(target)
-    for a in (src, dst):
-        if not a.is_registry:
-            raise UsageError(f"{a}: --all-tags copies between registry repositories")
     src, dst = _repository(source), _repository(target)
+    if dst.kind.single_file:
+        raise UsageError(
+            f"{target}: each copy would replace the archive; --all-tags needs a "
+            "registry or a layout"
+        )
     out: dict[str, Descriptor] = {}
     for t in ls(source, ctx=ctx):
         out[t] = copy(

@@ -31,7 +31,7 @@ from luff.model.digest import Digest, is_digest
 from luff.model.manifest import Manifest
 from luff.model.platform import Platform, any_of, only_strict
 from luff.ops.basic import target_tags
-from luff.ops.common import image_platform, open_root, select_platform
+from luff.ops.common import get_root, image_platform, open_root, select_platform
 from luff.stores import local_address, open_source, open_target
 from luff.stores.base import EntryLister, Store, origin_of
 from luff.stores.layout import LayoutStore, ref_name
@@ -388,10 +388,9 @@ def push(
                 "mediaType": mt.OCI_INDEX,
                 "manifests": [_strip_ref_name(e).to_dict() for e in entries],
             }
-            if isinstance(src, LayoutStore):
-                ann = src.read_index()[0].get("annotations")
-                if isinstance(ann, dict) and ann:
-                    body["annotations"] = ann
+            ann = src.index_annotations() if isinstance(src, EntryLister) else {}
+            if ann:
+                body["annotations"] = ann
             return _push_built(src, Manifest.from_dict(body), target, ctx, progress, on_plan)
         if not ident and not entries:
             raise NotFound("index.json has no entries; nothing to push", where=src.name)
@@ -405,17 +404,9 @@ def push(
                 f"or push them all as an index with --index ({names})",
                 where=src.name,
             )
-        root = open_root(src_addr, ctx) if ident else None
-        desc, m = (
-            (root.descriptor, root.manifest)
-            if root
-            else (entries[0], src.fetch_manifest(entries[0]))
-        )
-        name = ident or ref_name(desc)
+        desc, m = get_root(src, ident)
         dst_addr = parse_address(target)
-        tags = target_tags(
-            dst_addr, src_addr.with_tag(name) if name and not is_digest(name) else src_addr, name
-        )
+        tags = target_tags(dst_addr, src_addr)
         with open_target(dst_addr, ctx) as dst:
             return copy_graph(
                 src, desc, dst, manifest=m, tags=tags, ctx=ctx, progress=progress, on_plan=on_plan
@@ -444,7 +435,7 @@ def _push_built(
             m.descriptor(),
             dst,
             manifest=m,
-            tags=target_tags(dst_addr, dst_addr, ""),
+            tags=target_tags(dst_addr, dst_addr),
             ctx=ctx,
             progress=progress,
             on_plan=on_plan,
@@ -493,14 +484,15 @@ def pull(
         desc, m = root.descriptor, root.manifest
         if platform is not None:
             desc, m = select_platform(root.store, desc, m, platform)
-        if dst_addr.transport == DOCKER_ARCHIVE and m.is_index:
+        tags = target_tags(dst_addr, src_addr)
+        dst = open_target(dst_addr, ctx)
+        if m.is_index and not dst.holds_indexes:
+            dst.abort()
             have = ", ".join(str(c.platform) for c in m.manifests if c.platform)
             raise UsageError(
-                f"{ref} is an index; a docker archive holds one image: choose one with "
+                f"{ref} is an index; {dst_addr.transport} holds single images: choose one with "
                 f"--platform (has: {have})"
             )
-        tags = target_tags(dst_addr, src_addr, src_addr.tag)
-        dst = open_target(dst_addr, ctx)
         try:
             out = copy_graph(
                 root.store,

@@ -37,6 +37,8 @@ class Store(ABC):
     #: Human-readable name for messages, e.g. ``localhost:5000/app`` or ``oci:./out``.
     name: str = ""
     closure: bool = False
+    #: False for a store that holds single images only (a docker archive).
+    holds_indexes: bool = True
 
     # --- reading -------------------------------------------------------
     @abstractmethod
@@ -203,6 +205,10 @@ class EntryLister(Protocol):
 
     def entries(self) -> list[Descriptor]:
         """The listed manifests, in order."""
+        ...
+
+    def index_annotations(self) -> dict[str, str]:
+        """The annotations of the list itself (``index.json``'s)."""
         ...
 
 

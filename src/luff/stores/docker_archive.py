@@ -120,6 +120,7 @@ class DockerArchiveStore(Store):
     """A ``docker save`` tarball (``docker-archive:FILE[:REPO:TAG]``)."""
 
     path: Path
+    holds_indexes = False
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], write: bool = False) -> DockerArchiveStore:
@@ -149,6 +150,10 @@ class DockerArchiveStore(Store):
     def entries(self) -> list[Descriptor]:
         """One descriptor per image (ref.name annotation: its first RepoTag)."""
         raise NotImplementedError
+
+    def index_annotations(self) -> dict[str, str]:
+        """None: ``manifest.json`` has no annotations."""
+        return {}
 
 
 class _DockerArchiveReader(DockerArchiveStore):

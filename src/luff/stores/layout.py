@@ -269,6 +269,11 @@ class LayoutStore(Store):
         """The manifests listed in ``index.json``, in order."""
         return self.read_index()[1]
 
+    def index_annotations(self) -> dict[str, str]:
+        """The annotations of ``index.json`` itself."""
+        ann = self.read_index()[0].get("annotations")
+        return dict(ann) if isinstance(ann, dict) else {}
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the exclusive lock on ``index.json`` (flock; survives its replacement)."""

@@ -87,10 +87,14 @@ class _OciArchiveReader(OciArchiveStore):
         self.tar = tar or SafeTar(path)
         if not self.tar.has(LAYOUT_FILE) or not self.tar.has(INDEX_FILE):
             raise InvalidManifest(f"{self.name}: not an OCI layout archive (no oci-layout)")
-        _, self._entries = parse_index(self.tar.read(INDEX_FILE), self.name)
+        self._index, self._entries = parse_index(self.tar.read(INDEX_FILE), self.name)
 
     def entries(self) -> list[Descriptor]:
         return list(self._entries)
+
+    def index_annotations(self) -> dict[str, str]:
+        ann = self._index.get("annotations")
+        return dict(ann) if isinstance(ann, dict) else {}
 
     def resolve(self, identifier: str) -> Descriptor:
         found = find_entry(self._entries, identifier, self.name)
@@ -148,6 +152,9 @@ class _OciArchiveWriter(OciArchiveStore):
 
     def entries(self) -> list[Descriptor]:
         return self.layout.entries()
+
+    def index_annotations(self) -> dict[str, str]:
+        return self.layout.index_annotations()
 
     def resolve(self, identifier: str) -> Descriptor:
         return self.layout.resolve(identifier)

@@ -17,7 +17,6 @@ from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.model.platform import Platform
-from luff.model.reference import DEFAULT_TAG
 from luff.stores import open_target
 from luff.stores.memory import MemoryStore
 from luff.testing.registry import Registry
@@ -42,7 +41,7 @@ class Image:
         """Copy this image (with all its content) to *address* and tag it."""
         addr = parse_address(address)
         with open_target(addr, ctx) as dst:
-            tag = addr.target_tag(DEFAULT_TAG if addr.is_registry else "")
+            tag = addr.target_tag()
             tags = [tag] if tag else []
             return copy_graph(
                 self.store, self.descriptor, dst, manifest=self.manifest, tags=tags, ctx=ctx

@@ -18,7 +18,7 @@ from luff.model.address import Address, check_tag, parse_address
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
-from luff.model.reference import DEFAULT_TAG, valid_tag
+from luff.model.reference import valid_tag
 from luff.ops.index.resolve import Entry
 from luff.stores import open_target
 from luff.stores.base import Store
@@ -57,13 +57,13 @@ def destinations(primary: str | Address, extra: Sequence[str] = ()) -> list[Dest
         if tag and tag not in d.tags:
             d.tags.append(tag)
 
-    add(paddr, paddr.target_tag(DEFAULT_TAG if paddr.is_registry else ""))
+    add(paddr, paddr.target_tag())
     for x in extra:
         if valid_tag(x):
             add(paddr, check_tag(x, paddr.transport))
         else:
             a = parse_address(x)
-            add(a, a.target_tag(DEFAULT_TAG if a.is_registry else ""))
+            add(a, a.target_tag())
     return list(groups.values())
 
 
