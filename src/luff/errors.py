@@ -37,14 +37,14 @@ class LuffError(Exception):
         message: str = "",
         *,
         op: str = "",
-        where: str = "",
+        where: object = "",
         digest: object = "",
         side: Side = "",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.op = op
-        self.where = where
+        self.where = str(where) if where else ""
         self.digest = str(digest) if digest else ""
         self.side: Side = side
 
@@ -52,13 +52,13 @@ class LuffError(Exception):
         self,
         *,
         op: str = "",
-        where: str = "",
+        where: object = "",
         digest: object = "",
         side: Side = "",
     ) -> LuffError:
         """Fill in the fields that are still empty; returns this error (to re-raise)."""
         self.op = self.op or op
-        self.where = self.where or where
+        self.where = self.where or (str(where) if where else "")
         if not self.digest and digest:
             self.digest = str(digest)
         self.side = self.side or side
@@ -83,7 +83,7 @@ class LuffError(Exception):
 
 @contextmanager
 def located(
-    *, op: str = "", where: str = "", digest: object = "", side: Side = ""
+    *, op: str = "", where: object = "", digest: object = "", side: Side = ""
 ) -> Iterator[None]:
     """Fill in empty fields of any :class:`LuffError` raised in the block."""
     try:
@@ -144,7 +144,7 @@ class RegistryError(LuffError):
         code: str = "",
         *,
         op: str = "",
-        where: str = "",
+        where: object = "",
         digest: object = "",
         side: Side = "",
     ) -> None:
@@ -178,7 +178,7 @@ class TransportError(LuffError):
         retryable: bool = True,
         *,
         op: str = "",
-        where: str = "",
+        where: object = "",
         digest: object = "",
         side: Side = "",
     ) -> None:

@@ -146,7 +146,7 @@ def append(
                 if plats:
                     have_p = image_platform(src, desc, m)
                     if have_p is None or not any_of(*plats).match(have_p):
-                        raise NotFound(f"{source}: image platform {have_p} does not match")
+                        raise NotFound(f"image platform {have_p} does not match", where=source)
                 staged.append((src, desc, m))
         if tag is not None and len(staged) != 1:
             raise UsageError(f"--tag names one entry, but this append adds {len(staged)}")
@@ -271,7 +271,7 @@ def remove(
             what = f"platform {p}"
         removed = store.remove_entries(match)
         if not removed:
-            raise NotFound(f"{store.name}: no entry with {what}")
+            raise NotFound(f"no entry with {what}", where=store.name)
         return removed
 
 
@@ -380,7 +380,7 @@ def push(
         entries = src.entries() if isinstance(src, EntryLister) else []
         if index:
             if ident:
-                raise UsageError(f"{path}: --index pushes every entry; do not name one")
+                raise UsageError("--index pushes every entry; do not name one", where=path)
             if not entries:
                 raise NotFound("index.json has no entries", where=src.name)
             body: dict[str, Any] = {

@@ -162,7 +162,7 @@ class _DockerArchiveReader(DockerArchiveStore):
         self.name = f"docker-archive:{path}"
         self.tar = tar or SafeTar(path)
         if not self.tar.has("manifest.json"):
-            raise InvalidManifest(f"{self.name}: not a docker archive (no manifest.json)")
+            raise InvalidManifest("not a docker archive (no manifest.json)", where=self.name)
         try:
             items = json.loads(self.tar.read("manifest.json"))
             assert isinstance(items, list)
@@ -175,7 +175,7 @@ class _DockerArchiveReader(DockerArchiveStore):
                 for it in items
             ]
         except (ValueError, KeyError, TypeError, AssertionError):
-            raise InvalidManifest(f"{self.name}: manifest.json is malformed") from None
+            raise InvalidManifest("manifest.json is malformed", where=self.name) from None
         self._cache = tempfile.TemporaryDirectory(prefix="luff-docker-archive-")
         self._blobs: dict[Digest, tuple[str, Path | None, int]] = {}
         self._manifests: dict[Digest, Manifest] = {}
@@ -190,12 +190,14 @@ class _DockerArchiveReader(DockerArchiveStore):
             want = _expected_digest(img.config_member)
             got = Digest.of(img.config)
             if want is not None and want != got:
-                raise DigestMismatch(f"{self.name}: {img.config_member} does not match its name")
+                raise DigestMismatch(
+                    f"{img.config_member} does not match its name", where=self.name
+                )
             try:
                 cfg = json.loads(img.config)
                 diff_ids = [Digest.parse(d) for d in cfg["rootfs"]["diff_ids"]]
             except (ValueError, KeyError, TypeError, LuffError):
-                raise InvalidManifest(f"{self.name}: {img.config_member}: bad config") from None
+                raise InvalidManifest(f"{img.config_member}: bad config", where=self.name) from None
             if len(diff_ids) != len(img.layers):
                 raise InvalidManifest(
                     f"{self.name}: config has {len(diff_ids)} diff_ids for {len(img.layers)} layers"
@@ -243,7 +245,7 @@ class _DockerArchiveReader(DockerArchiveStore):
                         unpacked.feed(chunk, self.name, layer.member)
             layer.digest = Digest("sha256", h.hexdigest())
             if claimed is not None and claimed != layer.digest:
-                raise DigestMismatch(f"{self.name}: {layer.member} does not match its name")
+                raise DigestMismatch(f"{layer.member} does not match its name", where=self.name)
             if unpacked is not None and unpacked.hexdigest() != diff_id.hex:
                 raise DigestMismatch(
                     f"{self.name}: layer {layer.member} does not match diff_id {diff_id}"
@@ -292,13 +294,13 @@ class _DockerArchiveReader(DockerArchiveStore):
                 e = self._build(img)
                 if e.digest == d:
                     return e
-            raise NotFound(f"{self.name}@{identifier}: manifest unknown")
+            raise NotFound("manifest unknown", where=f"{self.name}@{identifier}")
         want = normalize_repo_tag(identifier)
         for img in self.images:
             if want in {normalize_repo_tag(t) for t in img.repo_tags}:
                 return self._build(img).with_(annotations={mt.REF_NAME: identifier})
         have = ", ".join(t for i in self.images for t in i.repo_tags) or "none"
-        raise NotFound(f"{self.name}:{identifier}: no such RepoTag (has: {have})")
+        raise NotFound(f"no such RepoTag (has: {have})", where=f"{self.name}:{identifier}")
 
     def get_manifest(self, identifier: str) -> tuple[Descriptor, Manifest]:
         desc = self.resolve(identifier)
@@ -322,17 +324,17 @@ class _DockerArchiveReader(DockerArchiveStore):
                 return io.BytesIO(self._manifests[desc.digest].data)
             found = self._blobs.get(desc.digest)
         if found is None:
-            raise NotFound(f"{self.name}: blob {desc.digest} is not in the archive")
+            raise NotFound(f"blob {desc.digest} is not in the archive", where=self.name)
         member, cache, _ = found
         if cache is not None:
             return open(cache, "rb")
         return self.tar.open(member)
 
     def push_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
-        raise UsageError(f"{self.name}: opened for reading")
+        raise UsageError("opened for reading", where=self.name)
 
     def push_manifest(self, manifest: Manifest, tag: str = "") -> Descriptor:
-        raise UsageError(f"{self.name}: opened for reading")
+        raise UsageError("opened for reading", where=self.name)
 
     def tags(self) -> list[str]:
         return sorted({t for i in self.images for t in i.repo_tags})
@@ -358,7 +360,7 @@ class _Gunzip:
                     chunk = self._d.unused_data
                     self._d = zlib.decompressobj(47)
         except zlib.error as e:
-            raise InvalidManifest(f"{archive}: {member} is not valid gzip: {e}") from None
+            raise InvalidManifest(f"{member} is not valid gzip: {e}", where=archive) from None
 
     def hexdigest(self) -> str:
         self._h.update(self._d.flush())
@@ -411,7 +413,7 @@ class _DockerArchiveWriter(DockerArchiveStore):
         for m, tags in images:
             if identifier == str(m.digest) or want in tags or (not want and len(images) == 1):
                 return m.descriptor()
-        raise NotFound(f"{self.name}:{identifier}: not written yet")
+        raise NotFound("not written yet", where=f"{self.name}:{identifier}")
 
     def exists(self, desc: Descriptor) -> bool:
         with self._lock:
@@ -424,11 +426,11 @@ class _DockerArchiveWriter(DockerArchiveStore):
             if desc.digest in self._manifests:
                 return io.BytesIO(self._manifests[desc.digest].data)
         if desc.digest in self._diff:
-            raise UsageError(f"{self.name}: layers are stored uncompressed; cannot read back")
+            raise UsageError("layers are stored uncompressed; cannot read back", where=self.name)
         try:
             return open(self._blob(desc.digest), "rb")
         except FileNotFoundError:
-            raise NotFound(f"{self.name}: blob {desc.digest} unknown") from None
+            raise NotFound(f"blob {desc.digest} unknown", where=self.name) from None
 
     def push_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
         src = VerifyingReader(stream, desc.digest, desc.size)
@@ -520,7 +522,7 @@ class _DockerArchiveWriter(DockerArchiveStore):
         for m, tags in self._images.values():
             cfg = m.config
             if not self._blob(cfg.digest).is_file():
-                raise NotFound(f"{self.name}: config {cfg.digest} was never written")
+                raise NotFound(f"config {cfg.digest} was never written", where=self.name)
             cfg_rel = blob_relpath(cfg.digest)
             members[cfg_rel] = self._blob(cfg.digest)
             layer_rels: list[str] = []
@@ -561,7 +563,7 @@ class _DockerArchiveWriter(DockerArchiveStore):
                 )
                 index_entries.append(oci.descriptor(annotations=ann).to_dict())
         if not manifest_json:
-            raise UsageError(f"{self.name}: nothing was written to the archive")
+            raise UsageError("nothing was written to the archive", where=self.name)
         members[LAYOUT_FILE] = b'{"imageLayoutVersion":"1.0.0"}'
         members[INDEX_FILE] = json.dumps(
             {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": index_entries}

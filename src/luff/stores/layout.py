@@ -68,13 +68,13 @@ def parse_index(data: bytes, where: str) -> tuple[dict[str, Any], list[Descripto
     try:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError):
-        raise InvalidManifest(f"{where}: index.json is not valid JSON") from None
+        raise InvalidManifest("index.json is not valid JSON", where=where) from None
     if not isinstance(obj, dict) or not isinstance(obj.get("manifests", []), list):
-        raise InvalidManifest(f"{where}: index.json has no 'manifests' list")
+        raise InvalidManifest("index.json has no 'manifests' list", where=where)
     try:
         entries = [Descriptor.from_dict(d) for d in obj.get("manifests", [])]
     except InvalidManifest as e:
-        raise InvalidManifest(f"{where}: index.json: {e}") from None
+        raise InvalidManifest(f"index.json: {e}", where=where) from None
     return obj, entries
 
 
@@ -100,7 +100,7 @@ def find_entry(entries: list[Descriptor], identifier: str, where: str) -> Descri
         if ref_name(e) == identifier:
             return e
     names = ", ".join(sorted({ref_name(e) for e in entries if ref_name(e)})) or "none"
-    raise NotFound(f"{where}:{identifier}: no such ref.name in index.json (has: {names})")
+    raise NotFound(f"no such ref.name in index.json (has: {names})", where=f"{where}:{identifier}")
 
 
 def platform_of_config(data: bytes) -> Platform | None:
@@ -187,7 +187,7 @@ class LayoutStore(Store):
         except (ValueError, OSError):
             version = None
         if not isinstance(version, str) or not version.startswith("1."):
-            raise InvalidManifest(f"{self.name}: unsupported {LAYOUT_FILE} (want version 1.x)")
+            raise InvalidManifest(f"unsupported {LAYOUT_FILE} (want version 1.x)", where=self.name)
 
     # --- files -----------------------------------------------------------
     def blob_path(self, digest: Digest | str) -> Path:
@@ -262,7 +262,7 @@ class LayoutStore(Store):
         try:
             data = (self.path / INDEX_FILE).read_bytes()
         except FileNotFoundError:
-            raise NotFound(f"{self.name}: no {INDEX_FILE}") from None
+            raise NotFound(f"no {INDEX_FILE}", where=self.name) from None
         return parse_index(data, self.name)
 
     def entries(self) -> list[Descriptor]:
@@ -284,7 +284,7 @@ class LayoutStore(Store):
                 try:
                     fd = os.open(index, os.O_RDONLY)
                 except FileNotFoundError:
-                    raise NotFound(f"{self.name}: no {INDEX_FILE}") from None
+                    raise NotFound(f"no {INDEX_FILE}", where=self.name) from None
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
                     st, cur = os.fstat(fd), os.stat(index)
@@ -350,7 +350,7 @@ class LayoutStore(Store):
             assert isinstance(blobs, dict)
             return {Digest.parse(k): str(v) for k, v in blobs.items()}
         except (ValueError, KeyError, AssertionError, TypeError, InvalidDigest):
-            raise InvalidManifest(f"{self.name}: {SPARSE_FILE} is malformed") from None
+            raise InvalidManifest(f"{SPARSE_FILE} is malformed", where=self.name) from None
 
     def write_sparse_locked(self, records: dict[Digest, str]) -> None:
         """Replace the sparse records (hold :meth:`locked` while calling this)."""
@@ -414,9 +414,9 @@ class LayoutStore(Store):
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            raise NotFound(f"{self.name}@{identifier}: manifest unknown") from None
+            raise NotFound("manifest unknown", where=f"{self.name}@{identifier}") from None
         if size > MAX_MANIFEST:
-            raise InvalidManifest(f"{self.name}@{identifier}: not a manifest (too large)")
+            raise InvalidManifest("not a manifest (too large)", where=f"{self.name}@{identifier}")
         data = path.read_bytes()
         desc = Descriptor("application/octet-stream", d, size)
         self.fetch_bytes(desc.with_(data=data))  # verifies the bytes
@@ -455,7 +455,7 @@ class LayoutStore(Store):
         src = self.sparse_records().get(desc.digest)
         if src:
             return self._origin_store(src)._open(desc)
-        raise NotFound(f"{self.name}: blob {desc.digest} is not in the layout")
+        raise NotFound(f"blob {desc.digest} is not in the layout", where=self.name)
 
     def get_manifest(self, identifier: str) -> tuple[Descriptor, Manifest]:
         desc = self.resolve(identifier)
@@ -532,7 +532,7 @@ class LayoutStore(Store):
     def tag(self, desc: Descriptor, tag: str) -> None:
         """Add or replace the entry whose ref.name is *tag*."""
         if not self.exists(desc):
-            raise NotFound(f"{self.name}: manifest {desc.digest} is not in the layout")
+            raise NotFound(f"manifest {desc.digest} is not in the layout", where=self.name)
         entry = self.entry_for(desc.with_(data=None))
         self.add_entries([entry.with_(annotations={**entry.annotations, mt.REF_NAME: tag})])
 

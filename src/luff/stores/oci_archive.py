@@ -86,7 +86,7 @@ class _OciArchiveReader(OciArchiveStore):
         self.name = f"oci-archive:{path}"
         self.tar = tar or SafeTar(path)
         if not self.tar.has(LAYOUT_FILE) or not self.tar.has(INDEX_FILE):
-            raise InvalidManifest(f"{self.name}: not an OCI layout archive (no oci-layout)")
+            raise InvalidManifest("not an OCI layout archive (no oci-layout)", where=self.name)
         self._index, self._entries = parse_index(self.tar.read(INDEX_FILE), self.name)
 
     def entries(self) -> list[Descriptor]:
@@ -103,11 +103,11 @@ class _OciArchiveReader(OciArchiveStore):
         d = Digest.parse(identifier)
         rel = blob_relpath(d)
         if not self.tar.has(rel):
-            raise NotFound(f"{self.name}@{identifier}: manifest unknown")
+            raise NotFound("manifest unknown", where=f"{self.name}@{identifier}")
         data = self.tar.read(rel)
         m = Manifest.parse(data)
         if m.digest != d:
-            raise DigestMismatch(f"{self.name}: blob {d} does not match its digest")
+            raise DigestMismatch(f"blob {d} does not match its digest", where=self.name)
         return m.descriptor()
 
     def get_manifest(self, identifier: str) -> tuple[Descriptor, Manifest]:
@@ -122,14 +122,14 @@ class _OciArchiveReader(OciArchiveStore):
     def _open(self, desc: Descriptor) -> BinaryIO:
         rel = blob_relpath(desc.digest)
         if not self.tar.has(rel):
-            raise NotFound(f"{self.name}: blob {desc.digest} is not in the archive")
+            raise NotFound(f"blob {desc.digest} is not in the archive", where=self.name)
         return self.tar.open(rel)
 
     def push_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
-        raise UsageError(f"{self.name}: opened for reading")
+        raise UsageError("opened for reading", where=self.name)
 
     def push_manifest(self, manifest: Manifest, tag: str = "") -> Descriptor:
-        raise UsageError(f"{self.name}: opened for reading")
+        raise UsageError("opened for reading", where=self.name)
 
     def tags(self) -> list[str]:
         return sorted({e.annotations.get(mt.REF_NAME, "") for e in self._entries} - {""})

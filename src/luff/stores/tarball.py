@@ -47,10 +47,10 @@ class UnsafeArchive(LuffError):
 
 def clean_member(name: str, archive: str) -> str:
     if name.startswith("/"):
-        raise UnsafeArchive(f"{archive}: member {name!r} has an absolute path")
+        raise UnsafeArchive(f"member {name!r} has an absolute path", where=archive)
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise UnsafeArchive(f"{archive}: member {name!r} contains '..'")
+        raise UnsafeArchive(f"member {name!r} contains '..'", where=archive)
     return "/".join(parts)
 
 
@@ -91,14 +91,14 @@ class SafeTar:
         try:
             raw = open(self.path, "rb")  # noqa: SIM115 - kept open for the store's life
         except FileNotFoundError:
-            raise NotFound(f"{path}: no such file") from None
+            raise NotFound("no such file", where=path) from None
         except IsADirectoryError:
-            raise UsageError(f"{path}: is a directory, not an archive") from None
+            raise UsageError("is a directory, not an archive", where=path) from None
         head = raw.read(6)
         raw.seek(0)
         if head.startswith(ZSTD_MAGIC):
             raw.close()
-            raise UsageError(f"{path}: zstd-compressed archives are not supported")
+            raise UsageError("zstd-compressed archives are not supported", where=path)
         if head.startswith((GZIP_MAGIC, BZ2_MAGIC, XZ_MAGIC)):
             plain = tempfile.TemporaryFile()  # noqa: SIM115
             opener: Callable[[BinaryIO], BinaryIO] = {
@@ -121,23 +121,23 @@ class SafeTar:
                 for info in tf:
                     self._add(info)
         except tarfile.TarError as e:
-            raise InvalidManifest(f"{path}: not a valid tar archive ({e})") from None
+            raise InvalidManifest(f"not a valid tar archive ({e})", where=path) from None
 
     def _add(self, info: tarfile.TarInfo) -> None:
         name = clean_member(info.name, self.name)
         if info.issym():
             if info.linkname.startswith("/"):
-                raise UnsafeArchive(f"{self.name}: symlink {info.name!r} points outside")
+                raise UnsafeArchive(f"symlink {info.name!r} points outside", where=self.name)
             target = posixpath.normpath(posixpath.join(posixpath.dirname(name), info.linkname))
             if target == ".." or target.startswith("../"):
-                raise UnsafeArchive(f"{self.name}: symlink {info.name!r} points outside")
+                raise UnsafeArchive(f"symlink {info.name!r} points outside", where=self.name)
             self._links[name] = target
         elif info.islnk():
             self._links[name] = clean_member(info.linkname, self.name)
         elif info.isreg():
             self.files[name] = (info.offset_data, info.size)
         elif info.ischr() or info.isblk() or info.isfifo():
-            raise UnsafeArchive(f"{self.name}: member {info.name!r} is a device or fifo")
+            raise UnsafeArchive(f"member {info.name!r} is a device or fifo", where=self.name)
 
     def _lookup(self, name: str) -> tuple[int, int] | None:
         name = name.strip("/")
@@ -156,20 +156,20 @@ class SafeTar:
     def size(self, name: str) -> int:
         found = self._lookup(name)
         if found is None:
-            raise NotFound(f"{self.name}: no member {name}")
+            raise NotFound(f"no member {name}", where=self.name)
         return found[1]
 
     def open(self, name: str) -> BinaryIO:
         """A stream of member *name*."""
         found = self._lookup(name)
         if found is None:
-            raise NotFound(f"{self.name}: no member {name}")
+            raise NotFound(f"no member {name}", where=self.name)
         return _Slice(self._fd, *found)  # type: ignore[return-value]
 
     def read(self, name: str, limit: int = MAX_MANIFEST) -> bytes:
         """The whole of a small member."""
         if self.size(name) > limit:
-            raise InvalidManifest(f"{self.name}: member {name} is larger than {limit} bytes")
+            raise InvalidManifest(f"member {name} is larger than {limit} bytes", where=self.name)
         with self.open(name) as f:
             return f.read()
 
@@ -237,6 +237,6 @@ def write_tar(dest: Path, members: Iterable[tuple[str, Path | bytes]]) -> None:
 
 def staging_dir(dest: Path) -> Path:
     if dest.is_dir():
-        raise UsageError(f"{dest}: is a directory, not an archive")
+        raise UsageError("is a directory, not an archive", where=dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))

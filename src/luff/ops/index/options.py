@@ -93,7 +93,7 @@ def load_spec(path: str | os.PathLike[str]) -> IndexOptions:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
-        raise UsageError(f"{path}: {e.strerror}") from None
+        raise UsageError(f"{e.strerror}", where=path) from None
     except UnicodeDecodeError as e:
         raise UsageError(
             f"{path}: not a YAML or JSON text file ({e.reason} at byte {e.start})"
@@ -104,7 +104,7 @@ def load_spec(path: str | os.PathLike[str]) -> IndexOptions:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
-        raise UsageError(f"{path}: invalid YAML{where}: {problem}") from None
+        raise UsageError(f"invalid YAML{where}: {problem}", where=path) from None
     return parse_spec(obj, str(path), base_dir=p.parent)
 
 
@@ -115,18 +115,18 @@ def parse_spec(obj: Any, where: str = "spec", base_dir: Path | None = None) -> I
     taken relative to *base_dir*.
     """
     if not isinstance(obj, Mapping):
-        raise UsageError(f"{where}: a spec is a mapping with a 'sources' list")
+        raise UsageError("a spec is a mapping with a 'sources' list", where=where)
     _no_unknown_keys(obj, _TOP, where)
     raw_sources = obj.get("sources") or []
     if not isinstance(raw_sources, list):
-        raise UsageError(f"{where}: 'sources' must be a list")
+        raise UsageError("'sources' must be a list", where=where)
     sources = [_source(s, f"{where}: sources[{i}]", base_dir) for i, s in enumerate(raw_sources)]
     target = obj.get("target")
     if target is not None and not isinstance(target, str):
-        raise UsageError(f"{where}: 'target' must be a string")
+        raise UsageError("'target' must be a string", where=where)
     fmt = obj.get("format")
     if fmt is not None and fmt not in ("oci", "docker"):
-        raise UsageError(f"{where}: 'format' must be oci or docker")
+        raise UsageError("'format' must be oci or docker", where=where)
     return IndexOptions(
         sources=sources,
         target=target,
@@ -142,7 +142,7 @@ def parse_spec(obj: Any, where: str = "spec", base_dir: Path | None = None) -> I
 def _bool(obj: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
     v = obj.get(key, default)
     if not isinstance(v, bool):
-        raise UsageError(f"{where}: {key!r} must be true or false")
+        raise UsageError(f"{key!r} must be true or false", where=where)
     return v
 
 
@@ -164,7 +164,7 @@ def _annotations(v: Any, where: str) -> dict[str, str]:
     out = {}
     for k, val in v.items():
         if not isinstance(k, str) or isinstance(val, Mapping | list) or val is None:
-            raise UsageError(f"{where}: {k!r} must be a string value")
+            raise UsageError(f"{k!r} must be a string value", where=where)
         if isinstance(val, bool):
             val = "true" if val else "false"
         out[k] = str(val)
@@ -196,11 +196,11 @@ def _source(s: Any, where: str, base_dir: Path | None) -> Source:
     if isinstance(s, str):
         return Source(_rebase(s, base_dir))
     if not isinstance(s, Mapping):
-        raise UsageError(f"{where}: a source is an address or a mapping with 'ref'")
+        raise UsageError("a source is an address or a mapping with 'ref'", where=where)
     _no_unknown_keys(s, _SOURCE, where)
     ref = s.get("ref")
     if not isinstance(ref, str) or not ref:
-        raise UsageError(f"{where}: 'ref' (the source address) is required")
+        raise UsageError("'ref' (the source address) is required", where=where)
     platform = None
     p = s.get("platform")
     try:
@@ -209,21 +209,21 @@ def _source(s: Any, where: str, base_dir: Path | None) -> Source:
         elif isinstance(p, Mapping):
             platform = Platform.from_dict(p)
         elif p is not None:
-            raise UsageError(f"{where}: 'platform' must be OS/ARCH[/VARIANT] or a mapping")
+            raise UsageError("'platform' must be OS/ARCH[/VARIANT] or a mapping", where=where)
     except InvalidPlatform as e:
-        raise InvalidPlatform(f"{where}: {e}") from None
+        raise InvalidPlatform(f"{e}", where=where) from None
     variant = s.get("variant")
     version = s.get("os.version")
     for key, val in (("variant", variant), ("os.version", version)):
         if val is not None and not isinstance(val, str | int | float):
-            raise UsageError(f"{where}: {key!r} must be a string")
+            raise UsageError(f"{key!r} must be a string", where=where)
     features = s.get("os.features")
     if "only" in s and not s["only"]:
-        raise UsageError(f"{where}: 'only' must name at least one platform")
+        raise UsageError("'only' must name at least one platform", where=where)
     try:
         picked = tuple(Platform.parse(x) for x in _strings(s.get("only"), f"{where}: 'only'"))
     except InvalidPlatform as e:
-        raise InvalidPlatform(f"{where}: 'only': {e}") from None
+        raise InvalidPlatform(f"'only': {e}", where=where) from None
     return Source(
         _rebase(ref, base_dir),
         platform,
