@@ -118,7 +118,10 @@ class BuiltIndex:
     ) -> tuple[Store, list[str], bool]:
         if isinstance(target, Store):
             return target, [check_tag(t) for t in tags], False
-        dest = destinations(target, tags)
+        addr = parse_address(target) if isinstance(target, str) else target
+        if tags and not addr.has_tag and not addr.has_digest:
+            addr, tags = addr.with_tag(tags[0]), tags[1:]  # the tags name the place
+        dest = destinations(addr, tags)
         if len(dest) != 1:
             raise UsageError(f"{target}: the tags name other repositories; use push_all")
         return open_target(dest[0].address, self.ctx, create=create), dest[0].tags, True

@@ -1,0 +1,114 @@
+"""What luff asks a registry, counted from the embedded registry's access log.
+
+The target of ``luff index create`` sees at most one HEAD per blob and per
+manifest, then the uploads (or mounts) and the manifest PUTs; a re-run sees
+one HEAD per tag and nothing else.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from luff.testing import Image, Registry, random_image, random_index
+
+_LINE = re.compile(r'"(\w+) (\S+) HTTP/[\d.]+" (\d+)')
+
+
+class Logged:
+    """An embedded registry whose access log the test reads."""
+
+    def __init__(self) -> None:
+        self.log = io.StringIO()
+        self.reg = Registry(log=self.log).start()
+        self.host = self.reg.host
+
+    def requests(self, repo: str) -> list[tuple[str, str, int]]:
+        """``(method, path, status)`` of every request to repository *repo*."""
+        out = []
+        for line in self.log.getvalue().splitlines():
+            m = _LINE.search(line)
+            if m and m[2].startswith(f"/v2/{repo}/"):
+                out.append((m[1], m[2].split("?")[0], int(m[3])))
+        return out
+
+    def clear(self) -> None:
+        self.log.seek(0)
+        self.log.truncate()
+
+
+@pytest.fixture
+def logged() -> Iterator[Logged]:
+    reg = Logged()
+    yield reg
+    reg.reg.stop()
+
+
+def luff(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "luff", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def _images(repo_prefix: str, host: str) -> list[Image]:
+    imgs = [
+        random_image(p, layers=2, size=500) for p in ("linux/amd64", "linux/arm64", "linux/s390x")
+    ]
+    for i, img in enumerate(imgs):
+        img.push(f"{host}/{repo_prefix}{i}:1")
+    return imgs
+
+
+def _check_first_push(reqs: list[tuple[str, str, int]], imgs: list[Image]) -> None:
+    blobs = {str(b.digest) for img in imgs for b in img.manifest.blobs()}
+    manifests = len(imgs) + 1  # the images and the index
+    heads = Counter(path for method, path, _ in reqs if method == "HEAD")
+    assert all(n == 1 for n in heads.values()), heads  # nothing is asked twice
+    assert len(heads) <= len(blobs) + manifests
+    assert not [r for r in reqs if r[0] == "GET"]  # nothing is read back
+    puts = [p for m, p, _ in reqs if m == "PUT" and "/manifests/" in p]
+    assert len(puts) == manifests  # each manifest once, the index under its tag
+
+
+def test_index_create_on_an_empty_target_asks_each_thing_once(logged: Logged) -> None:
+    with Registry() as other:
+        imgs = _images("build/app", other.host)
+        # An index source too: its entries carry platforms, so their manifests are not read.
+        multi = random_index(["linux/ppc64le", "linux/riscv64"], layers=2, size=500)
+        multi.push(f"{other.host}/build/multi:1")
+        srcs = [f"{other.host}/build/app{i}:1" for i in range(3)]
+        p = luff(
+            "index", "create", f"{logged.host}/rel/app:1", *srcs, f"{other.host}/build/multi:1"
+        )
+        assert p.returncode == 0, p.stderr
+    imgs += multi.children
+    reqs = logged.requests("rel/app")
+    _check_first_push(reqs, imgs)
+    blobs = {str(b.digest) for img in imgs for b in img.manifest.blobs()}
+    uploads = [p for m, p, _ in reqs if m == "POST"]
+    assert len(uploads) == len(blobs)  # one upload session per blob, no retries
+
+
+def test_index_create_mounts_from_the_same_registry_and_reruns_cost_one_head(
+    logged: Logged,
+) -> None:
+    imgs = _images("build/app", logged.host)
+    srcs = [f"{logged.host}/build/app{i}:1" for i in range(3)]
+    logged.clear()
+    p = luff("index", "create", f"{logged.host}/rel/app:1", *srcs)
+    assert p.returncode == 0, p.stderr
+    reqs = logged.requests("rel/app")
+    _check_first_push(reqs, imgs)
+    mounts = [r for r in reqs if r[0] == "POST"]
+    blobs = {str(b.digest) for img in imgs for b in img.manifest.blobs()}
+    assert len(mounts) == len(blobs) and all(status == 201 for _, _, status in mounts)
+    logged.clear()
+    p = luff("index", "create", f"{logged.host}/rel/app:1", *srcs)
+    assert p.returncode == 0, p.stderr
+    assert [(m, s) for m, _, s in logged.requests("rel/app")] == [("HEAD", 200)]
