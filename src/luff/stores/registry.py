@@ -337,11 +337,13 @@ class RegistryStore(Store):
         what = self._what(tag)
         if resp.status == 404:
             raise NotFound("manifest unknown", where=what)
-        if resp.status in (400, 405) or resp.status == 501:
-            _, msg = error_message(resp, what)
+        if resp.status in (400, 405, 501):
+            code, _ = error_message(resp, what)
             raise RegistryError(
-                f"the registry does not delete tags alone ({msg}); nothing was deleted",
+                f"the registry does not delete a tag alone (it answered {resp.status}"
+                f"{' ' + code if code else ''}); nothing was deleted",
                 resp.status,
+                code,
                 where=what,
             )
         self.client.check(resp, (202, 200), what)
