@@ -118,9 +118,8 @@ def test_push_then_read_back(kind: Kind) -> None:
             store.resolve("no-such-tag" if kind.name != "docker-archive" else "x.example/no:such")
         # Reading verifies: the same bytes under another digest are refused.
         lie = m.config.with_(digest=Digest.of(b"other"))
-        with pytest.raises((DigestMismatch, NotFound)):
-            with store.fetch(lie) as f:
-                f.read()
+        with pytest.raises((DigestMismatch, NotFound)), store.fetch(lie) as f:
+            f.read()
         # Declared abilities work.
         if isinstance(store, TagLister):
             assert tag in store.tags()

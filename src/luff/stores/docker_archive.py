@@ -561,7 +561,8 @@ class _DockerArchiveWriter(DockerArchiveStore):
                     if full
                     else {}
                 )
-                index_entries.append(oci.descriptor(annotations=ann).to_dict())
+                plat = platform_of_config(self._blob(cfg.digest).read_bytes())
+                index_entries.append(oci.descriptor(annotations=ann, platform=plat).to_dict())
         if not manifest_json:
             raise UsageError("nothing was written to the archive", where=self.name)
         members[LAYOUT_FILE] = b'{"imageLayoutVersion":"1.0.0"}'
