@@ -6,8 +6,8 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    """Lazy access to submodules such as :mod:`luff.index` (``luff.index.create``)."""
-    if name in ("index",):
+    """Lazy access to :mod:`luff.index`, :mod:`luff.referrers` and :mod:`luff.mutate`."""
+    if name in ("index", "referrers", "mutate"):
         import importlib
 
         return importlib.import_module(f"luff.{name}")

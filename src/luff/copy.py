@@ -32,8 +32,9 @@ from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
+from luff.model.referrers import ReferrerList, artifact_type, cosign_tags
 from luff.pool import run_all
-from luff.stores.base import Mounter, Store, origin_of
+from luff.stores.base import Mounter, ReferrerLister, Store, TagLister, origin_of
 
 EXISTS = "exists"
 MOUNT = "mount"
@@ -74,7 +75,9 @@ class ManifestItem:
     """A manifest to write, with its exact bytes (empty when the target has it).
 
     Manifests are written by ``level``, lowest first; everything a manifest
-    points at has a lower level.
+    points at, and the subject a referrer (``kind == "referrer"``) is
+    attached to, has a lower level. ``tags`` are written last (cosign's
+    ``sha256-<hex>.sig`` tags, say).
     """
 
     descriptor: Descriptor
@@ -83,6 +86,26 @@ class ManifestItem:
     level: int = 0
     action: str = COPY
     children: list[Digest] = field(default_factory=list, repr=False)
+    kind: str = "manifest"
+    after: Digest | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Referrers:
+    """Which referrers a copy takes along: signatures, SBOMs, attestations.
+
+    Every referrer of every manifest in the graph is copied (and referrers of
+    referrers), of the artifact ``types`` given (all when empty), with
+    cosign's ``sha256-<hex>.sig``/``.att``/``.sbom`` tags when
+    ``cosign_tags``. A malformed listing, or one naming content that does not
+    exist, fails the copy when ``strict``; otherwise it is reported and
+    passed over.
+    """
+
+    types: tuple[str, ...] = ()
+    strict: bool = True
+    cosign_tags: bool = True
 
 
 @dataclass
@@ -114,9 +137,12 @@ class Plan:
                 extra = f" from {b.source.name}"
             out.append(f"blob     {b.action:<6} {b.descriptor.digest} {b.size:>12}{extra}")
         for m in self.manifests:
+            what = m.descriptor.media_type
+            if m.kind == "referrer":
+                what = m.descriptor.artifact_type or artifact_type(m.manifest) or what
             out.append(
-                f"manifest {m.action:<6} {m.descriptor.digest} {m.descriptor.size:>12} "
-                f"{m.descriptor.media_type}"
+                f"{m.kind:<8} {m.action:<6} {m.descriptor.digest} {m.descriptor.size:>12} {what}"
+                + "".join(f" tag {t}" for t in m.tags)
             )
         tot = self.totals()
         parts = [f"{a}: {n} ({_human(s)})" for a, (n, s) in sorted(tot.items())]
@@ -143,6 +169,9 @@ class Plan:
                     "size": m.descriptor.size,
                     "mediaType": m.descriptor.media_type,
                     "action": m.action,
+                    **({"kind": m.kind} if m.kind != "manifest" else {}),
+                    **({"subject": str(m.after)} if m.kind == "referrer" and m.after else {}),
+                    **({"tags": m.tags} if m.tags else {}),
                 }
                 for m in self.manifests
             ],
@@ -186,25 +215,48 @@ class _Counting:
         self._s.close()
 
 
-_Visit = tuple[Store, Descriptor, "Manifest | None", bool]
+@dataclass(frozen=True)
+class _Visit:
+    source: Store
+    desc: Descriptor
+    manifest: Manifest | None = None
+    root: bool = False
+    known: bool = False  # the target has it (its parent is there, on a closure target)
+    subject: Digest | None = None  # a referrer of this manifest
+    tag: str = ""  # found under this tag (cosign's), written under it too
+    after: Digest | None = None
+
+
+def _deps(item: ManifestItem) -> list[Digest]:
+    return [*item.children, item.after] if item.after is not None else item.children
 
 
 class Copier:
     """Collects graphs bound for *target*, plans them, then writes them."""
 
-    def __init__(self, target: Store, ctx: Context | None = None, *, layers: bool = True) -> None:
+    def __init__(
+        self,
+        target: Store,
+        ctx: Context | None = None,
+        *,
+        layers: bool = True,
+        referrers: Referrers | None = None,
+    ) -> None:
         self.target = target
         self.ctx = ctx or default_context()
         self.layers = layers
+        self.referrers = referrers
+        self._source_tags: dict[int, set[str]] = {}
         self._blobs: dict[Digest, PlanItem] = {}
         self._manifests: dict[Digest, ManifestItem] = {}
         self._claimed: set[Digest] = set()
+        self._pending_tags: list[tuple[Digest, str]] = []
         self._roots: list[_Visit] = []
         self._lock = threading.Lock()  # guards the dicts across pool threads
 
     def add(self, source: Store, desc: Descriptor, manifest: Manifest | None = None) -> None:
         """Add *desc* (a manifest, index or blob in *source*) and all it points at."""
-        self._roots.append((source, desc, manifest, True))
+        self._roots.append(_Visit(source, desc, manifest, root=True))
 
     def plan(self) -> Plan:
         """Walk what was added and decide every item's action (asks the target what it has)."""
@@ -214,14 +266,16 @@ class Copier:
         while level:
             depth += 1
             if depth > MAX_DEPTH:
-                d = level[0][1].digest
                 raise LimitExceeded(
                     f"manifests nested too deeply (more than {MAX_DEPTH} levels)",
-                    where=level[0][0].name,
-                    digest=d,
+                    where=level[0].source.name,
+                    digest=level[0].desc.digest,
                 )
-            results = run_all(lambda v: self._visit(*v), level, lim)
+            results = run_all(self._visit, level, lim)
             level = [x for r in results for x in r]
+        for d, t in self._pending_tags:
+            if t not in self._manifests[d].tags:
+                self._manifests[d].tags.append(t)
         manifests = self._ordered()
         blobs = [b for b in self._blobs.values() if b.action in ("", REMOTE)]
         exist = run_all(lambda b: self.target.exists(b.descriptor), blobs, lim)
@@ -233,23 +287,35 @@ class Copier:
                 b.action, b.mount_from = (MOUNT, repo) if repo else (COPY, "")
         return Plan(self.target, list(self._blobs.values()), manifests)
 
-    def _visit(
-        self, source: Store, desc: Descriptor, manifest: Manifest | None, root: bool
-    ) -> list[_Visit]:
+    def _visit(self, v: _Visit) -> list[_Visit]:
+        source, desc = v.source, v.desc
         if not mt.is_manifest(desc.media_type):
-            self._add_blob(source, desc)
+            if not v.known:
+                self._add_blob(source, desc)
             return []
         with self._lock:
             if desc.digest in self._claimed:
+                if v.tag:  # already here under another role: write the tag too
+                    self._pending_tags.append((desc.digest, v.tag))
                 return []  # each digest is visited once, whatever the shape of the graph
             self._claimed.add(desc.digest)
-        if self.target.closure and not root and manifest is None and self.target.exists(desc):
+        there = v.known or (
+            self.target.closure and not v.root and v.manifest is None and self.target.exists(desc)
+        )
+        if there and self.referrers is None:
             # The target only holds a manifest together with all it points at.
             item = ManifestItem(desc, Manifest(b"", desc.media_type), source, action=EXISTS)
             with self._lock:
                 self._manifests[desc.digest] = item
             return []
-        m = manifest if manifest is not None else source.fetch_manifest(desc)
+        m = v.manifest if v.manifest is not None else source.fetch_manifest(desc)
+        if v.subject is not None and (m.subject is None or m.subject.digest != v.subject):
+            self._bad_referrer(source, v.subject, f"lists {desc.digest}, which is not its referrer")
+            with self._lock:
+                self._claimed.discard(desc.digest)
+            return []
+        if v.tag and not self._wanted_type(m):
+            return []
         children = list(m.children())
         if not self.layers and not m.is_index:
             for layer in m.layers:
@@ -259,11 +325,71 @@ class Copier:
             desc,
             m,
             source,
+            action=EXISTS if there else COPY,
             children=[c.digest for c in children if mt.is_manifest(c.media_type)],
+            kind="referrer" if v.subject is not None else "manifest",
+            after=v.subject or v.after,
+            tags=[v.tag] if v.tag else [],
         )
         with self._lock:
             self._manifests[desc.digest] = item
-        return [(source, c, None, False) for c in children]
+        out = [_Visit(source, c, known=there and self.target.closure) for c in children]
+        if self.referrers is not None:
+            out += self._attached(source, desc)
+        return out
+
+    def _attached(self, source: Store, desc: Descriptor) -> list[_Visit]:
+        """Visits of the referrers of *desc* and of cosign's tags for it.
+
+        They are asked of the store that really holds *desc* (a built
+        index's entries: the repository each came from).
+        """
+        policy = self.referrers
+        assert policy is not None
+        source = origin_of(source, desc)
+        out: list[_Visit] = []
+        if isinstance(source, ReferrerLister):
+            try:
+                found = source.referrers(desc, policy.types)
+            except (InvalidManifest, NotFound, RegistryError) as e:
+                self._bad_referrer(source, desc.digest, f"cannot list its referrers: {e}")
+                found = ReferrerList(desc.digest)
+            out += [_Visit(source, r, subject=desc.digest) for r in found.descriptors]
+        if policy.cosign_tags and isinstance(source, TagLister):
+            tags = self._tags_of(source)
+            for t in cosign_tags(desc.digest):
+                if t in tags:
+                    out.append(_Visit(source, source.resolve(t), tag=t, after=desc.digest))
+        return out
+
+    def _tags_of(self, source: TagLister) -> set[str]:
+        key = id(source)
+        with self._lock:
+            known = self._source_tags.get(key)
+        if known is None:
+            known = set(source.tags())
+            with self._lock:
+                self._source_tags[key] = known
+        return known
+
+    def _wanted_type(self, m: Manifest) -> bool:
+        types = self.referrers.types if self.referrers is not None else ()
+        if not types:
+            return True
+        kinds = {artifact_type(m), *(layer.media_type for layer in m.layers)}
+        return bool(kinds & set(types))
+
+    def _bad_referrer(self, source: Store, subject: Digest, why: str) -> None:
+        policy = self.referrers
+        if policy is not None and not policy.strict:
+            self.ctx.say(f"warning: {source.name}@{subject}: {why}; passed over")
+            return
+        raise InvalidManifest(
+            f"its referrers: {why} (--referrers-best-effort passes over this)",
+            where=source.name,
+            digest=subject,
+            op="copy referrers",
+        )
 
     def _ordered(self) -> list[ManifestItem]:
         """Every manifest with its level (children lower), lowest level first; refuses cycles."""
@@ -276,7 +402,7 @@ class Copier:
             stack: list[tuple[Digest, int]] = [(start, 0)]
             while stack:
                 d, i = stack.pop()
-                kids = items[d].children if d in items else []
+                kids = _deps(items[d]) if d in items else []
                 if i == 0:
                     on_path.add(d)
                 if i < len(kids):
@@ -332,6 +458,18 @@ class Copier:
                 by_level.setdefault(m.level, []).append(m)
         for level in sorted(by_level):
             run_all(self._push_manifest, by_level[level], self.ctx.limiter)
+        tagged = [(m, t) for m in plan.manifests for t in m.tags if m.manifest.data]
+        run_all(lambda mt_: self._tag(*mt_), tagged, self.ctx.limiter)
+
+    def _tag(self, item: ManifestItem, tag: str) -> None:
+        with located(side="target", where=self.target.name, digest=item.descriptor.digest):
+            if self.target.closure:
+                try:
+                    if self.target.resolve(tag).digest == item.descriptor.digest:
+                        return
+                except NotFound:
+                    pass
+            self.target.push_manifest(item.manifest, tag)
 
     def _push_manifest(self, item: ManifestItem) -> None:
         with located(side="target", where=self.target.name, digest=item.descriptor.digest):
@@ -383,6 +521,13 @@ class Copier:
             progress.finished(item)
 
 
+def as_referrers(value: Referrers | bool | None) -> Referrers | None:
+    """*value* as a policy: True means every referrer, strictly; False or None, none."""
+    if value is True:
+        return Referrers()
+    return value or None
+
+
 def _up_to_date(target: Store, desc: Descriptor, tags: Sequence[str]) -> bool:
     """True when every tag on a closure target already points at *desc*: nothing to do."""
     if not (mt.is_manifest(desc.media_type) and tags and target.closure):
@@ -402,13 +547,15 @@ def plan_graph(
     tags: Iterable[str] = (),
     ctx: Context | None = None,
     layers: bool = True,
+    referrers: Referrers | None = None,
 ) -> tuple[Copier, Plan]:
     """Plan the copy of *desc* (and all below it) to *target*; writes nothing.
 
     Without *layers*, image layers are left where they are (action ``remote``).
+    With *referrers*, what is attached to the graph comes along (see :class:`Referrers`).
     """
     tags = list(tags)
-    copier = Copier(target, ctx, layers=layers)
+    copier = Copier(target, ctx, layers=layers, referrers=referrers)
     copier.add(source, desc, manifest)
     plan = copier.plan()
     root = next((m for m in plan.manifests if m.descriptor.digest == desc.digest), None)
@@ -428,20 +575,29 @@ def copy_graph(
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     layers: bool = True,
+    referrers: Referrers | None = None,
 ) -> Descriptor:
     """Copy *desc* and everything below it from *source* to *target*, then tag it.
 
     On a target that only holds complete graphs (a registry), a copy whose
     tags all point at *desc* already costs one lookup per tag and writes
-    nothing. Returns the descriptor of the written root (same digest).
+    nothing (with *referrers*, their lists are still read: they may have
+    grown). Returns the descriptor of the written root (same digest).
     """
     ctx = ctx or default_context()
     tags = list(tags)
-    if _up_to_date(target, desc, tags):
+    if referrers is None and _up_to_date(target, desc, tags):
         ctx.say(f"{target.name}: already up to date")
         return desc
     copier, plan = plan_graph(
-        source, desc, target, manifest=manifest, tags=tags, ctx=ctx, layers=layers
+        source,
+        desc,
+        target,
+        manifest=manifest,
+        tags=tags,
+        ctx=ctx,
+        layers=layers,
+        referrers=referrers,
     )
     if on_plan is not None:
         on_plan(plan)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from luff.context import Context
-from luff.copy import Plan, PlanItem
+from luff.copy import Plan, PlanItem, Referrers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,6 +50,44 @@ def transfer_progress() -> Iterator[RichProgress | None]:
     finally:
         if progress is not None:
             progress.stop()
+
+
+def referrer_options(f: F) -> F:
+    """``--referrers``, ``--referrers-type`` and ``--referrers-best-effort``."""
+    for opt in reversed(
+        [
+            click.option(
+                "--referrers",
+                is_flag=True,
+                help="Copy what is attached to every manifest too: signatures, SBOMs, "
+                "attestations (OCI referrers and cosign's sha256-<hex>.sig/.att/.sbom tags).",
+            ),
+            click.option(
+                "--referrers-type",
+                "referrers_types",
+                multiple=True,
+                metavar="TYPE",
+                help="Only referrers of this artifact type (repeatable; implies --referrers).",
+            ),
+            click.option(
+                "--referrers-best-effort",
+                is_flag=True,
+                help="A malformed or dangling referrers list is reported and passed over "
+                "instead of failing (implies --referrers).",
+            ),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+def referrer_policy(referrers: bool, types: tuple[str, ...], best_effort: bool) -> Referrers | None:
+    """The policy the ``--referrers*`` flags ask for (None: no referrers)."""
+    if not (referrers or types or best_effort):
+        return None
+    from luff.copy import Referrers
+
+    return Referrers(types=tuple(types), strict=not best_effort)
 
 
 def annotation_options(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:

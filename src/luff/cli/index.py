@@ -15,9 +15,11 @@ from luff.cli.common import (
     out,
     out_json,
     plan_hook,
+    referrer_policy,
     state,
     transfer_progress,
 )
+from luff.copy import Referrers
 from luff.errors import UsageError
 from luff.model import mediatypes as mt
 from luff.model.platform import Platform
@@ -64,6 +66,25 @@ def _edit_options(f: F) -> F:
             ),
             click.option(
                 "--dry-run", is_flag=True, help="Print the index and the plan; push nothing."
+            ),
+            click.option(
+                "--referrers",
+                is_flag=True,
+                help="Copy what is attached to each source image (signatures, SBOMs) into "
+                "the target repository. The new index has no signature of its own: sign the "
+                "descriptor --json prints.",
+            ),
+            click.option(
+                "--referrers-type",
+                "referrers_types",
+                multiple=True,
+                metavar="TYPE",
+                help="Only referrers of this artifact type (repeatable; implies --referrers).",
+            ),
+            click.option(
+                "--referrers-best-effort",
+                is_flag=True,
+                help="Pass over malformed referrer lists (implies --referrers).",
             ),
             click.option("--json", "as_json", is_flag=True, help="Print JSON (the descriptor)."),
         ]
@@ -119,6 +140,7 @@ def _finish(
     dests: list[ops.Destination],
     as_json: bool,
     dry_run: bool,
+    referrers: Referrers | None = None,
 ) -> None:
     for old, new in built.replaced:
         log(
@@ -127,7 +149,7 @@ def _finish(
         )
     try:
         if dry_run:
-            plans = [(d, built.plan(d.address, d.tags)) for d in dests]
+            plans = [(d, built.plan(d.address, d.tags, referrers=referrers)) for d in dests]
             if as_json:
                 out_json(
                     {
@@ -147,7 +169,7 @@ def _finish(
                     log(line)
             return
         with transfer_progress() as progress:
-            built.push_all(dests, progress=progress, on_plan=plan_hook())
+            built.push_all(dests, progress=progress, on_plan=plan_hook(), referrers=referrers)
     finally:
         built.close()
     if as_json:
@@ -194,6 +216,9 @@ def create(
     annotations: tuple[str, ...],
     fmt: str | None,
     dry_run: bool,
+    referrers: bool,
+    referrers_types: tuple[str, ...],
+    referrers_best_effort: bool,
     as_json: bool,
 ) -> None:
     """Create the index TARGET from the images and indexes SOURCE... .
@@ -209,7 +234,8 @@ def create(
     if not opts.sources:
         raise UsageError("no SOURCE given")
     dests = ops.destinations(target, opts.tags)
-    _finish(ops.build(options=opts, ctx=state().ctx), dests, as_json, dry_run)
+    policy = referrer_policy(referrers, referrers_types, referrers_best_effort)
+    _finish(ops.build(options=opts, ctx=state().ctx), dests, as_json, dry_run, policy)
 
 
 @index.command(epilog=_SOURCE_HELP)
@@ -245,6 +271,9 @@ def append(
     annotations: tuple[str, ...],
     fmt: str | None,
     dry_run: bool,
+    referrers: bool,
+    referrers_types: tuple[str, ...],
+    referrers_best_effort: bool,
     as_json: bool,
 ) -> None:
     """Add SOURCE... to the index (or image) at BASE.
@@ -260,7 +289,9 @@ def append(
     if not opts.sources:
         raise UsageError("no SOURCE given")
     dests = ops.targets_of(base, targets, opts.tags)
-    _finish(ops.build_append(base, options=opts, ctx=state().ctx), dests, as_json, dry_run)
+    policy = referrer_policy(referrers, referrers_types, referrers_best_effort)
+    built = ops.build_append(base, options=opts, ctx=state().ctx)
+    _finish(built, dests, as_json, dry_run, policy)
 
 
 @index.command("filter")
@@ -298,6 +329,9 @@ def filter_(
     annotations: tuple[str, ...],
     fmt: str | None,
     dry_run: bool,
+    referrers: bool,
+    referrers_types: tuple[str, ...],
+    referrers_best_effort: bool,
     as_json: bool,
 ) -> None:
     """Keep (--platform) or drop (--exclude) entries of the index at REF.
@@ -311,7 +345,8 @@ def filter_(
     built = ops.build_filter(
         ref, platforms=platforms, exclude=exclude, options=opts, ctx=state().ctx
     )
-    _finish(built, dests, as_json, dry_run)
+    policy = referrer_policy(referrers, referrers_types, referrers_best_effort)
+    _finish(built, dests, as_json, dry_run, policy)
 
 
 _SHORT_TYPES = {

@@ -11,6 +11,8 @@ from luff.cli.common import (
     out,
     out_json,
     plan_hook,
+    referrer_options,
+    referrer_policy,
     state,
     transfer_progress,
 )
@@ -157,16 +159,30 @@ def fill_(directory: str) -> None:
 @click.argument("path", metavar="PATH")
 @click.argument("target")
 @click.option("--index", is_flag=True, help="Push all entries of index.json as one index.")
+@click.option(
+    "--no-referrers",
+    is_flag=True,
+    help="Leave out the signatures and SBOMs the layout holds for what is pushed.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the descriptor as JSON.")
-def push(path: str, target: str, index: bool, as_json: bool) -> None:
-    """Push the layout or archive at PATH (or PATH:TAG) to TARGET."""
+def push(path: str, target: str, index: bool, no_referrers: bool, as_json: bool) -> None:
+    """Push the layout or archive at PATH (or PATH:TAG) to TARGET.
+
+    What the layout holds attached to it (signatures, SBOMs) is pushed too.
+    """
     from luff.model.address import parse_address
     from luff.ops import layout as ops
 
     st = state()
     with transfer_progress() as progress:
         desc = ops.push(
-            path, target, index=index, ctx=st.ctx, progress=progress, on_plan=plan_hook()
+            path,
+            target,
+            index=index,
+            referrers=not no_referrers,
+            ctx=st.ctx,
+            progress=progress,
+            on_plan=plan_hook(),
         )
     if as_json:
         out_json(desc.to_dict())
@@ -186,8 +202,18 @@ def push(path: str, target: str, index: bool, as_json: bool) -> None:
     help="A layout directory or an archive file (for a PATH without transport prefix).",
 )
 @click.option("--platform", metavar=PLATFORM_METAVAR, help="Pull only this platform's image.")
+@referrer_options
 @click.option("--json", "as_json", is_flag=True, help="Print the descriptor as JSON.")
-def pull(ref: str, path: str, fmt: str, platform: str | None, as_json: bool) -> None:
+def pull(
+    ref: str,
+    path: str,
+    fmt: str,
+    platform: str | None,
+    referrers: bool,
+    referrers_types: tuple[str, ...],
+    referrers_best_effort: bool,
+    as_json: bool,
+) -> None:
     """Pull REF into a layout directory or archive at PATH."""
     from luff.ops import layout as ops
 
@@ -198,6 +224,7 @@ def pull(ref: str, path: str, fmt: str, platform: str | None, as_json: bool) -> 
             path,
             format=fmt,
             platform=platform or st.platform,
+            referrers=referrer_policy(referrers, referrers_types, referrers_best_effort),
             ctx=st.ctx,
             progress=progress,
             on_plan=plan_hook(),

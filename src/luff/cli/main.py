@@ -19,6 +19,8 @@ from luff.cli.common import (
     out_bytes,
     out_json,
     plan_hook,
+    referrer_options,
+    referrer_policy,
     state,
     transfer_progress,
 )
@@ -42,6 +44,8 @@ _LAZY = {
     "layout": ("luff.cli.layout", "layout"),
     "pull": ("luff.cli.layout", "pull"),
     "push": ("luff.cli.layout", "push"),
+    "referrers": ("luff.cli.referrers", "referrers"),
+    "attach": ("luff.cli.referrers", "attach"),
     "registry": ("luff.cli.registry", "registry"),
 }
 
@@ -144,6 +148,7 @@ def cli(
     help="Copy only this platform's image of an index; given more than once, a new index "
     "of just those platforms.",
 )
+@referrer_options
 @click.option("--json", "as_json", is_flag=True, help="Print the descriptor as JSON.")
 def copy(
     source: str,
@@ -151,6 +156,9 @@ def copy(
     all_tags: bool,
     jobs: int | None,
     platforms: tuple[str, ...],
+    referrers: bool,
+    referrers_types: tuple[str, ...],
+    referrers_best_effort: bool,
     as_json: bool,
 ) -> None:
     """Copy an image or index from SOURCE to TARGET, keeping its digest.
@@ -161,6 +169,7 @@ def copy(
     if jobs:
         st.ctx.settings.jobs = jobs
     wanted = list(platforms) or ([st.platform] if st.platform else [])
+    policy = referrer_policy(referrers, referrers_types, referrers_best_effort)
     with transfer_progress() as progress:
         if all_tags:
             if len(wanted) > 1:
@@ -169,6 +178,7 @@ def copy(
                 source,
                 target,
                 platform=wanted[0] if wanted else None,
+                referrers=policy,
                 ctx=st.ctx,
                 progress=progress,
                 on_plan=plan_hook(),
@@ -179,6 +189,7 @@ def copy(
             source,
             target,
             platforms=wanted,
+            referrers=policy,
             ctx=st.ctx,
             progress=progress,
             on_plan=plan_hook(),
@@ -329,6 +340,7 @@ _TRANSFERS = {
     "index filter",
     "layout append",
     "layout fill",
+    "attach",
 }
 
 

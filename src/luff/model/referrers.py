@@ -8,6 +8,9 @@ schema); layouts and memory stores find them among the manifests they hold.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
@@ -36,3 +39,47 @@ def referrer_descriptor(m: Manifest) -> Descriptor:
 def fallback_tag(digest: Digest) -> str:
     """The referrers tag schema's tag for *digest*: ``<alg>-<hex>``."""
     return f"{digest.algorithm}-{digest.hex}"
+
+
+#: cosign's tags for what it attaches to ``sha256:<hex>``: ``sha256-<hex>.sig`` and so on.
+COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
+
+#: The empty config of an OCI 1.1 artifact: ``{}`` as ``application/vnd.oci.empty.v1+json``.
+EMPTY_CONFIG = b"{}"
+
+
+def cosign_tags(digest: Digest) -> list[str]:
+    """The tags cosign gives what it attaches to *digest* (signature, attestation, SBOM)."""
+    return [fallback_tag(digest) + s for s in COSIGN_SUFFIXES]
+
+
+@dataclass(frozen=True)
+class ReferrerList:
+    """The referrers of one subject, and how they were found.
+
+    ``via`` is ``"referrers API"``, ``"tag schema"`` (the ``sha256-<hex>``
+    index), ``"layout"`` or ``"memory"``.
+    """
+
+    subject: Digest
+    descriptors: tuple[Descriptor, ...] = ()
+    via: str = ""
+
+    def of_types(self, types: Sequence[str]) -> ReferrerList:
+        """Only the referrers of these artifact types (all of them when *types* is empty)."""
+        if not types:
+            return self
+        keep = tuple(d for d in self.descriptors if d.artifact_type in types)
+        return ReferrerList(self.subject, keep, self.via)
+
+
+def index_of_referrers(subject: Digest, descriptors: Sequence[Descriptor]) -> Manifest:
+    """The referrers index for *subject* (what the API answers, or the tag schema holds)."""
+    from luff.model import mediatypes as mt
+
+    body = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_INDEX,
+        "manifests": [d.to_dict() for d in descriptors],
+    }
+    return Manifest.from_dict(body)

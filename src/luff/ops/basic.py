@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
 from luff.context import Context, default_context
-from luff.copy import Plan, Progress, copy_graph
+from luff.copy import Plan, Progress, Referrers, as_referrers, copy_graph
 from luff.errors import UsageError
 from luff.model.address import Address
 from luff.model.descriptor import Descriptor
@@ -169,6 +169,7 @@ def copy(
     *,
     platform: Platform | str | None = None,
     platforms: Iterable[Platform | str] = (),
+    referrers: Referrers | bool | None = None,
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
@@ -178,13 +179,16 @@ def copy(
     With one *platform*, an index source is narrowed to that platform's
     image (a single image must be of that platform). With several
     *platforms*, the copy is a new index of just those images (and their
-    attestations), as ``index filter`` makes it.
+    attestations), as ``index filter`` makes it. With *referrers* (True, or
+    a :class:`~luff.copy.Referrers` policy), the signatures, SBOMs and
+    attestations attached to every manifest copied come along.
     """
     ctx = _ctx(ctx)
     wanted = [*([platform] if platform is not None else []), *platforms]
     src_addr, dst_addr = as_address(source), as_address(target)
+    policy = as_referrers(referrers)
     if len(wanted) > 1:
-        return _copy_platforms(src_addr, dst_addr, wanted, ctx, progress, on_plan)
+        return _copy_platforms(src_addr, dst_addr, wanted, policy, ctx, progress, on_plan)
     root = open_root(src_addr, ctx)
     with root.store:
         desc, m = root.descriptor, root.manifest
@@ -203,6 +207,7 @@ def copy(
                 ctx=ctx,
                 progress=progress,
                 on_plan=on_plan,
+                referrers=policy,
             )
 
 
@@ -210,6 +215,7 @@ def _copy_platforms(
     source: Address,
     target: Address,
     platforms: list[Platform | str],
+    referrers: Referrers | None,
     ctx: Context,
     progress: Progress | None,
     on_plan: Callable[[Plan], None] | None,
@@ -222,7 +228,7 @@ def _copy_platforms(
     try:
         tags = target_tags(target, source)
         with open_target(target, ctx) as dst:
-            return built.push(dst, tags, progress=progress, on_plan=on_plan)
+            return built.push(dst, tags, progress=progress, on_plan=on_plan, referrers=referrers)
     finally:
         built.close()
 
@@ -232,6 +238,7 @@ def copy_all_tags(
     target: str,
     *,
     platform: Platform | str | None = None,
+    referrers: Referrers | bool | None = None,
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
@@ -250,6 +257,7 @@ def copy_all_tags(
             src.with_tag(t),
             dst.with_tag(t),
             platform=platform,
+            referrers=referrers,
             ctx=ctx,
             progress=progress,
             on_plan=on_plan,

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from luff.context import Context, default_context
-from luff.copy import REMOTE, Copier, Plan, Progress, copy_graph
+from luff.copy import REMOTE, Copier, Plan, Progress, Referrers, as_referrers, copy_graph
 from luff.errors import InvalidReference, NotFound, UsageError
 from luff.model import mediatypes as mt
 from luff.model.address import (
@@ -361,6 +362,7 @@ def push(
     target: str,
     *,
     index: bool = False,
+    referrers: Referrers | bool | None = True,
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
@@ -371,13 +373,17 @@ def push(
     With ``index``, all entries are pushed as one OCI index (their ref.name
     annotations dropped), like ``crane push --index``. Missing blobs of a
     sparse layout are mounted when their recorded source is in the target
-    registry, and streamed from it otherwise. Returns the pushed root.
+    registry, and streamed from it otherwise. The referrers the layout holds
+    for what is pushed (signatures, SBOMs) are pushed too, unless
+    *referrers* is False; entries that are only such attachments are not
+    counted as images to push. Returns the pushed root.
     """
     ctx = _ctx(ctx)
+    policy = as_referrers(referrers)
     src_addr = local_address(path)
     src, ident = open_source(src_addr, ctx)
     with src:
-        entries = src.entries() if isinstance(src, EntryLister) else []
+        entries = _images(src)
         if index:
             if ident:
                 raise UsageError("--index pushes every entry; do not name one", where=path)
@@ -391,7 +397,9 @@ def push(
             ann = src.index_annotations() if isinstance(src, EntryLister) else {}
             if ann:
                 body["annotations"] = ann
-            return _push_built(src, Manifest.from_dict(body), target, ctx, progress, on_plan)
+            return _push_built(
+                src, Manifest.from_dict(body), target, policy, ctx, progress, on_plan
+            )
         if not ident and not entries:
             raise NotFound("index.json has no entries; nothing to push", where=src.name)
         if not ident and len(entries) != 1:
@@ -404,19 +412,45 @@ def push(
                 f"or push them all as an index with --index ({names})",
                 where=src.name,
             )
-        desc, m = get_root(src, ident)
+        desc, m = get_root(src, ident or str(entries[0].digest))
         dst_addr = parse_address(target)
         tags = target_tags(dst_addr, src_addr)
         with open_target(dst_addr, ctx) as dst:
             return copy_graph(
-                src, desc, dst, manifest=m, tags=tags, ctx=ctx, progress=progress, on_plan=on_plan
+                src,
+                desc,
+                dst,
+                manifest=m,
+                tags=tags,
+                ctx=ctx,
+                progress=progress,
+                on_plan=on_plan,
+                referrers=policy,
             )
+
+
+def _images(store: Store) -> list[Descriptor]:
+    """The entries of *store* that are not attachments of others (referrers, cosign tags)."""
+    if not isinstance(store, EntryLister):
+        return []
+    out = []
+    for e in store.entries():
+        if _COSIGN_OR_SCHEMA.fullmatch(ref_name(e)):
+            continue
+        if mt.is_manifest(e.media_type) and store.fetch_manifest(e).subject is not None:
+            continue
+        out.append(e)
+    return out
+
+
+_COSIGN_OR_SCHEMA = re.compile(r"sha(256|512)-[0-9a-f]+(\.sig|\.att|\.sbom)?")
 
 
 def _push_built(
     src: Store,
     m: Manifest,
     target: str,
+    referrers: Referrers | None,
     ctx: Context,
     progress: Progress | None,
     on_plan: Callable[[Plan], None] | None,
@@ -439,6 +473,7 @@ def _push_built(
             ctx=ctx,
             progress=progress,
             on_plan=on_plan,
+            referrers=referrers,
         )
 
 
@@ -463,6 +498,7 @@ def pull(
     *,
     format: str = OCI,
     platform: Platform | str | None = None,
+    referrers: Referrers | bool | None = None,
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
@@ -474,7 +510,9 @@ def pull(
     layout, the entry's ref.name is the address's tag, else the reference's
     tag; pulling again replaces it. An archive file is replaced. With
     ``platform``, only that platform's image is pulled (required for
-    ``docker-archive`` when *ref* is an index). Returns what was pulled.
+    ``docker-archive`` when *ref* is an index). With *referrers*, what is
+    attached to the images (signatures, SBOMs) is kept in the layout too.
+    Returns what was pulled.
     """
     ctx = _ctx(ctx)
     dst_addr = pull_address(path, format)
@@ -503,6 +541,7 @@ def pull(
                 ctx=ctx,
                 progress=progress,
                 on_plan=on_plan,
+                referrers=as_referrers(referrers),
             )
         except BaseException:
             dst.abort()

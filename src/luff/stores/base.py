@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from luff.errors import InvalidManifest, LimitExceeded, NotFound, located
@@ -22,6 +22,7 @@ from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, verify_bytes
 from luff.model.manifest import MAX_MANIFEST, Manifest
+from luff.model.referrers import ReferrerList, referrer_descriptor
 
 
 class Store(ABC):
@@ -227,13 +228,34 @@ class Delegating(Protocol):
 
 @runtime_checkable
 class ReferrerLister(Protocol):
-    """A store that can list the manifests whose ``subject`` is a given digest."""
+    """A store that can list the manifests whose ``subject`` is a given manifest."""
 
-    def referrers(
-        self, subject: Descriptor, artifact_types: Sequence[str] = ()
-    ) -> list[Descriptor]:
-        """Descriptors of the referrers of *subject* (of these artifact types, if given)."""
+    def referrers(self, subject: Descriptor, artifact_types: Sequence[str] = ()) -> ReferrerList:
+        """The referrers of *subject* (of these artifact types, if any are given)."""
         ...
+
+
+def scan_referrers(store: Store, roots: Iterable[Descriptor]) -> dict[Digest, list[Descriptor]]:
+    """The manifests reachable from *roots* that have a ``subject``, by subject digest.
+
+    Each manifest is read once; one that is missing is passed over.
+    """
+    found: dict[Digest, list[Descriptor]] = {}
+    seen: set[Digest] = set()
+    todo = [d for d in roots if mt.is_manifest(d.media_type)]
+    while todo:
+        d = todo.pop()
+        if d.digest in seen:
+            continue
+        seen.add(d.digest)
+        try:
+            m = store.fetch_manifest(d)
+        except NotFound:
+            continue
+        if m.subject is not None:
+            found.setdefault(m.subject.digest, []).append(referrer_descriptor(m))
+        todo.extend(c for c in m.children() if mt.is_manifest(c.media_type))
+    return found
 
 
 def origin_of(store: Store, desc: Descriptor) -> Store:

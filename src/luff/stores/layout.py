@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -38,7 +38,8 @@ from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, is_digest, verified_digest
 from luff.model.manifest import MAX_MANIFEST, Manifest, sniff_media_type
 from luff.model.platform import Platform
-from luff.stores.base import BlobFetcher, Store
+from luff.model.referrers import ReferrerList, referrer_descriptor
+from luff.stores.base import BlobFetcher, Store, scan_referrers
 
 if TYPE_CHECKING:
     from luff.context import Context
@@ -132,6 +133,7 @@ class LayoutStore(Store):
         self._dir_fd: int | None = None  # flock on the directory: shared (writing) or gc's
         self._written: dict[Digest, Manifest] = {}
         self._origins: dict[str, Store] = {}
+        self._referrers: dict[Digest, list[Descriptor]] | None = None
 
     # --- opening -------------------------------------------------------
     @classmethod
@@ -506,10 +508,26 @@ class LayoutStore(Store):
             self.blob_path(manifest.digest).parent.mkdir(parents=True, exist_ok=True)
             self._write_file(blob_relpath(manifest.digest), manifest.data)
 
+    def referrers(self, subject: Descriptor, artifact_types: Sequence[str] = ()) -> ReferrerList:
+        """The manifests reachable from ``index.json`` whose ``subject`` is *subject*."""
+        with self._lock:
+            known = self._referrers
+        if known is None:
+            known = scan_referrers(self, self.entries())
+            with self._lock:
+                self._referrers = known
+        found = tuple(known.get(subject.digest, ()))
+        return ReferrerList(subject.digest, found, "layout").of_types(artifact_types)
+
     def push_manifest(self, manifest: Manifest, tag: str = "") -> Descriptor:
         self.write_manifest(manifest)
         with self._lock:
             self._written[manifest.digest] = manifest
+            if self._referrers is not None and manifest.subject is not None:
+                entry = referrer_descriptor(manifest)
+                found = self._referrers.setdefault(manifest.subject.digest, [])
+                if entry not in found:
+                    found.append(entry)
         desc = manifest.descriptor()
         if tag:
             self.tag(desc, tag)

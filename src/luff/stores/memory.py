@@ -7,9 +7,13 @@ that provided it, so that writing the result anywhere is an ordinary copy.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Sequence
+from pathlib import Path
 from typing import BinaryIO
 
 from luff.errors import NotFound, UsageError
@@ -17,7 +21,8 @@ from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, is_digest, verify_bytes
 from luff.model.manifest import Manifest
-from luff.stores.base import Store
+from luff.model.referrers import ReferrerList, referrer_descriptor
+from luff.stores.base import ReferrerLister, Store
 
 
 class MemoryStore(Store):
@@ -91,23 +96,16 @@ class MemoryStore(Store):
             if self.tag_map.pop(tag, None) is None:
                 raise NotFound("manifest unknown", where=f"{self.name}:{tag}")
 
-    def referrers(
-        self, subject: Descriptor, artifact_types: Iterable[str] = ()
-    ) -> list[Descriptor]:
+    def referrers(self, subject: Descriptor, artifact_types: Sequence[str] = ()) -> ReferrerList:
         """Manifests held here whose ``subject`` is *subject*."""
-        from luff.model.referrers import referrer_descriptor
-
-        types = set(artifact_types)
         with self._lock:
             held = list(self.manifests.values())
-        out = []
-        for m in held:
-            s = m.subject
-            if s is not None and s.digest == subject.digest:
-                d = referrer_descriptor(m)
-                if not types or d.artifact_type in types:
-                    out.append(d)
-        return out
+        found = tuple(
+            referrer_descriptor(m)
+            for m in held
+            if m.subject is not None and m.subject.digest == subject.digest
+        )
+        return ReferrerList(subject.digest, found, "memory").of_types(artifact_types)
 
 
 class OverlayStore(Store):
@@ -202,6 +200,60 @@ class OverlayStore(Store):
         with self._lock:
             for c in (*m.children(), *([m.subject] if m.subject is not None else [])):
                 self._providers.setdefault(c.digest, store)
+
+    def referrers(self, subject: Descriptor, artifact_types: Sequence[str] = ()) -> ReferrerList:
+        """The referrers the provider of *subject* knows; none for what was made here."""
+        with self._lock:
+            ours = subject.digest in self.manifests
+            store = self._providers.get(subject.digest)
+        if ours or store is None or not isinstance(store, ReferrerLister):
+            return ReferrerList(subject.digest, (), "built")
+        return store.referrers(subject, artifact_types)
+
+    def push_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
+        raise UsageError(f"{self.name} is read-only")
+
+    def push_manifest(self, manifest: Manifest, tag: str = "") -> Descriptor:
+        raise UsageError(f"{self.name} is read-only")
+
+
+class FileBlobs(Store):
+    """Read-only: blobs that are local files (what ``attach`` uploads), hashed when added."""
+
+    def __init__(self, name: str = "files") -> None:
+        self.name = name
+        self._files: dict[Digest, Path] = {}
+
+    def add_file(self, path: str | os.PathLike[str], media_type: str) -> Descriptor:
+        """Hash the regular file at *path* and serve it; returns its descriptor."""
+        p = Path(path)
+        try:
+            st = p.stat()
+        except OSError as e:
+            raise UsageError(f"cannot read the file: {e.strerror}", where=str(path)) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError("not a regular file", where=str(path))
+        h = hashlib.sha256()
+        n = 0
+        with open(p, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+                n += len(chunk)
+        desc = Descriptor(media_type, Digest("sha256", h.hexdigest()), n)
+        self._files[desc.digest] = p
+        return desc
+
+    def resolve(self, identifier: str) -> Descriptor:
+        raise NotFound("files have no tags", where=f"{self.name}:{identifier}")
+
+    def exists(self, desc: Descriptor) -> bool:
+        return desc.digest in self._files
+
+    def _open(self, desc: Descriptor) -> BinaryIO:
+        path = self._files.get(desc.digest)
+        if path is None:
+            raise NotFound("no such file", where=self.name, digest=desc.digest)
+        return open(path, "rb")
 
     def push_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
         raise UsageError(f"{self.name} is read-only")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -23,7 +24,8 @@ from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
-from luff.stores.base import Store
+from luff.model.referrers import ReferrerList
+from luff.stores.base import Store, scan_referrers
 from luff.stores.layout import (
     INDEX_FILE,
     LAYOUT_FILE,
@@ -88,6 +90,7 @@ class _OciArchiveReader(OciArchiveStore):
         if not self.tar.has(LAYOUT_FILE) or not self.tar.has(INDEX_FILE):
             raise InvalidManifest("not an OCI layout archive (no oci-layout)", where=self.name)
         self._index, self._entries = parse_index(self.tar.read(INDEX_FILE), self.name)
+        self._referrers: dict[Digest, list[Descriptor]] | None = None
 
     def entries(self) -> list[Descriptor]:
         return list(self._entries)
@@ -95,6 +98,13 @@ class _OciArchiveReader(OciArchiveStore):
     def index_annotations(self) -> dict[str, str]:
         ann = self._index.get("annotations")
         return dict(ann) if isinstance(ann, dict) else {}
+
+    def referrers(self, subject: Descriptor, artifact_types: Sequence[str] = ()) -> ReferrerList:
+        """The manifests reachable from the archive's ``index.json`` whose subject is *subject*."""
+        if self._referrers is None:
+            self._referrers = scan_referrers(self, self._entries)
+        found = tuple(self._referrers.get(subject.digest, ()))
+        return ReferrerList(subject.digest, found, "layout").of_types(artifact_types)
 
     def resolve(self, identifier: str) -> Descriptor:
         found = find_entry(self._entries, identifier, self.name)
@@ -155,6 +165,9 @@ class _OciArchiveWriter(OciArchiveStore):
 
     def index_annotations(self) -> dict[str, str]:
         return self.layout.index_annotations()
+
+    def referrers(self, subject: Descriptor, artifact_types: Sequence[str] = ()) -> ReferrerList:
+        return self.layout.referrers(subject, artifact_types)
 
     def resolve(self, identifier: str) -> Descriptor:
         return self.layout.resolve(identifier)

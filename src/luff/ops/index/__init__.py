@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from luff.context import Context, default_context
-from luff.copy import Plan, Progress
+from luff.copy import Plan, Progress, Referrers
 from luff.errors import NotFound, UsageError
 from luff.model.address import Address, parse_address
 from luff.model.descriptor import Descriptor
@@ -267,9 +267,10 @@ def _push(
     dests: list[Destination],
     progress: Progress | None,
     on_plan: Callable[[Plan], None] | None,
+    referrers: Referrers | bool | None,
 ) -> Descriptor:
     try:
-        return built.push_all(dests, progress=progress, on_plan=on_plan)
+        return built.push_all(dests, progress=progress, on_plan=on_plan, referrers=referrers)
     finally:
         built.close()
 
@@ -285,6 +286,7 @@ def create(
     format: str | None = None,
     allow_duplicate_platforms: bool = False,
     flatten: bool = True,
+    referrers: Referrers | bool | None = None,
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
@@ -292,8 +294,9 @@ def create(
     """Build an index from *sources* and push it to *target* (and *tags*); returns its descriptor.
 
     *tags* are more tags in the target repository, or full addresses. A
-    registry target without a tag means ``:latest``. Everything is validated
-    before anything is written.
+    registry target without a tag means ``:latest``. With *referrers*, the
+    signatures, SBOMs and attestations of each source image come along into
+    the target repository. Everything is validated before anything is written.
     """
     opts = _options(options, tags=tags)
     dests = destinations(target, opts.tags)  # fail on a bad target before any work
@@ -307,7 +310,7 @@ def create(
         flatten=flatten,
         ctx=ctx,
     )
-    return _push(built, dests, progress, on_plan)
+    return _push(built, dests, progress, on_plan, referrers)
 
 
 def targets_of(base: str, targets: Sequence[str], tags: Sequence[str] = ()) -> list[Destination]:
@@ -335,6 +338,7 @@ def append(
     format: str | None = None,
     allow_duplicate_platforms: bool = False,
     flatten: bool = True,
+    referrers: Referrers | bool | None = None,
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
@@ -352,7 +356,7 @@ def append(
         flatten=flatten,
         ctx=ctx,
     )
-    return _push(built, dests, progress, on_plan)
+    return _push(built, dests, progress, on_plan, referrers)
 
 
 def filter(
@@ -365,6 +369,7 @@ def filter(
     annotations: Mapping[str, str] | None = None,
     edits: Sequence[str] = (),
     format: str | None = None,
+    referrers: Referrers | bool | None = None,
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
@@ -381,7 +386,7 @@ def filter(
         format=format,
         ctx=ctx,
     )
-    return _push(built, dests, progress, on_plan)
+    return _push(built, dests, progress, on_plan, referrers)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from luff.context import Context, default_context
-from luff.copy import Plan, Progress, copy_graph, plan_graph
+from luff.copy import Plan, Progress, Referrers, as_referrers, copy_graph, plan_graph
 from luff.errors import UsageError
 from luff.model.address import Address, check_tag, parse_address
 from luff.model.descriptor import Descriptor
@@ -126,7 +126,13 @@ class BuiltIndex:
             raise UsageError(f"{target}: the tags name other repositories; use push_all")
         return open_target(dest[0].address, self.ctx, create=create), dest[0].tags, True
 
-    def plan(self, target: str | Address | Store, tags: Sequence[str] = ()) -> Plan:
+    def plan(
+        self,
+        target: str | Address | Store,
+        tags: Sequence[str] = (),
+        *,
+        referrers: Referrers | bool | None = None,
+    ) -> Plan:
         """What pushing to *target* would do, per blob and manifest; writes nothing."""
         store, all_tags, owned = self._target(target, tags, create=False)
         try:
@@ -137,6 +143,7 @@ class BuiltIndex:
                 manifest=self.manifest,
                 tags=all_tags,
                 ctx=self.ctx,
+                referrers=as_referrers(referrers),
             )[1]
         finally:
             if owned:
@@ -149,11 +156,14 @@ class BuiltIndex:
         *,
         progress: Progress | None = None,
         on_plan: Callable[[Plan], None] | None = None,
+        referrers: Referrers | bool | None = None,
     ) -> Descriptor:
         """Copy what *target* lacks, then push the index under its tag and *tags*.
 
         *target* is an address (its tag, if any, is used) or a store. When every
-        tag already points at this index, nothing is transferred.
+        tag already points at this index, nothing is transferred. With
+        *referrers*, what is attached to each source image comes along (the
+        index itself is new: it has none).
         """
         store, all_tags, owned = self._target(target, tags, create=True)
         try:
@@ -166,6 +176,7 @@ class BuiltIndex:
                 ctx=self.ctx,
                 progress=progress,
                 on_plan=on_plan,
+                referrers=as_referrers(referrers),
             )
         except BaseException:
             if owned:
@@ -181,10 +192,11 @@ class BuiltIndex:
         *,
         progress: Progress | None = None,
         on_plan: Callable[[Plan], None] | None = None,
+        referrers: Referrers | bool | None = None,
     ) -> Descriptor:
         """Push to every destination in turn (see :func:`destinations`)."""
         for d in dests:
-            self.push(d.address, d.tags, progress=progress, on_plan=on_plan)
+            self.push(d.address, d.tags, progress=progress, on_plan=on_plan, referrers=referrers)
         return self.descriptor
 
     def close(self) -> None:
