@@ -26,6 +26,7 @@ from luff.errors import (
     NotFound,
     RegistryError,
     TransportError,
+    UsageError,
     located,
 )
 from luff.model import mediatypes as mt
@@ -34,7 +35,14 @@ from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.model.referrers import ReferrerList, artifact_type, cosign_tags
 from luff.pool import run_all
-from luff.stores.base import Mounter, ReferrerLister, Store, TagLister, origin_of
+from luff.stores.base import (
+    ConditionalTagger,
+    Mounter,
+    ReferrerLister,
+    Store,
+    TagLister,
+    origin_of,
+)
 
 EXISTS = "exists"
 MOUNT = "mount"
@@ -241,11 +249,13 @@ class Copier:
         *,
         layers: bool = True,
         referrers: Referrers | None = None,
+        known: Iterable[Digest] = (),
     ) -> None:
         self.target = target
         self.ctx = ctx or default_context()
         self.layers = layers
         self.referrers = referrers
+        self.known = set(known)
         self._source_tags: dict[int, set[str]] = {}
         self._blobs: dict[Digest, PlanItem] = {}
         self._manifests: dict[Digest, ManifestItem] = {}
@@ -299,8 +309,15 @@ class Copier:
                     self._pending_tags.append((desc.digest, v.tag))
                 return []  # each digest is visited once, whatever the shape of the graph
             self._claimed.add(desc.digest)
-        there = v.known or (
-            self.target.closure and not v.root and v.manifest is None and self.target.exists(desc)
+        there = (
+            v.known
+            or (not v.root and desc.digest in self.known)
+            or (
+                self.target.closure
+                and not v.root
+                and v.manifest is None
+                and self.target.exists(desc)
+            )
         )
         if there and self.referrers is None:
             # The target only holds a manifest together with all it points at.
@@ -521,6 +538,18 @@ class Copier:
             progress.finished(item)
 
 
+@dataclass(frozen=True)
+class Expect:
+    """Write the root's (first) tag only if it still points where it was read.
+
+    ``token`` is the version read (a registry's ``ETag``), or None for "the
+    tag does not exist". The target must be a
+    :class:`~luff.stores.base.ConditionalTagger`.
+    """
+
+    token: str | None
+
+
 def as_referrers(value: Referrers | bool | None) -> Referrers | None:
     """*value* as a policy: True means every referrer, strictly; False or None, none."""
     if value is True:
@@ -548,6 +577,7 @@ def plan_graph(
     ctx: Context | None = None,
     layers: bool = True,
     referrers: Referrers | None = None,
+    known: Iterable[Digest] = (),
 ) -> tuple[Copier, Plan]:
     """Plan the copy of *desc* (and all below it) to *target*; writes nothing.
 
@@ -555,7 +585,7 @@ def plan_graph(
     With *referrers*, what is attached to the graph comes along (see :class:`Referrers`).
     """
     tags = list(tags)
-    copier = Copier(target, ctx, layers=layers, referrers=referrers)
+    copier = Copier(target, ctx, layers=layers, referrers=referrers, known=known)
     copier.add(source, desc, manifest)
     plan = copier.plan()
     root = next((m for m in plan.manifests if m.descriptor.digest == desc.digest), None)
@@ -576,13 +606,18 @@ def copy_graph(
     on_plan: Callable[[Plan], None] | None = None,
     layers: bool = True,
     referrers: Referrers | None = None,
+    known: Iterable[Digest] = (),
+    expect: Expect | None = None,
 ) -> Descriptor:
     """Copy *desc* and everything below it from *source* to *target*, then tag it.
 
     On a target that only holds complete graphs (a registry), a copy whose
     tags all point at *desc* already costs one lookup per tag and writes
     nothing (with *referrers*, their lists are still read: they may have
-    grown). Returns the descriptor of the written root (same digest).
+    grown). *known* digests are taken to be in the target already. With
+    *expect*, the first tag moves only if it is still where it was read
+    (:class:`~luff.errors.PreconditionFailed` otherwise). Returns the
+    descriptor of the written root (same digest).
     """
     ctx = ctx or default_context()
     tags = list(tags)
@@ -598,13 +633,19 @@ def copy_graph(
         ctx=ctx,
         layers=layers,
         referrers=referrers,
+        known=known,
     )
     if on_plan is not None:
         on_plan(plan)
     copier.execute(plan, progress)
     root = next((m for m in plan.manifests if m.descriptor.digest == desc.digest), None)
     if root is not None:
-        for t in tags:
+        for i, t in enumerate(tags):
             with located(side="target", where=target.name, digest=desc.digest):
-                target.push_manifest(root.manifest, t)
+                if i == 0 and expect is not None:
+                    if not isinstance(target, ConditionalTagger):
+                        raise UsageError("cannot write a tag conditionally here", where=target.name)
+                    target.push_manifest_if(root.manifest, t, expect.token)
+                else:
+                    target.push_manifest(root.manifest, t)
     return desc

@@ -22,6 +22,7 @@ from luff.cli.common import (
 from luff.copy import Referrers
 from luff.errors import UsageError
 from luff.model import mediatypes as mt
+from luff.model.descriptor import Descriptor
 from luff.model.platform import Platform
 from luff.ops import index as ops
 
@@ -135,6 +136,50 @@ def _options(
     return ops.load_spec(spec_file).merged(flags) if spec_file else flags
 
 
+def _replaced(built: ops.BuiltIndex) -> None:
+    for old, new in built.replaced:
+        log(
+            f"luff: replacing {old.platform} {old.digest} (from {old.source}) "
+            f"with {new.digest} (from {new.source})"
+        )
+
+
+def _dry_run(
+    built: ops.BuiltIndex,
+    dests: list[ops.Destination],
+    as_json: bool,
+    referrers: Referrers | None,
+) -> None:
+    """The index on stdout (pipeable), the plan of each destination on stderr."""
+    _replaced(built)
+    try:
+        plans = [(d, built.plan(d.address, d.tags, referrers=referrers)) for d in dests]
+    finally:
+        built.close()
+    if as_json:
+        out_json(
+            {
+                "index": built.document,
+                "descriptor": built.descriptor.to_dict(),
+                "plans": [{"target": str(d), "tags": d.tags, **p.to_dict()} for d, p in plans],
+            }
+        )
+        return
+    out(built.to_json())
+    for d, plan in plans:
+        log(f"plan for {d}:")
+        for line in plan.lines():
+            log(line)
+
+
+def _result(desc: Descriptor, dests: list[ops.Destination], as_json: bool) -> None:
+    if as_json:
+        out_json(desc.to_dict())
+        return
+    for d in dests:
+        out(d.address.pinned(desc.digest))
+
+
 def _finish(
     built: ops.BuiltIndex,
     dests: list[ops.Destination],
@@ -142,41 +187,46 @@ def _finish(
     dry_run: bool,
     referrers: Referrers | None = None,
 ) -> None:
-    for old, new in built.replaced:
-        log(
-            f"luff: replacing {old.platform} {old.digest} (from {old.source}) "
-            f"with {new.digest} (from {new.source})"
-        )
+    """Plan (with --dry-run) or push *built* to *dests*, and print the result."""
+    if dry_run:
+        _dry_run(built, dests, as_json, referrers)
+        return
+    _replaced(built)
     try:
-        if dry_run:
-            plans = [(d, built.plan(d.address, d.tags, referrers=referrers)) for d in dests]
-            if as_json:
-                out_json(
-                    {
-                        "index": built.document,
-                        "descriptor": built.descriptor.to_dict(),
-                        "plans": [
-                            {"target": str(d), "tags": d.tags, **p.to_dict()} for d, p in plans
-                        ],
-                    }
-                )
-                return
-            # The index is the result (stdout, pipeable); the plan is a report (stderr).
-            out(built.to_json())
-            for d, plan in plans:
-                log(f"plan for {d}:")
-                for line in plan.lines():
-                    log(line)
-            return
         with transfer_progress() as progress:
             built.push_all(dests, progress=progress, on_plan=plan_hook(), referrers=referrers)
     finally:
         built.close()
-    if as_json:
-        out_json(built.descriptor.to_dict())
-        return
-    for d in dests:
-        out(d.address.pinned(built.digest))
+    _result(built.descriptor, dests, as_json)
+
+
+def _written(written: ops.Written, dests: list[ops.Destination], as_json: bool) -> None:
+    _replaced(written.built)
+    if written.retries or written.rounds > 1:
+        log(
+            f"luff: written after {written.retries} retries and {written.rounds} rounds "
+            "(other writers were at work)"
+        )
+    _result(written.descriptor, dests, as_json)
+
+
+_CONCURRENT_HELP = (
+    "Safe alongside other luff writers of the same tag on a registry that ignores "
+    "conditional writes (distribution 2.8, most today): bound the read-to-write time, then "
+    "wait --concurrent-window seconds and check that nothing this writer added was lost "
+    "(luff's registry and layouts refuse stale writes anyway)."
+)
+
+
+def _concurrent_options(f: F) -> F:
+    f = click.option(
+        "--concurrent-window",
+        type=click.FloatRange(0.5, 600),
+        default=None,
+        metavar="SECONDS",
+        help="The window of --concurrent (default 4): reading to writing takes at most half.",
+    )(f)
+    return click.option("--concurrent", is_flag=True, help=_CONCURRENT_HELP)(f)
 
 
 _TARGET_HELP = (
@@ -259,6 +309,7 @@ def create(
     "instead of back to BASE.",
 )
 @_source_options
+@_concurrent_options
 @_edit_options
 def append(
     base: str,
@@ -267,6 +318,8 @@ def append(
     targets: tuple[str, ...],
     allow_duplicate_platforms: bool,
     no_flatten: bool,
+    concurrent: bool,
+    concurrent_window: float | None,
     edits: tuple[str, ...],
     annotations: tuple[str, ...],
     fmt: str | None,
@@ -279,7 +332,10 @@ def append(
     """Add SOURCE... to the index (or image) at BASE.
 
     A plain image is upgraded to an index; a missing BASE is created. A new
-    image with the platform of an existing entry replaces it.
+    image with the platform of an existing entry replaces it. Writing back to
+    BASE, the write is conditional where the registry allows it; several
+    writers of one tag on another registry need --concurrent (or per-arch
+    tags and one `index create`).
     """
     opts = _options(
         spec_file, sources, (), annotations, edits, fmt, allow_duplicate_platforms, no_flatten
@@ -290,8 +346,22 @@ def append(
         raise UsageError("no SOURCE given")
     dests = ops.targets_of(base, targets, opts.tags)
     policy = referrer_policy(referrers, referrers_types, referrers_best_effort)
-    built = ops.build_append(base, options=opts, ctx=state().ctx)
-    _finish(built, dests, as_json, dry_run, policy)
+    if dry_run:
+        _dry_run(ops.build_append(base, options=opts, ctx=state().ctx), dests, as_json, policy)
+        return
+    with transfer_progress() as progress:
+        written = ops.append_index(
+            base,
+            targets=targets,
+            options=opts,
+            concurrent=concurrent,
+            window=concurrent_window,
+            referrers=policy,
+            ctx=state().ctx,
+            progress=progress,
+            on_plan=plan_hook(),
+        )
+    _written(written, dests, as_json)
 
 
 @index.command("filter")
@@ -319,12 +389,15 @@ def append(
     help="Write the result here (a tag in REF's repository, or a full address; repeatable) "
     "instead of back to REF.",
 )
+@_concurrent_options
 @_edit_options
 def filter_(
     ref: str,
     platforms: tuple[str, ...],
     exclude: tuple[str, ...],
     targets: tuple[str, ...],
+    concurrent: bool,
+    concurrent_window: float | None,
     edits: tuple[str, ...],
     annotations: tuple[str, ...],
     fmt: str | None,
@@ -342,11 +415,28 @@ def filter_(
         raise UsageError("give --platform (to keep) or --exclude (to drop), not both or neither")
     dests = ops.targets_of(ref, list(targets))
     opts = _options(None, (), (), annotations, edits, fmt)
-    built = ops.build_filter(
-        ref, platforms=platforms, exclude=exclude, options=opts, ctx=state().ctx
-    )
     policy = referrer_policy(referrers, referrers_types, referrers_best_effort)
-    _finish(built, dests, as_json, dry_run, policy)
+    if dry_run:
+        built = ops.build_filter(
+            ref, platforms=platforms, exclude=exclude, options=opts, ctx=state().ctx
+        )
+        _dry_run(built, dests, as_json, policy)
+        return
+    with transfer_progress() as progress:
+        written = ops.filter_index(
+            ref,
+            platforms=platforms,
+            exclude=exclude,
+            targets=targets,
+            options=opts,
+            concurrent=concurrent,
+            window=concurrent_window,
+            referrers=policy,
+            ctx=state().ctx,
+            progress=progress,
+            on_plan=plan_hook(),
+        )
+    _written(written, dests, as_json)
 
 
 _SHORT_TYPES = {

@@ -235,6 +235,32 @@ class ReferrerLister(Protocol):
         ...
 
 
+@runtime_checkable
+class ConditionalTagger(Protocol):
+    """A store that can move a tag only if it still points where it was read.
+
+    ``read_tag`` gives the manifest a tag points at and a version token
+    (a registry's ``ETag``); ``push_manifest_if`` points the tag at a new
+    manifest only while it is at that token (a token of None: only while
+    the tag does not exist), else raises
+    :class:`~luff.errors.PreconditionFailed`. ``enforces_conditions`` tells
+    whether the store really refuses a stale write (a registry that ignores
+    ``If-Match`` writes anyway).
+    """
+
+    def read_tag(self, tag: str) -> tuple[Descriptor, Manifest, str] | None:
+        """``(descriptor, manifest, token)`` of what *tag* points at; None when it is absent."""
+        ...
+
+    def push_manifest_if(self, manifest: Manifest, tag: str, token: str | None) -> Descriptor:
+        """Point *tag* at *manifest* if it is still at *token*."""
+        ...
+
+    def enforces_conditions(self) -> bool:
+        """True when a stale ``push_manifest_if`` is refused, not written."""
+        ...
+
+
 def scan_referrers(store: Store, roots: Iterable[Descriptor]) -> dict[Digest, list[Descriptor]]:
     """The manifests reachable from *roots* that have a ``subject``, by subject digest.
 

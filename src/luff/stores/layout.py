@@ -32,7 +32,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from luff.errors import InvalidDigest, InvalidManifest, LuffError, NotFound, UsageError
+from luff.errors import (
+    InvalidDigest,
+    InvalidManifest,
+    LuffError,
+    NotFound,
+    PreconditionFailed,
+    UsageError,
+)
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, is_digest, verified_digest
@@ -556,6 +563,37 @@ class LayoutStore(Store):
 
     def tags(self) -> list[str]:
         return sorted({ref_name(e) for e in self.entries() if ref_name(e)})
+
+    def read_tag(self, tag: str) -> tuple[Descriptor, Manifest, str] | None:
+        """The entry named *tag*, its manifest, and its digest as the version token."""
+        try:
+            desc, m = self.get_manifest(tag)
+        except NotFound:
+            return None
+        return desc, m, str(desc.digest)
+
+    def push_manifest_if(self, manifest: Manifest, tag: str, token: str | None) -> Descriptor:
+        """Point the entry *tag* at *manifest*, if it is at *token* (under the index lock)."""
+        self.write_manifest(manifest)
+        entry = self.entry_for(manifest.descriptor(), manifest)
+        entry = entry.with_(annotations={**entry.annotations, mt.REF_NAME: tag})
+
+        def change(entries: list[Descriptor]) -> list[Descriptor]:
+            now = next((e for e in entries if ref_name(e) == tag), None)
+            if (str(now.digest) if now else None) != token:
+                raise PreconditionFailed(
+                    f"the tag moved (to {now.digest if now else 'nothing'})",
+                    412,
+                    where=f"{self.name}:{tag}",
+                )
+            return _merge(entries, [entry])
+
+        self.update_index(change)
+        return manifest.descriptor()
+
+    def enforces_conditions(self) -> bool:
+        """Always: the check and the update hold the ``index.json`` lock together."""
+        return True
 
     def delete(self, identifier: str) -> None:
         """Remove the index.json entries of a digest, or of a ref.name's digest

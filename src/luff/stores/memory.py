@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from luff.errors import NotFound, UsageError
+from luff.errors import NotFound, PreconditionFailed, UsageError
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, is_digest, verify_bytes
@@ -90,6 +90,29 @@ class MemoryStore(Store):
             self.manifests.pop(d, None)
             for t in [t for t, v in self.tag_map.items() if v == d]:
                 del self.tag_map[t]
+
+    def read_tag(self, tag: str) -> tuple[Descriptor, Manifest, str] | None:
+        """What *tag* points at, with its digest as the version token."""
+        with self._lock:
+            d = self.tag_map.get(tag)
+            m = self.manifests.get(d) if d is not None else None
+        return (m.descriptor(), m, str(m.digest)) if m is not None else None
+
+    def push_manifest_if(self, manifest: Manifest, tag: str, token: str | None) -> Descriptor:
+        """Point *tag* at *manifest* if it is at *token* (checked and set under one lock)."""
+        with self._lock:
+            now = self.tag_map.get(tag)
+            if (str(now) if now else None) != token:
+                raise PreconditionFailed(
+                    f"the tag moved (to {now or 'nothing'})", 412, where=f"{self.name}:{tag}"
+                )
+            self.manifests[manifest.digest] = manifest
+            self.tag_map[tag] = manifest.digest
+        return manifest.descriptor()
+
+    def enforces_conditions(self) -> bool:
+        """Always: one lock holds the check and the update together."""
+        return True
 
     def untag(self, tag: str) -> None:
         with self._lock:

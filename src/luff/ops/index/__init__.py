@@ -20,6 +20,7 @@ from luff.copy import Plan, Progress, Referrers
 from luff.errors import NotFound, UsageError
 from luff.model.address import Address, parse_address
 from luff.model.descriptor import Descriptor
+from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.model.platform import Platform, any_of
 from luff.model.reference import valid_tag
@@ -37,6 +38,9 @@ from luff.ops.index.edits import apply_edits
 from luff.ops.index.options import IndexOptions, load_spec, parse_spec
 from luff.ops.index.resolve import Entry, Resolver, bare, is_attestation
 from luff.ops.index.sources import Source, SourceSyntaxError
+from luff.ops.index.update import WINDOW, Written, write_back
+from luff.stores import open_target
+from luff.stores.base import Store
 
 __all__ = [
     "FORMATS",
@@ -47,7 +51,9 @@ __all__ = [
     "Listing",
     "Source",
     "SourceSyntaxError",
+    "Written",
     "append",
+    "append_index",
     "apply_edits",
     "build",
     "build_append",
@@ -56,6 +62,7 @@ __all__ = [
     "create",
     "destinations",
     "filter",
+    "filter_index",
     "is_attestation",
     "list_entries",
     "load_spec",
@@ -64,6 +71,8 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+#: Makes the new index from a base (store, descriptor, manifest), or from no base.
+Onto = Callable[[Store | None, Descriptor | None, Manifest | None], BuiltIndex]
 
 
 def _options(
@@ -149,6 +158,98 @@ def build(
     return _built(r, a, groups, ctx)
 
 
+def _append_onto(r: Resolver, opts: IndexOptions, groups: list[list[Entry]], label: str) -> Onto:
+    """A rebuild: the resolved new entries merged into whatever base it is given."""
+
+    def onto(store: Store | None, desc: Descriptor | None, m: Manifest | None) -> BuiltIndex:
+        base_doc: dict[str, Any] | None = None
+        base_entries: list[Entry] = []
+        if store is not None and desc is not None and m is not None:
+            base_doc, base_entries = r.base_entries(store, desc, m, label)
+        a = Assembly(
+            r.content,
+            base_doc=base_doc,
+            base_entries=base_entries,
+            format=opts.format or (None if base_doc is not None else OCI),
+            annotations=opts.annotations,
+            edits=opts.edits,
+            allow_duplicate_platforms=opts.allow_duplicate_platforms,
+        )
+        done = assemble(a, groups)
+        return BuiltIndex(done.manifest, done.entries, done.replaced, r.ctx, r.stores)
+
+    return onto
+
+
+def _filter_onto(
+    r: Resolver, opts: IndexOptions, keep: list[Platform], drop: list[Platform], label: str
+) -> Onto:
+    """A rebuild: the base it is given, keeping *keep* (or dropping *drop*)."""
+    selector = any_of(*(keep or drop))  # strict, as containerd's OnlyStrict
+
+    def chosen(e: Entry) -> bool:
+        if e.platform is None:
+            return bool(drop)
+        hit = selector.match(e.platform)
+        return hit if keep else not hit
+
+    def onto(store: Store | None, desc: Descriptor | None, m: Manifest | None) -> BuiltIndex:
+        if store is None or desc is None or m is None:
+            raise NotFound("the index is gone", where=label)
+        if not m.is_index:
+            raise UsageError(f"{label} is an image, not an index")
+        base_doc, entries = r.base_entries(store, desc, m, label)
+        removed = {e.digest for e in entries if not e.is_attestation and not chosen(e)}
+        kept = drop_with_attestations(entries, removed)
+        if keep:
+            kept_images = {e.digest for e in kept if not e.is_attestation}
+            kept = [e for e in kept if not e.is_attestation or e.subject in kept_images]
+        if not [e for e in kept if not e.is_attestation]:
+            have = ", ".join(str(e.platform) for e in entries if not e.is_attestation) or "none"
+            raise UsageError(f"{label}: no entries would remain (the index has: {have})")
+        a = Assembly(
+            r.content,
+            base_doc=base_doc,
+            base_entries=kept,
+            format=opts.format,
+            annotations=opts.annotations,
+            edits=opts.edits,
+            allow_duplicate_platforms=True,
+        )
+        done = assemble(a, [])
+        return BuiltIndex(done.manifest, done.entries, done.replaced, r.ctx, r.stores)
+
+    return onto
+
+
+def _prepare_append(
+    base: str | Source,
+    sources: Iterable[str | Source],
+    options: IndexOptions | None,
+    ctx: Context | None,
+    **kw: Any,
+) -> tuple[Resolver, tuple[Store, Descriptor, Manifest] | None, Onto, set[Digest]]:
+    """Open the base and resolve the sources once.
+
+    Returns the rebuild for any base, and the digests the sources add.
+    """
+    ctx = ctx or default_context()
+    opts = _options(options, sources, **kw)
+    r = Resolver(ctx, opts.flatten)
+    opened: tuple[Store, Descriptor, Manifest] | None = None
+    try:
+        opened = r.open(base)
+    except NotFound:
+        if not opts.sources:
+            raise
+    if not opts.sources:
+        r.abort()
+        raise UsageError("no sources given")
+    groups = _safely(r, lambda: r.resolve_all(opts.sources))
+    new = {e.digest for g in groups for e in g}
+    return r, opened, _append_onto(r, opts, groups, str(base)), new
+
+
 def build_append(
     base: str | Source,
     sources: Iterable[str | Source] = (),
@@ -167,40 +268,39 @@ def build_append(
     means an empty one. A new entry with the platform of an existing one
     replaces it (see :attr:`BuiltIndex.replaced`).
     """
-    ctx = ctx or default_context()
-    opts = _options(
-        options,
+    r, opened, onto, _ = _prepare_append(
+        base,
         sources,
+        options,
+        ctx,
         annotations=annotations,
         edits=edits,
         format=format,
         allow_duplicate_platforms=allow_duplicate_platforms,
         flatten=flatten,
     )
-    r = Resolver(ctx, opts.flatten)
-    base_doc: dict[str, Any] | None = None
-    base_entries: list[Entry] = []
-    try:
-        store, desc, m = r.open(base)
-    except NotFound:
-        if not opts.sources:
-            raise
-    else:
-        base_doc, base_entries = _safely(r, lambda: r.base_entries(store, desc, m, str(base)))
-    if not opts.sources:
-        r.abort()
-        raise UsageError("no sources given")
-    groups = _safely(r, lambda: r.resolve_all(opts.sources))
-    a = Assembly(
-        r.content,
-        base_doc=base_doc,
-        base_entries=base_entries,
-        format=opts.format or (None if base_doc is not None else OCI),
-        annotations=opts.annotations,
-        edits=opts.edits,
-        allow_duplicate_platforms=opts.allow_duplicate_platforms,
-    )
-    return _built(r, a, groups, ctx)
+    store, desc, m = opened if opened is not None else (None, None, None)
+    built: BuiltIndex = _safely(r, lambda: onto(store, desc, m))
+    return built
+
+
+def _prepare_filter(
+    ref: str | Source,
+    platforms: Iterable[Platform | str],
+    exclude: Iterable[Platform | str],
+    options: IndexOptions | None,
+    ctx: Context | None,
+    **kw: Any,
+) -> tuple[Resolver, tuple[Store, Descriptor, Manifest], Onto]:
+    ctx = ctx or default_context()
+    opts = _options(options, **kw)
+    keep = [Platform.parse(v) if isinstance(v, str) else v for v in platforms]
+    drop = [Platform.parse(v) if isinstance(v, str) else v for v in exclude]
+    if bool(keep) == bool(drop):
+        raise UsageError("give either platforms to keep or platforms to exclude")
+    r = Resolver(ctx)
+    opened = r.open(ref)
+    return r, opened, _filter_onto(r, opts, keep, drop, str(ref))
 
 
 def build_filter(
@@ -220,46 +320,11 @@ def build_filter(
     amd64 but not amd64/v3; ``linux/arm64`` keeps arm64 and arm64/v8 (the
     default variant) but not arm64/v9. Attestations go with their images.
     """
-    ctx = ctx or default_context()
-    opts = _options(options, annotations=annotations, edits=edits, format=format)
-    keep = [Platform.parse(v) if isinstance(v, str) else v for v in platforms]
-    drop = [Platform.parse(v) if isinstance(v, str) else v for v in exclude]
-    if bool(keep) == bool(drop):
-        raise UsageError("give either platforms to keep or platforms to exclude")
-    r = Resolver(ctx)
-    store, desc, m = r.open(ref)
-    if not m.is_index:
-        r.abort()
-        raise UsageError(f"{ref} is an image, not an index")
-    base_doc, entries = _safely(r, lambda: r.base_entries(store, desc, m, str(ref)))
-
-    selector = any_of(*(keep or drop))  # strict, as containerd's OnlyStrict
-
-    def chosen(e: Entry) -> bool:
-        if e.platform is None:
-            return bool(drop)
-        hit = selector.match(e.platform)
-        return hit if keep else not hit
-
-    removed = {e.digest for e in entries if not e.is_attestation and not chosen(e)}
-    kept = drop_with_attestations(entries, removed)
-    if keep:
-        kept_images = {e.digest for e in kept if not e.is_attestation}
-        kept = [e for e in kept if not e.is_attestation or e.subject in kept_images]
-    if not [e for e in kept if not e.is_attestation]:
-        have = ", ".join(str(e.platform) for e in entries if not e.is_attestation) or "none"
-        r.abort()
-        raise UsageError(f"{ref}: no entries would remain (the index has: {have})")
-    a = Assembly(
-        r.content,
-        base_doc=base_doc,
-        base_entries=kept,
-        format=opts.format,
-        annotations=opts.annotations,
-        edits=opts.edits,
-        allow_duplicate_platforms=True,
+    r, (store, desc, m), onto = _prepare_filter(
+        ref, platforms, exclude, options, ctx, annotations=annotations, edits=edits, format=format
     )
-    return _built(r, a, [], ctx)
+    built: BuiltIndex = _safely(r, lambda: onto(store, desc, m))
+    return built
 
 
 def _push(
@@ -327,6 +392,91 @@ def targets_of(base: str, targets: Sequence[str], tags: Sequence[str] = ()) -> l
     return destinations(first, [*targets[1:], *tags])
 
 
+def _write(
+    base: str,
+    r: Resolver,
+    opened: tuple[Store, Descriptor, Manifest] | None,
+    onto: Onto,
+    dests: list[Destination],
+    *,
+    added: Callable[[BuiltIndex], Sequence[Digest]],
+    concurrent: bool,
+    window: float | None,
+    referrers: Referrers | bool | None,
+    progress: Progress | None,
+    on_plan: Callable[[Plan], None] | None,
+) -> Written:
+    """Write the result to *dests*; back to *base*'s own tag with :func:`write_back`."""
+    from luff.copy import as_referrers
+
+    ctx = r.ctx
+    baddr = parse_address(base)
+    first = dests[0]
+    try:
+        if first.address.repository_key == baddr.repository_key and baddr.tag in first.tags:
+            store = opened[0] if opened is not None else open_target(first.address, ctx)
+            written = write_back(
+                store,
+                baddr.tag,
+                lambda cur: onto(store, cur[0], cur[1]) if cur else onto(None, None, None),
+                added=added,
+                concurrent=concurrent,
+                window=window or WINDOW,
+                ctx=ctx,
+                progress=progress,
+                on_plan=on_plan,
+                referrers=as_referrers(referrers),
+            )
+            rest = [t for t in first.tags if t != baddr.tag]
+            more = [Destination(first.address, rest)] if rest else []
+            written.built.push_all(
+                [*more, *dests[1:]], progress=progress, on_plan=on_plan, referrers=referrers
+            )
+            return written
+        st, desc, m = opened if opened is not None else (None, None, None)
+        built = onto(st, desc, m)
+        built.push_all(dests, progress=progress, on_plan=on_plan, referrers=referrers)
+        return Written(built, built.descriptor)
+    finally:
+        r.abort()
+
+
+def append_index(
+    base: str,
+    sources: Iterable[str | Source] = (),
+    *,
+    targets: Sequence[str] = (),
+    options: IndexOptions | None = None,
+    concurrent: bool = False,
+    window: float | None = None,
+    referrers: Referrers | bool | None = None,
+    ctx: Context | None = None,
+    progress: Progress | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+    **kw: Any,
+) -> Written:
+    """:func:`append`, returning what was written and how often it was tried again."""
+    dests = targets_of(base, targets, options.tags if options else ())
+    r, opened, onto, new = _prepare_append(base, sources, options, ctx, **kw)
+
+    def added(built: BuiltIndex) -> list[Digest]:
+        return [e.digest for e in built.entries if e.digest in new]
+
+    return _write(
+        base,
+        r,
+        opened,
+        onto,
+        dests,
+        added=added,
+        concurrent=concurrent,
+        window=window,
+        referrers=referrers,
+        progress=progress,
+        on_plan=on_plan,
+    )
+
+
 def append(
     base: str,
     sources: Iterable[str | Source] = (),
@@ -338,25 +488,70 @@ def append(
     format: str | None = None,
     allow_duplicate_platforms: bool = False,
     flatten: bool = True,
+    concurrent: bool = False,
+    window: float | None = None,
     referrers: Referrers | bool | None = None,
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
 ) -> Descriptor:
-    """Add *sources* to the index (or image) at *base* and push it back, or to *targets*."""
-    dests = targets_of(base, targets, options.tags if options else ())
-    built = build_append(
+    """Add *sources* to the index (or image) at *base* and push it back, or to *targets*.
+
+    Writing back to *base*, the write is conditional where the registry
+    allows it (a writer that lost a race re-reads and re-applies its
+    change); with *concurrent*, also where it does not, at the cost of a
+    wait of *window* seconds (see :mod:`luff.ops.index.update`).
+    """
+    return append_index(
         base,
         sources,
+        targets=targets,
         options=options,
+        concurrent=concurrent,
+        window=window,
+        referrers=referrers,
+        ctx=ctx,
+        progress=progress,
+        on_plan=on_plan,
         annotations=annotations,
         edits=edits,
         format=format,
         allow_duplicate_platforms=allow_duplicate_platforms,
         flatten=flatten,
-        ctx=ctx,
+    ).descriptor
+
+
+def filter_index(
+    ref: str,
+    *,
+    platforms: Iterable[Platform | str] = (),
+    exclude: Iterable[Platform | str] = (),
+    targets: Sequence[str] = (),
+    options: IndexOptions | None = None,
+    concurrent: bool = False,
+    window: float | None = None,
+    referrers: Referrers | bool | None = None,
+    ctx: Context | None = None,
+    progress: Progress | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+    **kw: Any,
+) -> Written:
+    """:func:`filter`, returning what was written and how often it was tried again."""
+    dests = targets_of(ref, targets)
+    r, opened, onto = _prepare_filter(ref, platforms, exclude, options, ctx, **kw)
+    return _write(
+        ref,
+        r,
+        opened,
+        onto,
+        dests,
+        added=lambda built: [],
+        concurrent=concurrent,
+        window=window,
+        referrers=referrers,
+        progress=progress,
+        on_plan=on_plan,
     )
-    return _push(built, dests, progress, on_plan, referrers)
 
 
 def filter(
@@ -369,24 +564,33 @@ def filter(
     annotations: Mapping[str, str] | None = None,
     edits: Sequence[str] = (),
     format: str | None = None,
+    concurrent: bool = False,
+    window: float | None = None,
     referrers: Referrers | bool | None = None,
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
 ) -> Descriptor:
-    """Keep (or drop) entries of the index at *ref* by platform and push the result."""
-    dests = targets_of(ref, targets)
-    built = build_filter(
+    """Keep (or drop) entries of the index at *ref* by platform and push the result.
+
+    Writing back to *ref*'s tag is guarded as in :func:`append`.
+    """
+    return filter_index(
         ref,
         platforms=platforms,
         exclude=exclude,
+        targets=targets,
         options=options,
+        concurrent=concurrent,
+        window=window,
+        referrers=referrers,
+        ctx=ctx,
+        progress=progress,
+        on_plan=on_plan,
         annotations=annotations,
         edits=edits,
         format=format,
-        ctx=ctx,
-    )
-    return _push(built, dests, progress, on_plan, referrers)
+    ).descriptor
 
 
 @dataclass

@@ -1,0 +1,197 @@
+"""Writing back to a shared tag without losing other writers' updates.
+
+``index append`` (and ``filter`` or ``mutate`` writing back to their own
+tag) read the tag, change what they read, and write it back. Two writers
+that do this at once lose one update unless the write is conditional.
+
+- Where the store refuses a stale write (luff's embedded registry and
+  layouts always; a registry that honours ``If-Match``), every write names
+  the version it read: a writer that lost the race re-reads, re-applies its
+  change and tries again, with jittered backoff, a bounded number of times.
+  This costs nothing when there is no race.
+- Where it does not (distribution 2.8 and most registries today),
+  ``concurrent=True`` bounds the time from reading the tag to finishing the
+  write to half a *window*; after writing, the writer waits one window,
+  reads the tag again and checks that everything it added is still there,
+  re-applying and writing again if not, a bounded number of rounds. Any
+  other luff writer that overwrote it must have read before its write and
+  so written within the window: its loss is seen, never silent. This holds
+  among luff writers that all use ``concurrent``, not against other tools.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from luff import cancel
+from luff.context import Context
+from luff.copy import Expect, Plan, Progress, Referrers, copy_graph
+from luff.errors import LuffError, PreconditionFailed
+from luff.model.descriptor import Descriptor
+from luff.model.digest import Digest
+from luff.model.manifest import Manifest
+from luff.ops.index.built import BuiltIndex
+from luff.stores.base import ConditionalTagger, Store
+
+#: Default window (seconds) of ``concurrent`` writes: reading to writing takes at most half.
+WINDOW = 4.0
+#: Conditional writes tried before giving up (each after re-reading).
+TRIES = 10
+#: Rounds of write-then-verify under ``concurrent``.
+ROUNDS = 6
+
+Current = tuple[Descriptor, Manifest, str] | None
+Rebuild = Callable[[Current], BuiltIndex]
+
+
+@dataclass
+class Written:
+    """What a write back did: the index written, and how many times it had to try again."""
+
+    built: BuiltIndex
+    descriptor: Descriptor
+    retries: int = 0
+    rounds: int = 1
+
+
+class LostUpdate(LuffError):
+    """Other writers kept overwriting the tag: entries this writer added are missing."""
+
+
+def read(store: Store, tag: str) -> Current:
+    """What *tag* points at (and its version token), or None."""
+    if isinstance(store, ConditionalTagger):
+        return store.read_tag(tag)
+    from luff.errors import NotFound
+
+    try:
+        desc, m = store.get_manifest(tag)
+    except NotFound:
+        return None
+    return desc, m, str(desc.digest)
+
+
+def write_back(
+    store: Store,
+    tag: str,
+    rebuild: Rebuild,
+    *,
+    added: Callable[[BuiltIndex], Sequence[Digest]],
+    concurrent: bool = False,
+    window: float = WINDOW,
+    ctx: Context,
+    progress: Progress | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+    referrers: Referrers | None = None,
+) -> Written:
+    """Apply *rebuild* to what *tag* points at and write the result back, safely.
+
+    *added* names the digests this writer put in (to check after writing).
+    """
+    conditional = isinstance(store, ConditionalTagger)
+    enforced = isinstance(store, ConditionalTagger) and concurrent and store.enforces_conditions()
+    timed = concurrent and not enforced
+    total = 0
+    for round_ in range(1, ROUNDS + 1):
+        written = _write(
+            store,
+            tag,
+            rebuild,
+            conditional,
+            window if timed else None,
+            ctx,
+            progress,
+            on_plan,
+            referrers,
+        )
+        total += written.retries
+        if not timed:
+            written.retries = total
+            return written
+        cancel.sleep(window * (1 + random.random() * 0.1))
+        now = read(store, tag)
+        have = {d.digest for d in now[1].manifests} if now is not None else set()
+        missing = [d for d in added(written.built) if d not in have]
+        if not missing:
+            written.retries, written.rounds = total, round_
+            return written
+        ctx.say(f"{store.name}:{tag}: {len(missing)} entries were overwritten; writing again")
+    raise LostUpdate(
+        f"other writers overwrote these entries {ROUNDS} times: "
+        + ", ".join(str(d) for d in missing),
+        where=f"{store.name}:{tag}",
+    )
+
+
+def _write(
+    store: Store,
+    tag: str,
+    rebuild: Rebuild,
+    conditional: bool,
+    window: float | None,
+    ctx: Context,
+    progress: Progress | None,
+    on_plan: Callable[[Plan], None] | None,
+    referrers: Referrers | None,
+) -> Written:
+    """One write: read, rebuild, write the content, then move the tag (conditionally).
+
+    Under a *window*, the content of a first rebuild is written beforehand,
+    so that reading the tag and moving it is quick, and a read older than
+    half the window is read again instead of written.
+    """
+    known: set[Digest] = set()
+    if window is not None:
+        first = rebuild(read(store, tag))
+        copy_graph(
+            first.store,
+            first.descriptor,
+            store,
+            manifest=first.manifest,
+            ctx=ctx,
+            progress=progress,
+            on_plan=on_plan,
+            referrers=referrers,
+        )
+        known = {e.digest for e in first.entries}
+        on_plan, referrers = None, None
+    tries = TRIES if conditional or window is not None else 1
+    for attempt in range(tries):
+        started = time.monotonic()
+        cur = read(store, tag)
+        built = rebuild(cur)
+        if window is not None and time.monotonic() - started > window / 2:
+            ctx.say(f"{store.name}:{tag}: reading took over half the window; reading again")
+            continue
+        try:
+            copy_graph(
+                built.store,
+                built.descriptor,
+                store,
+                manifest=built.manifest,
+                tags=[tag],
+                expect=Expect(cur[2] if cur is not None else None) if conditional else None,
+                known={*known, *(e.digest for e in _base_entries(built, cur))},
+                ctx=ctx,
+                progress=progress,
+                on_plan=on_plan if attempt == 0 else None,
+                referrers=referrers,
+            )
+        except PreconditionFailed:
+            if attempt == tries - 1:
+                raise
+            ctx.say(f"{store.name}:{tag}: the tag moved; reading it again")
+            cancel.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+            continue
+        return Written(built, built.descriptor, attempt)
+    raise LostUpdate(
+        "the tag kept moving while it was read; try again", where=f"{store.name}:{tag}"
+    )
+
+
+def _base_entries(built: BuiltIndex, cur: Current) -> list[Descriptor]:
+    """The entries of the index that was read: the target holds them already."""
+    return [] if cur is None or not cur[1].is_index else cur[1].manifests
