@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> object:
     """Lazy access to submodules such as :mod:`luff.index` (``luff.index.create``)."""
-    if name in ("index",):
+    if name in ("index", "mutate"):
         import importlib
 
         return importlib.import_module(f"luff.{name}")

@@ -40,6 +40,7 @@ _LAZY = {
     "auth": ("luff.cli.auth", "auth"),
     "index": ("luff.cli.index", "index"),
     "layout": ("luff.cli.layout", "layout"),
+    "mutate": ("luff.cli.mutate", "mutate"),
     "pull": ("luff.cli.layout", "pull"),
     "push": ("luff.cli.layout", "push"),
     "registry": ("luff.cli.registry", "registry"),
@@ -329,6 +330,7 @@ _TRANSFERS = {
     "index filter",
     "layout append",
     "layout fill",
+    "mutate",
 }
 
 
