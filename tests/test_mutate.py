@@ -702,3 +702,44 @@ def test_build_mutate_and_push_in_one_go(
         m.push(dst, ["mutated"])
         assert {b.action for b in m.plan(dst).blobs} == {EXISTS}
     assert dst.resolve("mutated").digest == m.digest
+
+
+def test_nested_index_is_rewritten_and_artifacts_are_left_alone() -> None:
+    store = MemoryStore()
+    a = random_image("linux/amd64", store=store)
+    b = random_image("linux/arm64", store=store)
+    inner = Manifest.from_dict(
+        {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [b.descriptor.to_dict()]}
+    )
+    store.push_manifest(inner)
+    art_config = store.add_blob(b"{}", "application/vnd.example.config+json")
+    art = Manifest.from_dict(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_MANIFEST,
+            "config": art_config.to_dict(),
+            "layers": [],
+        }
+    )
+    store.push_manifest(art)
+    entries = [a.descriptor.to_dict(), inner.descriptor().to_dict(), art.descriptor().to_dict()]
+    outer = Manifest.from_dict(
+        {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
+    )
+    store.push_manifest(outer, "1")
+    with luff.mutate.build(Source.from_store(store, "1"), labels={"x": "y"}) as m:
+        assert [(str(c.platform), c.changed) for c in m.images] == [
+            ("linux/amd64", True),
+            ("linux/arm64", True),
+            ("None", False),
+        ]
+        assert m.notes == [
+            f"left {art.digest} as it is: not an image (application/vnd.example.config+json)"
+        ]
+        new = m.manifest.json["manifests"]
+        assert new[2] == entries[2] and new[1]["digest"] != entries[1]["digest"]
+        nested = m.store.fetch_manifest(m.manifest.manifests[1])
+        assert nested.manifests[0].digest == m.images[1].new.digest
+        dst = MemoryStore()
+        m.push(dst, ["t"])
+    assert dst.resolve("t").digest == m.digest and len(dst.manifests) == 5  # 2 indexes, 3 images

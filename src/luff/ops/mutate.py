@@ -14,6 +14,7 @@ same registry as ``mount``. :func:`mutate` does both.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -288,6 +289,7 @@ class _Builder:
         self.attestations: list[AttestationChange] = []
         self.notes: list[str] = []
         self.used: set[int] = set()
+        self._lock = threading.Lock()
 
     def provide(self, desc: Descriptor) -> None:
         """Serve *desc* from where the source really holds it (so a target can mount it)."""
@@ -310,19 +312,30 @@ class _Builder:
         if depth > MAX_DEPTH:
             raise LimitExceeded(f"indexes nested more than {MAX_DEPTH} deep", where=self.label)
         replaced: dict[Digest, Descriptor] = {}
-        images = []
+        images: list[Descriptor] = []
+        # per entry, to list the images in index order: a nested index's, or None for an image
+        slots: list[list[ImageChange] | None] = []
         for d in m.manifests:
             self.provide(d)
             if is_attestation(d):
                 continue
             if mt.is_index(d.media_type):
                 child = self.store.fetch_manifest(d)
+                start = len(self.images)
                 new = self.index(d, child, depth + 1)
+                slots.append(self.images[start:])
+                del self.images[start:]
                 if new is not child:
                     replaced[d.digest] = new.descriptor()
             elif mt.is_image_manifest(d.media_type):
                 images.append(d)
-        for change, note, _ in run_all(self.entry, images, self.ctx.limiter):
+                slots.append(None)
+        done = iter(run_all(self.entry, images, self.ctx.limiter))
+        for slot in slots:
+            if slot is not None:
+                self.images += slot
+                continue
+            change, note, _ = next(done)
             self.images.append(change)
             self.notes += note
             if change.changed:
@@ -366,7 +379,8 @@ class _Builder:
             for i, (a, layer) in enumerate(self.layers)
             if a.platform is None or (plat is not None and only_strict(a.platform).match(plat))
         ]
-        self.used.update(i for i, _ in mine)
+        with self._lock:
+            self.used.update(i for i, _ in mine)
         layers = [layer for _, layer in mine]
         unchanged = ImageChange(plat, d, d)
         if not (self.changes.touches_images or layers):
