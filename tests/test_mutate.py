@@ -471,7 +471,7 @@ def test_dry_run_prints_digests_and_plan_and_pushes_nothing(logged: Logged, file
     logged.push(idx, "src/app:1")
     p = luff_cli(
         "mutate", f"{logged.host}/src/app:1", "--platform", "linux/arm64",
-        "--append", str(files.certs), "-t", "2", "--dry-run",
+        "--append", str(files.certs), "-t", "2", "--dry-run", "-j", "2",
     )  # fmt: skip
     lines = ok(p).strip().splitlines()
     old = [str(c.digest) for c in idx.children]

@@ -29,7 +29,7 @@ from luff.model.manifest import Manifest
 from luff.model.platform import Platform
 from luff.ops.index.edits import apply_edits
 from luff.ops.index.resolve import is_attestation
-from luff.ops.layers import Layer
+from luff.ops.layers import Layer, source_date_epoch
 
 
 @dataclass(frozen=True)
@@ -169,6 +169,45 @@ class Append:
 
     def __str__(self) -> str:
         return f"{self.platform}={self.path}" if self.platform is not None else self.path
+
+
+def _created(created: str | None) -> str | None:
+    if created is not None:
+        return parse_created(created)
+    epoch = source_date_epoch()
+    return epoch_time(epoch) if epoch is not None else None
+
+
+def changes_of(
+    *,
+    labels: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    entrypoint: Sequence[str] | None = None,
+    cmd: Sequence[str] | None = None,
+    workdir: str | None = None,
+    user: str | None = None,
+    config_edits: Sequence[str] = (),
+    annotations: Mapping[str, str] | None = None,
+    index_annotations: Mapping[str, str] | None = None,
+    created: str | None = None,
+) -> Changes:
+    """A :class:`Changes` from keyword arguments; *created* (RFC 3339, or ``now``) defaults
+    to ``SOURCE_DATE_EPOCH`` when that is set."""
+    for name, value in (("entrypoint", entrypoint), ("cmd", cmd)):
+        if isinstance(value, str):
+            raise UsageError(f"{name} is a list of arguments, not a string")
+    return Changes(
+        labels=dict(labels or {}),
+        env=dict(env or {}),
+        entrypoint=list(entrypoint) if entrypoint is not None else None,
+        cmd=list(cmd) if cmd is not None else None,
+        workdir=workdir,
+        user=user,
+        config_edits=list(config_edits),
+        annotations=dict(annotations or {}),
+        index_annotations=dict(index_annotations or {}),
+        created=_created(created),
+    )
 
 
 # --- the image config ------------------------------------------------------------------

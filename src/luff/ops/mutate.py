@@ -15,7 +15,7 @@ same registry as ``mount``. :func:`mutate` does both.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,18 +33,17 @@ from luff.ops.changes import (
     Append,
     AttestationChange,
     Changes,
+    changes_of,
     edit_config,
     edit_index,
     edit_manifest,
-    epoch_time,
-    parse_created,
 )
 from luff.ops.common import CONFIG_LIMIT, as_address, config_platform, get_root, open_root
 from luff.ops.index import targets_of
 from luff.ops.index.built import BuiltIndex, Destination, destinations
 from luff.ops.index.resolve import is_attestation
 from luff.ops.index.sources import Source
-from luff.ops.layers import Layer, LayerStore, layer_media_type, source_date_epoch
+from luff.ops.layers import Layer, LayerStore, layer_media_type
 from luff.pool import run_all
 from luff.stores import open_target
 from luff.stores.base import Store, origin_of
@@ -53,6 +52,8 @@ from luff.stores.memory import OverlayStore
 _IMAGE_CONFIGS = (mt.OCI_CONFIG, mt.DOCKER_CONFIG)
 
 Ref = str | Address | Source | BuiltIndex
+
+__all__ = ["ImageChange", "Mutation", "Result", "build", "changes_of", "mutate", "targets"]
 
 
 @dataclass(frozen=True)
@@ -218,45 +219,6 @@ def targets(ref: str | Address, given: Sequence[str] = ()) -> list[Destination]:
     if not given and addr.has_digest:
         raise UsageError(f"{ref} names a digest; say where the result goes with -t TAG")
     return targets_of(str(addr), list(given))
-
-
-def _created(created: str | None) -> str | None:
-    if created is not None:
-        return parse_created(created)
-    epoch = source_date_epoch()
-    return epoch_time(epoch) if epoch is not None else None
-
-
-def changes_of(
-    *,
-    labels: Mapping[str, str] | None = None,
-    env: Mapping[str, str] | None = None,
-    entrypoint: Sequence[str] | None = None,
-    cmd: Sequence[str] | None = None,
-    workdir: str | None = None,
-    user: str | None = None,
-    config_edits: Sequence[str] = (),
-    annotations: Mapping[str, str] | None = None,
-    index_annotations: Mapping[str, str] | None = None,
-    created: str | None = None,
-) -> Changes:
-    """A :class:`Changes` from keyword arguments; *created* (RFC 3339, or ``now``) defaults
-    to ``SOURCE_DATE_EPOCH`` when that is set."""
-    for name, value in (("entrypoint", entrypoint), ("cmd", cmd)):
-        if isinstance(value, str):
-            raise UsageError(f"{name} is a list of arguments, not a string")
-    return Changes(
-        labels=dict(labels or {}),
-        env=dict(env or {}),
-        entrypoint=list(entrypoint) if entrypoint is not None else None,
-        cmd=list(cmd) if cmd is not None else None,
-        workdir=workdir,
-        user=user,
-        config_edits=list(config_edits),
-        annotations=dict(annotations or {}),
-        index_annotations=dict(index_annotations or {}),
-        created=_created(created),
-    )
 
 
 class _Builder:
