@@ -13,4 +13,4 @@ test:
 	bash scripts/test.sh
 
 bench:
-	for b in copy pull index server; do $(VENV)/bin/python bench/bench_$$b.py --runs 9 || exit 1; done
+	for b in copy pull index mutate server; do $(VENV)/bin/python bench/bench_$$b.py --runs 9 || exit 1; done

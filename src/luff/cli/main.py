@@ -42,6 +42,7 @@ _LAZY = {
     "auth": ("luff.cli.auth", "auth"),
     "index": ("luff.cli.index", "index"),
     "layout": ("luff.cli.layout", "layout"),
+    "mutate": ("luff.cli.mutate", "mutate"),
     "pull": ("luff.cli.layout", "pull"),
     "push": ("luff.cli.layout", "push"),
     "referrers": ("luff.cli.referrers", "referrers"),
@@ -341,6 +342,7 @@ _TRANSFERS = {
     "layout append",
     "layout fill",
     "attach",
+    "mutate",
 }
 
 
