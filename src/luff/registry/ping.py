@@ -63,7 +63,8 @@ def ping(
     while True:
         attempt += 1
         cancel.check()
-        first: TransportError | None = None
+        failure: TransportError | None = None
+        retrying = False
         retry_after: str | None = None
         for scheme in order:
             try:
@@ -74,7 +75,7 @@ def ping(
                 cancel.check()
                 if e.message in ("connection refused", "unknown host"):
                     raise  # the other scheme uses the same port and name
-                first = first or e
+                failure = failure or e
                 continue
             if resp.status == 400 and scheme == "http" and "https" in order:
                 body = _small_body(resp, host)
@@ -82,22 +83,30 @@ def ping(
                     continue  # a TLS registry (Go's answer to plain HTTP)
                 raise _unexpected(resp, body, host)
             if policy.retry_status(resp.status):
+                if attempt >= policy.max_attempts:
+                    raise _unexpected(resp, _small_body(resp, host), host)
                 retry_after = resp.headers.get("Retry-After")
-                if attempt < policy.max_attempts:
-                    discard(resp)
-                    break
-                raise _unexpected(resp, _small_body(resp, host), host)
-            body = read_capped(resp, MAX_SMALL, "answer to GET /v2/", host)
+                discard(resp)
+                failure, retrying = None, True
+                break
+            try:
+                body = read_capped(resp, MAX_SMALL, "answer to GET /v2/", host)
+            except TimedOut:
+                raise
+            except TransportError as e:
+                cancel.check()
+                failure = e  # it speaks this scheme; the answer was cut off
+                break
             if resp.status in (200, 401):
                 return Ping(scheme, resp.status, resp.headers.get("WWW-Authenticate", ""))
             if resp.status == 404 and _is_json(body):
                 return Ping(scheme, 404, "")  # odd, but it speaks the API's error format
             raise _unexpected(resp, body, host)
-        else:
-            if first is None:
-                raise TransportError("no scheme answered", retryable=False, where=host)
-            if attempt >= policy.max_attempts or not first.retryable:
-                raise first
+        if failure is not None:
+            if attempt >= policy.max_attempts or not failure.retryable:
+                raise failure
+        elif not retrying:
+            raise TransportError("no scheme answered", retryable=False, where=host)
         policy.sleep(attempt, retry_after, say, host)
 
 
