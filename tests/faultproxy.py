@@ -40,7 +40,9 @@ HOP = {
 class Rule:
     method: str
     path: str  # regex searched in the request path
-    action: str  # "status", "drop", "redirect", "strip-query" (forward without the query)
+    # "status", "drop", "redirect", "strip-query" (forward without the query), "drop-after"
+    # (forward, then close without answering), "cut" (forward, answer half the body)
+    action: str
     status: int = 503
     headers: dict[str, str] = field(default_factory=dict)
     times: int = 1  # how many matching requests it applies to (-1: always)
@@ -196,7 +198,8 @@ class FaultProxy:
         return kind
 
     def _count(self, kind: str) -> None:
-        assert self.faults is not None
+        if self.faults is None:
+            return
         with self._lock:
             self.faults.counts[kind] += 1
 
@@ -211,6 +214,8 @@ class FaultProxy:
             if late not in ("", "drop-after", "cut"):
                 return
         if rule is not None:
+            if rule.action in ("drop-after", "cut"):
+                late = rule.action
             if rule.action == "drop":
                 self._drop(h)
                 return

@@ -109,15 +109,44 @@ class LuffGroup(click.Group):
     show_default=True,
     help="Concurrent transfers.",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Give up on a registry that does not connect or answer within SECONDS (default 30).",
+)
+@click.option("--ca-file", metavar="FILE", help="Also trust the CA certificates in FILE (PEM).")
+@click.option(
+    "--creds",
+    multiple=True,
+    metavar="[HOST=]USER:PASSWORD",
+    help="Credentials for this run only, for every registry the command uses (or for HOST); "
+    "nothing is written. Repeatable.",
+)
+@click.option("--creds-stdin", is_flag=True, help="Read --creds' USER:PASSWORD from stdin.")
 @click.version_option(__version__, prog_name="luff")
 @click.pass_context
 def cli(
-    ctx: click.Context, insecure: tuple[str, ...], verbose: int, platform: str | None, jobs: int
+    ctx: click.Context,
+    insecure: tuple[str, ...],
+    verbose: int,
+    platform: str | None,
+    jobs: int,
+    timeout: float | None,
+    ca_file: str | None,
+    creds: tuple[str, ...],
+    creds_stdin: bool,
 ) -> None:
     """Assemble and ship multi-platform container images from images anywhere."""
     st = State(verbose=verbose, platform=platform)
     st.ctx.settings.add_insecure(insecure)
     st.ctx.settings.jobs = jobs
+    if timeout is not None or ca_file or creds or creds_stdin:
+        from luff.cli import auth as trust
+
+        trust.set_timeout(st.ctx.settings, timeout)
+        trust.set_ca_file(st.ctx.settings, ca_file)
+        trust.set_inline_creds(st.ctx.settings, creds, creds_stdin)
     if verbose:
         st.ctx.settings.log = log
     ctx.obj = st
@@ -301,6 +330,69 @@ def _jobs_here(ctx: click.Context, param: click.Parameter, value: int | None) ->
         state().ctx.settings.jobs = value
 
 
+def _timeout_here(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
+    if value is not None:
+        from luff.cli.auth import set_timeout
+
+        set_timeout(state().ctx.settings, value)
+
+
+def _ca_file_here(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        from luff.cli.auth import set_ca_file
+
+        set_ca_file(state().ctx.settings, value)
+
+
+def _creds_here(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+    if value:
+        from luff.cli.auth import set_inline_creds
+
+        set_inline_creds(state().ctx.settings, value, False)
+
+
+def _creds_stdin_here(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        from luff.cli.auth import set_inline_creds
+
+        set_inline_creds(state().ctx.settings, (), True)
+
+
+# Options that also follow a command's name (as crane's persistent flags do).
+_TRUST_OPTIONS = (
+    click.Option(
+        ["--timeout"],
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="SECONDS",
+        expose_value=False,
+        callback=_timeout_here,
+        help="Same as luff --timeout SECONDS.",
+    ),
+    click.Option(
+        ["--ca-file"],
+        metavar="FILE",
+        expose_value=False,
+        callback=_ca_file_here,
+        help="Same as luff --ca-file FILE.",
+    ),
+    click.Option(
+        ["--creds"],
+        multiple=True,
+        metavar="[HOST=]USER:PASSWORD",
+        expose_value=False,
+        callback=_creds_here,
+        help="Same as luff --creds.",
+    ),
+    click.Option(
+        ["--creds-stdin"],
+        is_flag=True,
+        expose_value=False,
+        callback=_creds_stdin_here,
+        help="Same as luff --creds-stdin.",
+    ),
+)
+
+
 # Commands that transfer blobs, and so take -j after their name too.
 _TRANSFERS = {
     "copy",
@@ -315,8 +407,9 @@ _TRANSFERS = {
 
 
 def _add_global_options(group: click.Group, prefix: str = "", only: str = "") -> None:
-    """Accept -v and --insecure (and -j where it matters) after the command name too,
-    as crane's persistent flags (on *group*'s command *only*, when given)."""
+    """Accept -v, --insecure, --timeout, --ca-file and --creds (and -j where it matters)
+    after the command name too, as crane's persistent flags (on *group*'s command *only*,
+    when given)."""
     for name, cmd in group.commands.items():
         if only and name != only:
             continue
@@ -356,6 +449,7 @@ def _add_global_options(group: click.Group, prefix: str = "", only: str = "") ->
                     help="Same as luff --insecure HOST.",
                 )
             )
+        cmd.params += [o for o in _TRUST_OPTIONS if not names & set(o.opts)]
 
 
 _add_global_options(cli)

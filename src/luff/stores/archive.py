@@ -49,6 +49,7 @@ from luff.errors import (
     NotFound,
     UsageError,
 )
+from luff.model import jsonutil
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, is_digest
@@ -505,7 +506,9 @@ class _DockerArchiveReader(DockerArchiveStore):
         if not self.tar.has("manifest.json"):
             raise InvalidManifest(f"{self.name}: not a docker archive (no manifest.json)")
         try:
-            items = json.loads(self.tar.read("manifest.json"))
+            items = jsonutil.loads(
+                self.tar.read("manifest.json"), what="manifest.json", where=self.name
+            )
             assert isinstance(items, list)
             self.images = [
                 _DockerImage(
@@ -533,7 +536,7 @@ class _DockerArchiveReader(DockerArchiveStore):
             if want is not None and want != got:
                 raise DigestMismatch(f"{self.name}: {img.config_member} does not match its name")
             try:
-                cfg = json.loads(img.config)
+                cfg = jsonutil.loads(img.config, what="config")
                 diff_ids = [Digest.parse(d) for d in cfg["rootfs"]["diff_ids"]]
             except (ValueError, KeyError, TypeError, LuffError):
                 raise InvalidManifest(f"{self.name}: {img.config_member}: bad config") from None

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from luff.errors import InvalidDigest, InvalidManifest, LuffError, NotFound, UsageError
+from luff.model import jsonutil
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, is_digest, verified_digest
@@ -65,7 +66,7 @@ def empty_index() -> dict[str, Any]:
 def parse_index(data: bytes, where: str) -> tuple[dict[str, Any], list[Descriptor]]:
     """Parse ``index.json`` bytes; every entry's digest is validated."""
     try:
-        obj = json.loads(data)
+        obj = jsonutil.loads(data, what="index.json", where=where)
     except (ValueError, UnicodeDecodeError):
         raise InvalidManifest(f"{where}: index.json is not valid JSON") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("manifests", []), list):
@@ -105,7 +106,7 @@ def find_entry(entries: list[Descriptor], identifier: str, where: str) -> Descri
 def platform_of_config(data: bytes) -> Platform | None:
     """The platform an image config describes, if it names one."""
     try:
-        cfg = json.loads(data)
+        cfg = jsonutil.loads(data, what="config")
         if isinstance(cfg, dict) and cfg.get("os") and cfg.get("architecture"):
             return Platform.from_dict(cfg)
     except (ValueError, LuffError):
