@@ -9,7 +9,9 @@ above does, see :class:`luff.stores.registry.RegistryStore`), except the
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import tempfile
 import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
@@ -22,6 +24,7 @@ from luff.model.digest import Digest, is_digest
 from luff.model.manifest import MAX_MANIFEST, Manifest
 from luff.registry.body import Body, discard
 from luff.registry.client import RegistryClient
+from luff.registry.retry import RetryLater
 
 if TYPE_CHECKING:
     import urllib3
@@ -265,19 +268,43 @@ class Repository:
     def upload_chunked(self, stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> tuple[Digest, int]:
         """Upload a stream of unknown size in PATCH chunks; returns ``(digest, size)``.
 
-        A chunk that fails is sent again from where the registry says the
-        upload is (``GET`` of the session); the stream is read once.
+        The stream is read once, and what was read is kept in a temporary
+        file. A chunk that fails is sent again from where the registry says
+        the upload is (``GET`` of the session); when the session cannot go on
+        (the registry lost it, or its Location carries a state that a lost
+        answer left stale), a new one is started and fed from the file.
         """
-        loc = self.start_upload()
+        policy = self.client.policy
         h = hashlib.sha256()
-        offset = 0
-        while chunk := stream.read(chunk_size):
-            h.update(chunk)
-            loc = self._send_chunk(loc, chunk, offset)
-            offset += len(chunk)
-        digest = Digest("sha256", h.hexdigest())
-        self._finish(loc, digest)
-        return digest, offset
+        with tempfile.TemporaryFile(prefix="luff-upload-") as spool:
+            size = sent = restarts = 0
+            loc = self.start_upload()
+            done = False
+            while True:
+                chunk = b"" if done else stream.read(chunk_size)
+                done = not chunk
+                if chunk:
+                    h.update(chunk)
+                    spool.seek(0, os.SEEK_END)
+                    spool.write(chunk)
+                    size += len(chunk)
+                try:
+                    while sent < size:
+                        spool.seek(sent)
+                        piece = spool.read(min(chunk_size, size - sent))
+                        loc = self._send_chunk(loc, piece, sent)
+                        sent += len(piece)
+                    if done:
+                        digest = Digest("sha256", h.hexdigest())
+                        self._finish(loc, digest)
+                        return digest, size
+                except (NotFound, TransportError, RegistryError) as e:
+                    cancel.check()
+                    if restarts + 1 >= policy.max_attempts or not _restartable(e):
+                        raise
+                    restarts += 1
+                    self.client.settings.say(f"{self.display}: {e}; starting the upload again")
+                    loc, sent = self.start_upload(), 0
 
     def _send_chunk(self, loc: str, chunk: bytes, offset: int) -> str:
         end = offset + len(chunk)
@@ -403,6 +430,13 @@ class Repository:
                 "manifests": [e.to_dict() for e in entries],
             }
         )
+
+
+def _restartable(e: Exception) -> bool:
+    """Whether a new upload session may succeed where *e* ended the last one."""
+    if isinstance(e, (NotFound, TransportError, RetryLater)):
+        return True
+    return isinstance(e, RegistryError) and e.status in (0, 400, 416)
 
 
 class BlobStream:

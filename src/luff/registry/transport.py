@@ -192,6 +192,12 @@ def reason(e: Exception) -> str:
         return "unknown host"
     if "timed out" in text.lower():
         return "timed out"
+    if "RemoteDisconnected" in text:
+        return "connection closed without an answer"
+    if "Connection reset" in text:
+        return "connection reset"
+    if "Broken pipe" in text or "BrokenPipe" in text:
+        return "connection closed while sending"
     short = re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected\)", text)
     if short:
         got, more = int(short[1]), int(short[2])
