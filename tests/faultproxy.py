@@ -86,6 +86,13 @@ class Seen:
     body_len: int
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up (as faults make them do) is not worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
 class FaultProxy:
     """Forwards to *upstream* ("host:port"); see :class:`Rule` for faults."""
 
@@ -121,7 +128,7 @@ class FaultProxy:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _any
 
-        self.httpd = ThreadingHTTPServer((bind_host, self.port), Handler)
+        self.httpd = _QuietServer((bind_host, self.port), Handler)
         self.httpd.daemon_threads = True
         if tls is not None:
             # Handshakes in the handler threads: a client that fails one must not stop the rest.

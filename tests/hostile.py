@@ -20,6 +20,13 @@ Handler = Callable[[BaseHTTPRequestHandler], None]
 MiB = 1 << 20
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up (as faults make them do) is not worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
 class Hostile:
     """Answers a request with the handler of the last route whose pattern matches its
     whole path (query left out); ``/v2/`` answers ``{}`` unless told otherwise, anything
@@ -51,7 +58,7 @@ class Hostile:
 
             do_GET = do_HEAD = do_POST = do_PUT = _any
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd = _QuietServer(("127.0.0.1", 0), H)
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 

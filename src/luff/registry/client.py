@@ -76,6 +76,7 @@ class RegistryClient:
         self._ping: Ping | None = None
         self._ping_lock = threading.Lock()
         self._creds: authmod.Credentials | None = None
+        self._creds_lock = threading.Lock()  # a credential helper runs once
 
     # --- the host ------------------------------------------------------------
     def ping(self) -> Ping:
@@ -108,10 +109,11 @@ class RegistryClient:
 
     def credentials(self) -> authmod.Credentials:
         """Credentials for this host (looked up once)."""
-        if self._creds is None:
-            lookup = self.settings.credentials or authmod.lookup
-            self._creds = lookup(self.host)
-        return self._creds
+        with self._creds_lock:
+            if self._creds is None:
+                lookup = self.settings.credentials or authmod.lookup
+                self._creds = lookup(self.host)
+            return self._creds
 
     def who(self) -> str:
         """The credentials in use, for messages."""

@@ -37,7 +37,12 @@ Body = bytes | BinaryIO | Iterable[bytes] | None
 
 
 class TimedOut(TransportError):
-    """A peer accepted the connection but did not answer within ``Settings.timeout``."""
+    """A peer did not connect or answer within ``Settings.timeout``.
+
+    It is not retried (``retryable`` is False): the user asked to wait that
+    long for an answer, not that long times the retry budget. A body that
+    stalls mid-way is another matter (see :class:`luff.registry.repository.BlobStream`).
+    """
 
 
 class Transport:
@@ -103,7 +108,9 @@ class Transport:
             why = reason(e)
             if why == "timed out":
                 raise TimedOut(
-                    f"timed out: no answer within {self.settings.timeout:g} s", where=host
+                    f"timed out: no answer within {self.settings.timeout:g} s",
+                    retryable=False,
+                    where=host,
                 ) from None
             final = why in ("connection refused", "unknown host")
             raise TransportError(why, retryable=not final, where=host) from None
