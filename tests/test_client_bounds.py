@@ -11,7 +11,6 @@ import gzip
 import io
 import json
 import subprocess
-import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -36,19 +35,10 @@ from tests.hostile import (
     measured,
     send,
 )
+from tests.test_cli import luff
 
 # A process that holds no more than a few MiB of what a peer sent grows by far less.
 MEMORY_BOUND_KIB = 100 * 1024
-
-
-def luff(*args: str, stdin: str = "", timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "luff", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def one_line(p: subprocess.CompletedProcess[str], code: int = 1) -> str:
@@ -205,7 +195,7 @@ def test_a_deeply_nested_docker_archive_manifest_is_one_line(tmp_path: Path) -> 
 def test_a_silent_server_fails_after_the_timeout_naming_the_host() -> None:
     silent = Silent()
     try:
-        p = luff("--timeout", "2", "digest", f"{silent.host}/app:1", timeout=60)
+        p = luff("--timeout", "2", "digest", f"{silent.host}/app:1")
         line = one_line(p)
         assert silent.host in line and "timed out" in line
         # The library: one connection, no retries of a peer that never answered.

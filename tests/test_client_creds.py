@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,19 +14,7 @@ from luff.context import Context
 from luff.testing import random_image
 from tests.conftest import Reg
 from tests.registries import PASSWORD, USER
-
-
-def luff(
-    *args: str, stdin: str = "", env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "luff", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
+from tests.test_cli import luff
 
 
 def _no_auth_files() -> None:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import socket
 import ssl
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from luff.server import RegistryServer
 from luff.testing import random_image
 from tests.conftest import Reg
 from tests.faultproxy import FaultProxy
+from tests.test_cli import luff
 
 
 def _name() -> tuple[str, str]:
@@ -156,16 +155,6 @@ def tls_registry_by_name(
         img.push(f"{host}/trust/app:1", ctx)
         ctx.close()
         yield host, str(img.digest)
-
-
-def luff(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "luff", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def _ok(p: subprocess.CompletedProcess[str], digest: str) -> None:

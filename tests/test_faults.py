@@ -82,31 +82,23 @@ def verify_target(host: str, repo: str, tag: str, want: Digest) -> list[str]:
         return [f"{repo}:{tag} is {Digest.of(data)}, not {want}"]
     problems: list[str] = []
     todo = [data]
+
+    def fetch(kind: str, d: dict[str, object], accept: str = "") -> bytes:
+        try:
+            got, _ = _get(host, f"/v2/{repo}/{kind}/{d['digest']}", accept)
+        except urllib.error.HTTPError as e:
+            problems.append(f"{kind} {d['digest']}: HTTP {e.code}")
+            return b""
+        if f"sha256:{hashlib.sha256(got).hexdigest()}" != d["digest"] or len(got) != d["size"]:
+            problems.append(f"{kind} {d['digest']} does not hash to its digest")
+        return got
+
     while todo:
         obj = json.loads(todo.pop())
-        for d in obj.get("manifests", []):
-            try:
-                child, _ = _get(host, f"/v2/{repo}/manifests/{d['digest']}", mt.ACCEPT)
-            except urllib.error.HTTPError as e:
-                problems.append(f"manifest {d['digest']}: HTTP {e.code}")
-                continue
-            if (
-                f"sha256:{hashlib.sha256(child).hexdigest()}" != d["digest"]
-                or len(child) != d["size"]
-            ):
-                problems.append(f"manifest {d['digest']} does not hash to its digest")
-            todo.append(child)
+        children = [fetch("manifests", d, mt.ACCEPT) for d in obj.get("manifests", [])]
+        todo += [c for c in children if c]
         for b in [obj["config"], *obj["layers"]] if "config" in obj else []:
-            try:
-                blob, _ = _get(host, f"/v2/{repo}/blobs/{b['digest']}")
-            except urllib.error.HTTPError as e:
-                problems.append(f"blob {b['digest']}: HTTP {e.code}")
-                continue
-            if (
-                f"sha256:{hashlib.sha256(blob).hexdigest()}" != b["digest"]
-                or len(blob) != b["size"]
-            ):
-                problems.append(f"blob {b['digest']} does not hash to its digest")
+            fetch("blobs", b)
     return problems
 
 

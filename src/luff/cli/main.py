@@ -330,32 +330,20 @@ def _jobs_here(ctx: click.Context, param: click.Parameter, value: int | None) ->
         state().ctx.settings.jobs = value
 
 
-def _timeout_here(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
-    if value is not None:
-        from luff.cli.auth import set_timeout
+def _trust_here(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """--timeout, --ca-file, --creds and --creds-stdin given after the command name."""
+    if value is None or value == () or value is False:
+        return
+    from luff.cli import auth as trust
 
-        set_timeout(state().ctx.settings, value)
-
-
-def _ca_file_here(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    if value:
-        from luff.cli.auth import set_ca_file
-
-        set_ca_file(state().ctx.settings, value)
-
-
-def _creds_here(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
-    if value:
-        from luff.cli.auth import set_inline_creds
-
-        set_inline_creds(state().ctx.settings, value, False)
-
-
-def _creds_stdin_here(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if value:
-        from luff.cli.auth import set_inline_creds
-
-        set_inline_creds(state().ctx.settings, (), True)
+    settings = state().ctx.settings
+    if param.name == "timeout":
+        trust.set_timeout(settings, float(value))
+    elif param.name == "ca_file":
+        trust.set_ca_file(settings, str(value))
+    else:
+        creds = tuple(value) if param.name == "creds" else ()
+        trust.set_inline_creds(settings, creds, param.name == "creds_stdin")
 
 
 # Options that also follow a command's name (as crane's persistent flags do).
@@ -365,14 +353,14 @@ _TRUST_OPTIONS = (
         type=click.FloatRange(min=0, min_open=True),
         metavar="SECONDS",
         expose_value=False,
-        callback=_timeout_here,
+        callback=_trust_here,
         help="Same as luff --timeout SECONDS.",
     ),
     click.Option(
         ["--ca-file"],
         metavar="FILE",
         expose_value=False,
-        callback=_ca_file_here,
+        callback=_trust_here,
         help="Same as luff --ca-file FILE.",
     ),
     click.Option(
@@ -380,14 +368,14 @@ _TRUST_OPTIONS = (
         multiple=True,
         metavar="[HOST=]USER:PASSWORD",
         expose_value=False,
-        callback=_creds_here,
+        callback=_trust_here,
         help="Same as luff --creds.",
     ),
     click.Option(
         ["--creds-stdin"],
         is_flag=True,
         expose_value=False,
-        callback=_creds_stdin_here,
+        callback=_trust_here,
         help="Same as luff --creds-stdin.",
     ),
 )

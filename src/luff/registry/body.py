@@ -18,6 +18,7 @@ Manifests use :data:`luff.model.manifest.MAX_MANIFEST` (4 MiB).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -72,10 +73,7 @@ class Body:
     def read(self, n: int | None = -1) -> bytes:
         """Up to *n* decoded bytes (all of them for ``-1``); ``b""`` at the end."""
         if n is None or n < 0:
-            parts = []
-            while chunk := self.read(1 << 20):
-                parts.append(chunk)
-            return b"".join(parts)
+            return read_all(self.read)
         if n == 0 or self._eof:
             return b""
         if self._z is None:
@@ -130,6 +128,14 @@ class Body:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_all(read: Callable[[int], bytes]) -> bytes:
+    """Everything *read* gives, a MiB at a time."""
+    parts = []
+    while chunk := read(1 << 20):
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def declared_length(resp: urllib3.BaseHTTPResponse) -> int | None:

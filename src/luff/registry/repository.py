@@ -22,7 +22,7 @@ from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, is_digest
 from luff.model.manifest import MAX_MANIFEST, Manifest
-from luff.registry.body import Body, discard
+from luff.registry.body import Body, discard, read_all
 from luff.registry.client import RegistryClient
 from luff.registry.retry import RetryLater
 
@@ -463,10 +463,7 @@ class BlobStream:
 
     def read(self, n: int | None = -1) -> bytes:
         if n is None or n < 0:
-            parts = []
-            while chunk := self.read(1 << 20):
-                parts.append(chunk)
-            return b"".join(parts)
+            return read_all(self.read)
         while True:
             try:
                 data = self._body.read(n)
