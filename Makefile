@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 
-.PHONY: demo test bench
+.PHONY: demo test bench soak
 
 demo:
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -14,3 +14,7 @@ test:
 
 bench:
 	for b in copy pull index mutate server; do $(VENV)/bin/python bench/bench_$$b.py --runs 9 || exit 1; done
+
+# make soak: 1,000 copies per registry kind through proxies that inject random faults (15 %).
+soak:
+	$(VENV)/bin/python -m tests.test_faults --copies 1000

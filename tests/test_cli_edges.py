@@ -357,7 +357,7 @@ def test_login_to_a_web_server_that_is_not_a_registry(tmp_path: Path) -> None:
     try:
         host = f"127.0.0.1:{srv.server_address[1]}"
         p = luff("auth", "login", host, "-u", "u", "--password-stdin", stdin="pw\n")
-        assert "not a registry" in one_line_error(p)
+        assert "does not look like an OCI registry" in one_line_error(p)
     finally:
         srv.shutdown()
         srv.server_close()

@@ -47,11 +47,13 @@ class Settings:
 
     ``jobs`` bounds the concurrent transfers and lookups of a whole
     operation (nested work shares it). ``max_attempts`` and ``backoff`` set
-    the retry policy; ``timeout`` bounds connecting and every wait for a
-    byte from a peer. ``credentials`` overrides the lookup in Docker's and
-    podman's auth files (``host -> Credentials``). ``ca_file`` adds trusted
-    CAs; ``certs_dirs`` are searched for per-host ``ca.crt`` and client
-    certificates (containers' and Docker's ``certs.d`` by default).
+    the retry policy (:class:`luff.registry.retry.RetryPolicy`); ``timeout``
+    bounds connecting and every wait for a byte from a peer (a peer that does
+    not answer in time is not retried). ``credentials`` overrides the lookup
+    in Docker's and podman's auth files (``host -> Credentials``). ``ca_file``
+    adds trusted CAs; ``certs_dirs`` are searched for ``HOST[:PORT]/*.crt``
+    CAs and ``*.cert``/``*.key`` client certificates (containers' and
+    Docker's ``certs.d`` by default).
     """
 
     insecure: set[str] = field(default_factory=set)

@@ -35,6 +35,7 @@ from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.model.referrers import ReferrerList, artifact_type, cosign_tags
 from luff.pool import run_all
+from luff.registry.retry import RetryPolicy
 from luff.stores.base import (
     ConditionalTagger,
     Mounter,
@@ -501,6 +502,9 @@ class Copier:
                     progress.finished(item)
                 return
             item.action = COPY
+        # The source stream cannot be sent twice, so the registry client cannot retry a
+        # failed upload: it is retried here, from a fresh source stream and upload session.
+        policy = RetryPolicy.from_settings(self.ctx.settings)
         attempts = 0
         while True:
             attempts += 1
@@ -524,16 +528,12 @@ class Copier:
                 raise e.located(where=item.source.name, side="source", digest=desc.digest) from None
             except (TransportError, RegistryError) as e:
                 cancel.check()  # stopped on purpose: no retry
-                status = getattr(e, "status", 0)
-                if (
-                    attempts >= 3
-                    or (isinstance(e, RegistryError) and 300 <= status < 500)
-                    or (isinstance(e, TransportError) and not e.retryable)
-                ):
+                if attempts >= policy.max_attempts or not policy.should_retry(e):
                     raise
                 self.ctx.say(f"retrying {desc.digest}: {e}")
                 if progress is not None and sent:
                     progress.advance(item, -sent)
+                policy.sleep(attempts, policy.retry_after_of(e))
         if progress is not None:
             progress.finished(item)
 

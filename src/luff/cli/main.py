@@ -116,15 +116,44 @@ class LuffGroup(click.Group):
     show_default=True,
     help="Concurrent transfers.",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Give up on a registry that does not connect or answer within SECONDS (default 30).",
+)
+@click.option("--ca-file", metavar="FILE", help="Also trust the CA certificates in FILE (PEM).")
+@click.option(
+    "--creds",
+    multiple=True,
+    metavar="[HOST=]USER:PASSWORD",
+    help="Credentials for this run only, for every registry the command uses (or for HOST); "
+    "nothing is written. Repeatable.",
+)
+@click.option("--creds-stdin", is_flag=True, help="Read --creds' USER:PASSWORD from stdin.")
 @click.version_option(__version__, prog_name="luff")
 @click.pass_context
 def cli(
-    ctx: click.Context, insecure: tuple[str, ...], verbose: int, platform: str | None, jobs: int
+    ctx: click.Context,
+    insecure: tuple[str, ...],
+    verbose: int,
+    platform: str | None,
+    jobs: int,
+    timeout: float | None,
+    ca_file: str | None,
+    creds: tuple[str, ...],
+    creds_stdin: bool,
 ) -> None:
     """Assemble and ship multi-platform container images from images anywhere."""
     st = State(verbose=verbose, platform=platform)
     st.ctx.settings.add_insecure(insecure)
     st.ctx.settings.jobs = jobs
+    if timeout is not None or ca_file or creds or creds_stdin:
+        from luff.cli import auth as trust
+
+        trust.set_timeout(st.ctx.settings, timeout)
+        trust.set_ca_file(st.ctx.settings, ca_file)
+        trust.set_inline_creds(st.ctx.settings, creds, creds_stdin)
     if verbose:
         st.ctx.settings.log = log
     ctx.obj = st
@@ -331,6 +360,57 @@ def _jobs_here(ctx: click.Context, param: click.Parameter, value: int | None) ->
         state().ctx.settings.jobs = value
 
 
+def _trust_here(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """--timeout, --ca-file, --creds and --creds-stdin given after the command name."""
+    if value is None or value == () or value is False:
+        return
+    from luff.cli import auth as trust
+
+    settings = state().ctx.settings
+    if param.name == "timeout":
+        trust.set_timeout(settings, float(value))
+    elif param.name == "ca_file":
+        trust.set_ca_file(settings, str(value))
+    else:
+        creds = tuple(value) if param.name == "creds" else ()
+        trust.set_inline_creds(settings, creds, param.name == "creds_stdin")
+
+
+# Options that also follow a command's name (as crane's persistent flags do).
+_TRUST_OPTIONS = (
+    click.Option(
+        ["--timeout"],
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="SECONDS",
+        expose_value=False,
+        callback=_trust_here,
+        help="Same as luff --timeout SECONDS.",
+    ),
+    click.Option(
+        ["--ca-file"],
+        metavar="FILE",
+        expose_value=False,
+        callback=_trust_here,
+        help="Same as luff --ca-file FILE.",
+    ),
+    click.Option(
+        ["--creds"],
+        multiple=True,
+        metavar="[HOST=]USER:PASSWORD",
+        expose_value=False,
+        callback=_trust_here,
+        help="Same as luff --creds.",
+    ),
+    click.Option(
+        ["--creds-stdin"],
+        is_flag=True,
+        expose_value=False,
+        callback=_trust_here,
+        help="Same as luff --creds-stdin.",
+    ),
+)
+
+
 # Commands that transfer blobs, and so take -j after their name too.
 _TRANSFERS = {
     "copy",
@@ -347,8 +427,9 @@ _TRANSFERS = {
 
 
 def _add_global_options(group: click.Group, prefix: str = "", only: str = "") -> None:
-    """Accept -v and --insecure (and -j where it matters) after the command name too,
-    as crane's persistent flags (on *group*'s command *only*, when given)."""
+    """Accept -v, --insecure, --timeout, --ca-file and --creds (and -j where it matters)
+    after the command name too, as crane's persistent flags (on *group*'s command *only*,
+    when given)."""
     for name, cmd in group.commands.items():
         if only and name != only:
             continue
@@ -388,6 +469,7 @@ def _add_global_options(group: click.Group, prefix: str = "", only: str = "") ->
                     help="Same as luff --insecure HOST.",
                 )
             )
+        cmd.params += [o for o in _TRUST_OPTIONS if not names & set(o.opts)]
 
 
 _add_global_options(cli)

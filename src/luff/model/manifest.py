@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from luff.errors import InvalidManifest
+from luff.model import jsonutil
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
@@ -19,7 +20,7 @@ MAX_MANIFEST = 4 * 1024 * 1024
 def sniff_media_type(data: bytes, hint: str = "") -> str:
     """The media type of a manifest: its ``mediaType`` field, else *hint*, else by shape."""
     try:
-        obj = json.loads(data)
+        obj = jsonutil.loads(data, what="manifest")
     except (ValueError, UnicodeDecodeError):
         raise InvalidManifest("manifest is not valid JSON") from None
     if not isinstance(obj, dict):
@@ -65,7 +66,7 @@ class Manifest:
     @cached_property
     def json(self) -> dict[str, Any]:
         """The parsed JSON object."""
-        obj: dict[str, Any] = json.loads(self.data)
+        obj: dict[str, Any] = jsonutil.loads(self.data, what="manifest")
         return obj
 
     @cached_property

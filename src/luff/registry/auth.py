@@ -13,14 +13,16 @@ import base64
 import json
 import os
 import re
+import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from luff.errors import AuthError, UsageError
+from luff.model import jsonutil
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 
@@ -105,7 +107,7 @@ def _load(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise AuthError(f"cannot read {path}: {e.strerror}") from None
     try:
-        obj = json.loads(text) if text.strip() else {}
+        obj = jsonutil.loads(text, what="auth file", where=str(path)) if text.strip() else {}
     except json.JSONDecodeError as e:
         raise AuthError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
     if not isinstance(obj, dict):
@@ -171,8 +173,10 @@ def run_helper(helper: str, host: str) -> Credentials:
         if p.returncode != 0:
             continue  # "credentials not found in native keychain"
         try:
-            obj = json.loads(p.stdout)
-        except json.JSONDecodeError:
+            obj = jsonutil.loads(p.stdout, what=f"output of {exe}")
+            if not isinstance(obj, dict):
+                raise ValueError(obj)
+        except ValueError:
             raise AuthError(f"credential helper {exe} printed invalid JSON") from None
         user, secret = obj.get("Username", ""), obj.get("Secret", "")
         if user == "<token>":
@@ -207,16 +211,37 @@ def lookup(host: str) -> Credentials:
 
 
 def _write_atomic(path: Path, obj: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config-", dir=path.parent)
+    """Replace the file at *path* atomically (a temporary file beside it, then a rename).
+
+    A symlinked auth file (dotfiles kept in a repository, a mounted secret)
+    stays a link: the file it points to is replaced, as Docker does, and
+    keeps its mode (a new file gets 0600).
+    """
+    try:
+        target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    except OSError as e:
+        raise AuthError(f"cannot resolve {path}: {e.strerror}") from None
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o600
+    except OSError as e:
+        raise AuthError(f"cannot read {target}: {e.strerror}") from None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
+    except OSError as e:
+        raise AuthError(f"cannot write {target}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent="\t")
             f.write("\n")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise AuthError(f"cannot write {target}: {e.strerror}") from None
         raise
 
 
@@ -258,3 +283,42 @@ def remove(host: str) -> bool:
     if removed:
         _write_atomic(path, cfg)
     return removed
+
+
+# --- credentials given for one run (--creds) ----------------------------------------
+
+# A registry host as Docker tells one: with a dot or a port, or localhost.
+_HOST_RE = re.compile(
+    r"(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|\[[0-9A-Fa-f:.]+\])(?::\d+)?"
+    r"|[A-Za-z0-9-]+:\d+"
+)
+
+
+def parse_inline(value: str, option: str = "--creds") -> tuple[str, Credentials]:
+    """``[HOST=]USER:PASSWORD`` as ``(HOST or "", credentials)``."""
+    host = ""
+    left, eq, rest = value.partition("=")
+    if eq and _HOST_RE.fullmatch(left):
+        host, value = left, rest
+    user, colon, password = value.partition(":")
+    if not colon or not user:
+        raise UsageError(f"{option}: expected [HOST=]USER:PASSWORD")
+    return host, Credentials(user, password)
+
+
+def inline_lookup(
+    given: list[tuple[str, Credentials]], fallback: Callable[[str], Credentials] | None = None
+) -> Callable[[str], Credentials]:
+    """A credential lookup that answers with *given* (``[(HOST or "", credentials)]``):
+    the entry for the host, else the one without a host, else *fallback* (the files)."""
+    table = {h: c for h, c in given if h}
+    default = next((c for h, c in given if not h), None)
+    rest = fallback or lookup
+
+    def find(host: str) -> Credentials:
+        for key in _keys_for(host):
+            if key in table:
+                return table[key]
+        return default if default is not None else rest(host)
+
+    return find

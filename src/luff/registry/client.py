@@ -1,87 +1,106 @@
-"""HTTP client for the OCI distribution API: auth, retries, redirects, errors."""
+"""The HTTP client of one registry host, in layers.
+
+- :mod:`~luff.registry.transport`: one request over a pooled, cancellable
+  connection, with the host's TLS settings;
+- :mod:`~luff.registry.ping`: ``GET /v2/`` once per host (and
+  :class:`~luff.context.Context`), for the scheme and the auth challenge;
+- :mod:`~luff.registry.authn`: the ``Authorization`` header for the scopes
+  of a request (basic, or bearer tokens cached per scope set);
+- :mod:`~luff.registry.retry`: which failures to try again, and the waits;
+- this module: a request with all of the above, plus redirects (credentials
+  never follow a redirect to another host) and bounded reads of the bodies
+  it reads whole (:mod:`~luff.registry.body`);
+- :mod:`~luff.registry.repository`: the ``/v2/<name>/...`` API of one
+  repository, on top.
+"""
 
 from __future__ import annotations
 
-import datetime
-import email.utils
-import json
-import random
 import threading
-import time
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-import urllib3
-from urllib3.exceptions import HTTPError as Urllib3Error
+from typing import TYPE_CHECKING, Any
 
 from luff import __version__, cancel
-from luff.errors import AuthError, NotFound, RegistryError, TransportError
+from luff.errors import LimitExceeded, NotFound, RegistryError, TransportError
+from luff.model import jsonutil
 from luff.registry import auth as authmod
-from luff.registry.transport import Body, reason
+from luff.registry.authn import Authenticator
+from luff.registry.body import MAX_PAGE, MAX_SMALL, discard, read_capped, read_truncated
+from luff.registry.ping import Ping, ping
+from luff.registry.retry import RetryLater, RetryPolicy
+from luff.registry.status import error_from
+from luff.registry.transport import Body as RequestBody
 
 if TYPE_CHECKING:
+    import urllib3
+
     from luff.context import Settings
     from luff.registry.transport import Transport
 
-RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
+#: Pages of one tag list, catalog or referrers listing, at most (each at most 4 MiB).
+MAX_PAGES = 1000
+#: Bytes of one whole listing, over all its pages, at most.
+MAX_LISTING = 64 << 20
 USER_AGENT = f"luff/{__version__}"
 
 
 @dataclass
-class _Token:
-    value: str
-    expires: float
+class Reply:
+    """A response read whole: status, headers and (bounded) body."""
 
-
-def error_message(resp: urllib3.BaseHTTPResponse, what: str) -> tuple[str, str]:
-    """``(code, message)`` from a distribution error body, else the HTTP reason."""
-    try:
-        raw = resp.data[:65536]
-    except Exception:
-        raw = b""
-    try:
-        obj = json.loads(raw)
-        errs = obj.get("errors") if isinstance(obj, dict) else None
-        if errs and isinstance(errs, list) and isinstance(errs[0], dict):
-            e = errs[0]
-            code = str(e.get("code", ""))
-            msg = str(e.get("message", "")) or code.lower().replace("_", " ")
-            return code, f"{code}: {msg}" if code else msg
-    except (ValueError, AttributeError):
-        pass
-    reason = resp.reason or ""
-    text = raw.decode("utf-8", "replace").strip().splitlines()[0][:200] if raw.strip() else ""
-    return "", f"HTTP {resp.status} {reason}".strip() + (f": {text}" if text else "")
+    status: int
+    headers: urllib3.HTTPHeaderDict
+    data: bytes
 
 
 class RegistryClient:
-    """One registry host: connection scheme, credentials, token cache, retries."""
+    """One registry host: its scheme, credentials, tokens and retry policy."""
 
     def __init__(self, host: str, settings: Settings, transport: Transport) -> None:
         self.host = host
         self.settings = settings
         self.transport = transport
-        from luff.context import is_local_host
-
+        self.policy = RetryPolicy.from_settings(settings)
         # Loopback and --insecure hosts: TLS is not verified and either scheme may serve.
-        self._insecure = settings.is_insecure(host)
-        self.scheme = "http" if is_local_host(host) else "https"
-        if self._insecure:
+        self.insecure = settings.is_insecure(host)
+        if self.insecure:
+            import urllib3
+
             # Skipping verification is what the user asked for; don't warn on every request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        self._answered = ""  # the scheme a response has come back on; it is kept from then on
-        self._probed = False  # a TLS handshake was tried after plain HTTP failed
-        self._lock = threading.Lock()
-        self._token_lock = threading.Lock()
-        self._auth_scheme = ""  # "", "basic" or "bearer"
-        self._challenge: dict[str, str] = {}
-        self._tokens: dict[tuple[str, ...], _Token] = {}
+        self.auth = Authenticator(host, self.credentials, self._token_request)
+        self._ping: Ping | None = None
+        self._ping_lock = threading.Lock()
         self._creds: authmod.Credentials | None = None
+        self._creds_lock = threading.Lock()  # a credential helper runs once
+        #: What this registry was found to do (``"referrers-api"``, ``"if-match"``), learnt once.
+        self.capabilities: dict[str, bool] = {}
 
-    # --- plumbing ------------------------------------------------------
+    # --- the host ------------------------------------------------------------
+    def ping(self) -> Ping:
+        """``GET /v2/`` the first time it is called; the same answer afterwards."""
+        if self._ping is not None:
+            return self._ping
+        with self._ping_lock:
+            if self._ping is None:
+                p = ping(self.host, self._send_ping, self.insecure, self.policy, self._say)
+                if p.challenge:
+                    self.auth.learn(p.challenge)
+                self._ping = p
+            return self._ping
+
+    def _send_ping(self, url: str) -> urllib3.BaseHTTPResponse:
+        return self._send("GET", url, {"User-Agent": USER_AGENT}, None)
+
+    @property
+    def scheme(self) -> str:
+        """``https`` or ``http``, as the ping found."""
+        return self.ping().scheme
+
     @property
     def base(self) -> str:
         return f"{self.scheme}://{self.host}"
@@ -92,146 +111,26 @@ class RegistryClient:
 
     def credentials(self) -> authmod.Credentials:
         """Credentials for this host (looked up once)."""
-        if self._creds is None:
-            lookup = self.settings.credentials or authmod.lookup
-            self._creds = lookup(self.host)
-        return self._creds
+        with self._creds_lock:
+            if self._creds is None:
+                lookup = self.settings.credentials or authmod.lookup
+                self._creds = lookup(self.host)
+            return self._creds
 
-    def _auth_header(self, scopes: tuple[str, ...]) -> str | None:
-        with self._lock:
-            if self._auth_scheme == "basic":
-                c = self.credentials()
-                return c.basic() if c else None
-            if self._auth_scheme == "bearer":
-                tok = self._tokens.get(scopes)
-                if tok and tok.expires > time.monotonic():
-                    return f"Bearer {tok.value}"
-                challenge = dict(self._challenge)
-            else:
-                return None
-        # A known bearer realm: fetch the token for these scopes up front.
-        with self._token_lock:
-            with self._lock:
-                tok = self._tokens.get(scopes)
-            if not (tok and tok.expires > time.monotonic()):
-                self._fetch_token(scopes, challenge)
-                with self._lock:
-                    tok = self._tokens.get(scopes)
-        return f"Bearer {tok.value}" if tok else None
+    def who(self) -> str:
+        """The credentials in use, for messages."""
+        c = self.credentials()
+        return f"as {c.username!r}" if c.username else "(no credentials)"
 
-    def _authenticate(self, resp: urllib3.BaseHTTPResponse, scopes: tuple[str, ...]) -> bool:
-        """React to a 401; True when a retry with new credentials makes sense."""
-        header = resp.headers.get("WWW-Authenticate", "")
-        challenges = authmod.parse_challenges(header)
-        for scheme, params in challenges:
-            if scheme.lower() == "bearer" and params.get("realm"):
-                with self._lock:
-                    self._auth_scheme = "bearer"
-                    # The challenge's scope belongs to this request only.
-                    self._challenge = {k: v for k, v in params.items() if k != "scope"}
-                with self._token_lock:
-                    self._fetch_token(scopes, params)
-                return True
-        for scheme, _ in challenges:
-            if scheme.lower() == "basic":
-                with self._lock:
-                    self._auth_scheme = "basic"
-                return bool(self.credentials())
-        return False
+    def check_login(self) -> None:
+        """Ping, then prove the credentials: fetch a token, or send them to ``/v2/``."""
+        self.ping()
+        if self.auth.scheme == "bearer":
+            self.auth.check_login()
+        elif self.auth.scheme == "basic":
+            self.call("GET", "/v2/", ok=(200,), what=self.host)
 
-    def _fetch_token(self, scopes: tuple[str, ...], params: Mapping[str, str]) -> None:
-        realm = params["realm"]
-        query: list[tuple[str, str]] = []
-        if params.get("service"):
-            query.append(("service", params["service"]))
-        all_scopes = list(scopes)
-        if params.get("scope"):
-            all_scopes += [s for s in params["scope"].split(" ") if s and s not in all_scopes]
-        creds = self.credentials()
-        headers = {"User-Agent": USER_AGENT}
-        if creds.identity_token:
-            form = dict(query)
-            form.update(
-                grant_type="refresh_token",
-                refresh_token=creds.identity_token,
-                client_id="luff",
-                scope=" ".join(all_scopes),
-            )
-            resp = self._send_token_request(
-                "POST",
-                realm,
-                {**headers, "Content-Type": "application/x-www-form-urlencoded"},
-                urllib.parse.urlencode(form).encode(),
-            )
-        else:
-            query += [("scope", s) for s in all_scopes]
-            if creds:
-                headers["Authorization"] = creds.basic()
-            sep = "&" if "?" in realm else "?"
-            url = realm + (sep + urllib.parse.urlencode(query) if query else "")
-            resp = self._send_token_request("GET", url, headers, None)
-        if resp.status in (401, 403):
-            who = f"as {creds.username!r}" if creds else "anonymously"
-            raise AuthError(f"{self.host}: token server refused to authenticate {who}")
-        if resp.status != 200:
-            _, msg = error_message(resp, "token")
-            raise AuthError(f"{self.host}: token request failed: {msg}")
-        try:
-            obj = json.loads(resp.data)
-            token = obj.get("token") or obj.get("access_token")
-            expires = float(obj.get("expires_in") or 60)
-        except (ValueError, AttributeError, TypeError):
-            raise AuthError(f"{self.host}: token server sent invalid JSON") from None
-        if not token:
-            raise AuthError(f"{self.host}: token server sent no token")
-        with self._lock:
-            self._tokens[scopes] = _Token(str(token), time.monotonic() + max(expires - 10, 5))
-
-    def _send_token_request(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
-    ) -> urllib3.BaseHTTPResponse:
-        """A token server request, retried like registry requests (5xx, 429, resets)."""
-        attempts = 0
-        while True:
-            attempts += 1
-            cancel.check()
-            try:
-                resp = self._send(method, url, headers, body, False)
-            except TransportError as e:
-                cancel.check()
-                if attempts >= self.settings.max_attempts or not e.retryable:
-                    raise
-                self._sleep(attempts, None)
-                continue
-            if resp.status in RETRY_STATUS and attempts < self.settings.max_attempts:
-                self._sleep(attempts, resp.headers.get("Retry-After"))
-                continue
-            return resp
-
-    def _may_switch(
-        self,
-        same_host: bool,
-        switched: bool,
-        url: str,
-        scheme: str,
-        error: TransportError | None = None,
-    ) -> bool:
-        """Whether a request on *scheme* that failed may move this registry to the other one:
-        a loopback or --insecure host that has never answered on *scheme*, once per request."""
-        return (
-            self._insecure
-            and same_host
-            and not switched
-            and url.startswith(scheme + ":")
-            and self._answered != scheme
-            and (error is None or error.retryable or scheme == "https")
-        )
-
-    def _switch(self, scheme: str, url: str) -> str:
-        with self._lock:
-            self.scheme = scheme
-        return scheme + url[url.index(":") :]
-
+    # --- requests -------------------------------------------------------------
     def request(
         self,
         method: str,
@@ -239,259 +138,239 @@ class RegistryClient:
         *,
         scopes: Iterable[str] = (),
         headers: Mapping[str, str] | None = None,
-        body: Body = None,
-        stream: bool = False,
-        what: str = "",
+        body: RequestBody = None,
+        retry: bool = True,
     ) -> urllib3.BaseHTTPResponse:
-        """Send a request with auth, redirects and retries; returns the final response.
+        """Send a request with auth, redirects and retries; the response's body is unread.
 
-        Error statuses are returned, not raised; see :meth:`check`.
-        A body that is a stream is sent once (no retry after it was read).
+        Error statuses are returned, not raised (see :meth:`check`); a
+        retryable one only once the retries are spent. A *body* that is a
+        stream is sent once: it is never retried or re-sent after a
+        redirect. With ``retry=False`` nothing is retried.
         """
         scope_key = tuple(sorted(set(scopes)))
         url = self.url(path)
-        hdrs = {"User-Agent": USER_AGENT, **(headers or {})}
-        attempts = 0
-        authed = False
+        home = urllib.parse.urlsplit(self.base).netloc
         # Credentials go to this registry only, not to a host named in a Location or Link.
-        same_host = urllib.parse.urlsplit(url).netloc == urllib.parse.urlsplit(self.base).netloc
-        switched = False
+        same_host = urllib.parse.urlsplit(url).netloc == home
         replayable = body is None or isinstance(body, bytes)
+        retry = retry and replayable
+        attempts = redirects = 0
+        reauthed = False
         while True:
-            attempts += 1
             cancel.check()
-            if same_host and not url.startswith(self.scheme + ":"):
-                # Another request moved this registry to the other scheme meanwhile.
-                url = self.scheme + url[url.index(":") :]
-            h = dict(hdrs)
-            if same_host:
-                a = self._auth_header(scope_key)
-                if a:
-                    h["Authorization"] = a
+            h = {"User-Agent": USER_AGENT, **(headers or {})}
+            sent = self.auth.header(scope_key) if same_host else None
+            if sent:
+                h["Authorization"] = sent
             try:
-                resp = self._send(method, url, h, body, stream)
+                resp = self._send(method, url, h, body)
             except TransportError as e:
                 cancel.check()  # the connection was shut down on purpose
-                if self._may_switch(same_host, switched, url, "https", e):
-                    # An --insecure host without TLS.
-                    switched = True
-                    attempts -= 1
-                    url = self._switch("http", url)
-                    continue
-                if self._may_switch(same_host, switched, url, "http", e) and not self._probed:
-                    # A loopback TLS server that hangs up on plain HTTP (Go's answer a 400).
-                    self._probed = True
-                    if _handshakes_tls(url):
-                        switched = True
-                        attempts -= 1
-                        url = self._switch("https", url)
+                attempts += 1
+                if retry and e.retryable:
+                    if attempts < self.policy.max_attempts:
+                        self.policy.sleep(attempts, None, self._say, self.host)
                         continue
-                if replayable and attempts < self.settings.max_attempts and e.retryable:
-                    self._sleep(attempts, None)
-                    continue
+                    e.retryable = False  # the retries are spent
                 raise
-            if (
-                resp.status == 400
-                and self._may_switch(same_host, switched, url, "http")
-                and _speaks_tls(resp)
-            ):
-                # A loopback or --insecure registry that speaks TLS after all.
-                switched = True
-                attempts -= 1
-                url = self._switch("https", url)
-                continue
-            if same_host:
-                self._answered = url[: url.index(":")]
-            if resp.status == 401 and same_host and not authed:
-                _drain(resp)
-                authed = True
-                if self._authenticate(resp, scope_key):
-                    attempts -= 1
+            if resp.status == 401 and same_host and not reauthed:
+                reauthed = True
+                if self.auth.challenged(resp.headers.get("WWW-Authenticate", ""), scope_key, sent):
+                    discard(resp)
                     if replayable:
                         continue
-                    # The stream was consumed; let the caller start over.
-                    raise _RetryStream()
+                    raise RetryLater(
+                        "the registry asked for new credentials while a stream was sent",
+                        401,
+                        where=self.host,
+                    )
                 return resp
             if resp.status in REDIRECT_STATUS and resp.headers.get("Location"):
-                _drain(resp)
+                discard(resp)
                 new = urllib.parse.urljoin(url, resp.headers["Location"])
                 if resp.status != 303 and not replayable:
                     raise RegistryError(
-                        f"{self.host}: {method} redirected ({resp.status}) to {new}; "
+                        f"{method} redirected ({resp.status}) to {new}; "
                         "a streamed body cannot be sent again",
                         resp.status,
+                        where=self.host,
                     )
-                if urllib.parse.urlsplit(new).netloc != urllib.parse.urlsplit(self.base).netloc:
+                if urllib.parse.urlsplit(new).netloc != home:
                     same_host = False  # never send our credentials to another host
                 url = new
                 if resp.status == 303:
                     method, body = "GET", None
-                if attempts > 10:
-                    raise TransportError(f"{self.host}: too many redirects")
+                redirects += 1
+                if redirects > MAX_REDIRECTS:
+                    raise TransportError("too many redirects", retryable=False, where=self.host)
                 continue
-            if resp.status in RETRY_STATUS and replayable and attempts < self.settings.max_attempts:
-                retry_after = resp.headers.get("Retry-After")
-                _drain(resp)
-                self._sleep(attempts, retry_after)
-                continue
+            if retry and self.policy.retry_status(resp.status):
+                attempts += 1
+                if attempts < self.policy.max_attempts:
+                    retry_after = resp.headers.get("Retry-After")
+                    discard(resp)
+                    self.policy.sleep(attempts, retry_after, self._say, self.host)
+                    continue
             return resp
 
-    def _send(
-        self, method: str, url: str, headers: Mapping[str, str], body: Body, stream: bool
-    ) -> urllib3.BaseHTTPResponse:
-        return self.transport.send(
-            method, url, headers, body, stream=stream, host=self.host, verify=not self._insecure
-        )
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        scopes: Iterable[str] = (),
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        ok: Iterable[int] = (200,),
+        what: str = "",
+        cap: int = MAX_SMALL,
+        body_name: str = "response",
+        not_found: str = "",
+    ) -> Reply:
+        """A request whose answer is read whole (at most *cap* bytes, else LimitExceeded).
 
-    def _sleep(self, attempt: int, retry_after: str | None) -> None:
-        delay = self.settings.backoff * (2 ** (attempt - 1))
-        if retry_after:
-            delay = max(delay, _retry_after_seconds(retry_after))
-        delay = min(delay, 30.0) * (1 + random.random() * 0.1)
-        self.settings.say(f"retrying {self.host} in {delay:.2f}s (attempt {attempt + 1})")
-        cancel.sleep(delay)
+        A status outside *ok* raises the matching luff error, located at
+        *what* (default: the host; a 404 says *not_found* when given). A body
+        cut off while it is read is asked for again, as a failed request is.
+        """
+        what = what or self.host
+        ok = tuple(ok)
+        attempts = 0
+        while True:
+            attempts += 1
+            resp = self.request(method, path, scopes=scopes, headers=headers, body=body)
+            if resp.status == 404 and not_found and 404 not in ok:
+                discard(resp)
+                raise NotFound(not_found, where=what)
+            self.check(resp, ok, what)
+            if method == "HEAD":
+                discard(resp)
+                return Reply(resp.status, resp.headers, b"")
+            try:
+                data = read_capped(resp, cap, body_name, what)
+            except TransportError as e:
+                cancel.check()
+                if e.retryable and attempts < self.policy.max_attempts:
+                    self._say(f"{what}: {e}")
+                    self.policy.sleep(attempts, None, self._say, self.host)
+                    continue
+                e.retryable = False
+                raise
+            return Reply(resp.status, resp.headers, data)
 
     def check(
-        self, resp: urllib3.BaseHTTPResponse, ok: Iterable[int], what: str
+        self,
+        resp: urllib3.BaseHTTPResponse,
+        ok: Iterable[int],
+        what: str,
+        *,
+        retried: bool = True,
     ) -> urllib3.BaseHTTPResponse:
-        """Raise the right luff error unless *resp* has one of the *ok* statuses."""
+        """Raise the luff error for *resp* unless its status is one of *ok*.
+
+        *retried* is False for a request the client could not retry (a
+        streamed body): the error then says that a retry may help.
+        """
         if resp.status in ok:
             return resp
-        code, msg = error_message(resp, what)
-        if resp.status == 401:
-            creds = self.credentials()
-            who = f"as {creds.username!r}" if creds.username else "(no credentials)"
-            raise AuthError(f"{what}: authentication required {who}: {msg}")
-        if resp.status == 403:
-            raise AuthError(f"{what}: access denied: {msg}")
-        if resp.status == 404:
-            raise NotFound(f"{what}: {msg}" if code else f"{what}: not found")
-        raise RegistryError(f"{what}: {msg}", resp.status, code)
+        body = read_truncated(resp)
+        raise error_from(resp.status, resp.headers, body, what, self.who(), retried=retried)
 
-    def ping(self) -> None:
-        """GET /v2/, authenticating if the registry asks; raises on failure."""
-        resp = self.request("GET", "/v2/")
-        if resp.status == 404:
-            raise NotFound(f"{self.host}: not a registry (GET /v2/ answered 404)")
-        self.check(resp, (200,), self.host)
+    def _send(
+        self, method: str, url: str, headers: Mapping[str, str], body: RequestBody
+    ) -> urllib3.BaseHTTPResponse:
+        return self.transport.send(
+            method, url, headers, body, stream=True, host=self.host, verify=not self.insecure
+        )
 
-    def check_login(self) -> None:
-        """Ping, and on a token registry also fetch a token: wrong credentials fail here."""
-        self.ping()
-        with self._lock:
-            bearer = self._auth_scheme == "bearer"
-            challenge = dict(self._challenge)
-        if bearer:
-            # /v2/ may answer a token that asks for no scope; the token server must accept us.
-            with self._token_lock:
-                self._fetch_token((), challenge)
+    def _say(self, message: str) -> None:
+        self.settings.say(message)
+
+    def _token_request(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> tuple[int, bytes, str]:
+        """One request to the token realm (retried as registry requests are)."""
+        h = {"User-Agent": USER_AGENT, **headers}
+        attempts = 0
+        while True:
+            attempts += 1
+            cancel.check()
+            try:
+                resp = self._send(method, url, h, body)
+                if self.policy.retry_status(resp.status) and attempts < self.policy.max_attempts:
+                    retry_after = resp.headers.get("Retry-After")
+                    discard(resp)
+                    self.policy.sleep(attempts, retry_after, self._say, self.host)
+                    continue
+                if resp.status != 200:
+                    data = read_truncated(resp)
+                    return (
+                        resp.status,
+                        data,
+                        error_from(resp.status, resp.headers, data, "").message,
+                    )
+                return 200, read_capped(resp, MAX_SMALL, "token response", self.host), ""
+            except TransportError as e:
+                cancel.check()
+                if not e.retryable or attempts >= self.policy.max_attempts:
+                    raise
+                self.policy.sleep(attempts, None, self._say, self.host)
+
+    # --- listings -----------------------------------------------------------
+    def pages(
+        self, path: str, scopes: Iterable[str], what: str
+    ) -> Iterator[tuple[Any, urllib3.HTTPHeaderDict]]:
+        """The JSON objects (and headers) of a listing whose pages are linked with
+        ``Link: <…>; rel="next"``.
+
+        Stops with an error on a link back to a page already read, and after
+        :data:`MAX_PAGES` pages or :data:`MAX_LISTING` bytes in all.
+        """
+        seen: set[str] = set()
+        total = 0
+        next_path: str | None = path
+        while next_path:
+            url = self.url(next_path)
+            if url in seen:
+                raise RegistryError(
+                    f"the registry's pages link back to one already read ({next_path})",
+                    where=what,
+                )
+            if len(seen) >= MAX_PAGES:
+                raise LimitExceeded(f"the listing has more than {MAX_PAGES} pages", where=what)
+            seen.add(url)
+            reply = self.call(
+                "GET", next_path, scopes=scopes, what=what, cap=MAX_PAGE, body_name="page"
+            )
+            total += len(reply.data)
+            if total > MAX_LISTING:
+                raise LimitExceeded(f"the listing is larger than {MAX_LISTING} bytes", where=what)
+            try:
+                obj = jsonutil.loads(reply.data, what="page", where=what)
+            except ValueError:
+                raise RegistryError(f"invalid JSON from {next_path}", where=what) from None
+            yield obj, reply.headers
+            next_path = _next_link(reply.headers.get("Link", ""))
+
+    def paginate(self, path: str, key: str, scopes: Iterable[str], what: str = "") -> list[str]:
+        """Collect the *key* lists of strings across the pages of a listing."""
+        what = what or self.host
+        out: list[str] = []
+        for obj, _ in self.pages(path, scopes, what):
+            items = obj.get(key) if isinstance(obj, dict) else ()
+            if items is None:
+                items = []
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise RegistryError(f"a page has no list of strings {key!r}", where=what)
+            out.extend(items)
+        return out
 
     def catalog(self, page_size: int = 1000) -> list[str]:
         """All repository names, following ``Link`` pagination."""
         return self.paginate(
             f"/v2/_catalog?n={page_size}", "repositories", ("registry:catalog:*",), self.host
         )
-
-    def paginate(self, path: str, key: str, scopes: Iterable[str], what: str = "") -> list[str]:
-        """Collect *key* lists across pages linked with ``Link: <…>; rel="next"``.
-
-        *what* names the listing in errors (default: the host and path).
-        """
-        what = what or f"{self.host}{path}"
-        out: list[str] = []
-        seen: set[str] = set()
-        next_path: str | None = path
-        while next_path and next_path not in seen:
-            seen.add(next_path)
-            resp = self.check(self.request("GET", next_path, scopes=scopes), (200,), what)
-            try:
-                obj = json.loads(resp.data)
-            except ValueError:
-                raise RegistryError(f"{what}: invalid JSON from {next_path}") from None
-            items = obj.get(key) if isinstance(obj, dict) else ()
-            if items is None:
-                items = []
-            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-                raise RegistryError(f"{what}: {next_path} has no list of strings {key!r}")
-            out.extend(items)
-            next_path = _next_link(resp.headers.get("Link", ""))
-        return out
-
-
-def _handshakes_tls(url: str) -> bool:
-    """True when the server of *url* completes a TLS handshake (unverified)."""
-    import socket
-    import ssl
-
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    try:
-        with (
-            socket.create_connection((host, parts.port or 80), timeout=5) as raw,
-            ctx.wrap_socket(raw, server_hostname=host),
-        ):
-            return True
-    except (OSError, ValueError):
-        return False
-
-
-def _speaks_tls(resp: urllib3.BaseHTTPResponse) -> bool:
-    # Go's TLS servers answer plain HTTP with a bare HTTP/1.0 400 (body unread for HEAD).
-    if resp.version == 10 and not resp.headers.get("Content-Type"):
-        return True
-    return b"HTTPS server" in (resp.data or b"")[:500]
-
-
-class _RetryStream(Exception):
-    """Authentication changed while a one-shot body was being sent."""
-
-
-class ResponseStream:
-    """A streamed response body; a connection failure while reading raises TransportError."""
-
-    def __init__(self, resp: urllib3.BaseHTTPResponse, host: str) -> None:
-        self._resp = resp
-        self._host = host
-
-    def read(self, n: int | None = -1) -> bytes:
-        try:
-            return self._resp.read(None if n is None or n < 0 else n)
-        except Urllib3Error as e:
-            cancel.check()  # the connection was shut down on purpose
-            raise TransportError(
-                f"{self._host}: connection lost while reading: {reason(e)}"
-            ) from None
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        """Close the response; a connection with unread bytes is not reused."""
-        self._resp.close()
-        self._resp.release_conn()
-
-    def __enter__(self) -> ResponseStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _retry_after_seconds(value: str) -> float:
-    """Seconds from a ``Retry-After`` value: delay-seconds or an HTTP-date (0 if unreadable)."""
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return 0.0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
 
 
 def _next_link(header: str) -> str | None:
@@ -501,11 +380,3 @@ def _next_link(header: str) -> str | None:
             if start != -1 and end > start:
                 return part[start + 1 : end]
     return None
-
-
-def _drain(resp: urllib3.BaseHTTPResponse) -> None:
-    try:
-        resp.drain_conn()
-    except Exception:
-        pass
-    resp.release_conn()

@@ -256,8 +256,12 @@ class ConditionalTagger(Protocol):
         """Point *tag* at *manifest* if it is still at *token*."""
         ...
 
-    def enforces_conditions(self) -> bool:
-        """True when a stale ``push_manifest_if`` is refused, not written."""
+    def enforces_conditions(self, probe: Manifest | None = None) -> bool:
+        """True when a stale ``push_manifest_if`` is refused, not written.
+
+        *probe*, a manifest the store holds, lets a store that does not know
+        yet find out by writing it again unchanged.
+        """
         ...
 
 

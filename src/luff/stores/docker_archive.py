@@ -37,6 +37,7 @@ from luff.errors import (
     NotFound,
     UsageError,
 )
+from luff.model import jsonutil
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, is_digest
@@ -164,7 +165,9 @@ class _DockerArchiveReader(DockerArchiveStore):
         if not self.tar.has("manifest.json"):
             raise InvalidManifest("not a docker archive (no manifest.json)", where=self.name)
         try:
-            items = json.loads(self.tar.read("manifest.json"))
+            items = jsonutil.loads(
+                self.tar.read("manifest.json"), what="manifest.json", where=self.name
+            )
             assert isinstance(items, list)
             self.images = [
                 _DockerImage(
@@ -194,7 +197,7 @@ class _DockerArchiveReader(DockerArchiveStore):
                     f"{img.config_member} does not match its name", where=self.name
                 )
             try:
-                cfg = json.loads(img.config)
+                cfg = jsonutil.loads(img.config, what="config")
                 diff_ids = [Digest.parse(d) for d in cfg["rootfs"]["diff_ids"]]
             except (ValueError, KeyError, TypeError, LuffError):
                 raise InvalidManifest(f"{img.config_member}: bad config", where=self.name) from None

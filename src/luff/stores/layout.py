@@ -40,6 +40,7 @@ from luff.errors import (
     PreconditionFailed,
     UsageError,
 )
+from luff.model import jsonutil
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, is_digest, verified_digest
@@ -74,7 +75,7 @@ def empty_index() -> dict[str, Any]:
 def parse_index(data: bytes, where: str) -> tuple[dict[str, Any], list[Descriptor]]:
     """Parse ``index.json`` bytes; every entry's digest is validated."""
     try:
-        obj = json.loads(data)
+        obj = jsonutil.loads(data, what="index.json", where=where)
     except (ValueError, UnicodeDecodeError):
         raise InvalidManifest("index.json is not valid JSON", where=where) from None
     if not isinstance(obj, dict) or not isinstance(obj.get("manifests", []), list):
@@ -114,7 +115,7 @@ def find_entry(entries: list[Descriptor], identifier: str, where: str) -> Descri
 def platform_of_config(data: bytes) -> Platform | None:
     """The platform an image config describes, if it names one."""
     try:
-        cfg = json.loads(data)
+        cfg = jsonutil.loads(data, what="config")
         if isinstance(cfg, dict) and cfg.get("os") and cfg.get("architecture"):
             return Platform.from_dict(cfg)
     except (ValueError, LuffError):
@@ -591,7 +592,7 @@ class LayoutStore(Store):
         self.update_index(change)
         return manifest.descriptor()
 
-    def enforces_conditions(self) -> bool:
+    def enforces_conditions(self, probe: Manifest | None = None) -> bool:
         """Always: the check and the update hold the ``index.json`` lock together."""
         return True
 

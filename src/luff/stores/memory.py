@@ -110,7 +110,7 @@ class MemoryStore(Store):
             self.tag_map[tag] = manifest.digest
         return manifest.descriptor()
 
-    def enforces_conditions(self) -> bool:
+    def enforces_conditions(self, probe: Manifest | None = None) -> bool:
         """Always: one lock holds the check and the update together."""
         return True
 

@@ -92,8 +92,9 @@ def write_back(
     *added* names the digests this writer put in (to check after writing).
     """
     conditional = isinstance(store, ConditionalTagger)
-    enforced = isinstance(store, ConditionalTagger) and concurrent and store.enforces_conditions()
-    timed = concurrent and not enforced
+    timed = concurrent and not (
+        isinstance(store, ConditionalTagger) and store.enforces_conditions(_probe(store, tag))
+    )
     total = 0
     for round_ in range(1, ROUNDS + 1):
         written = _write(
@@ -190,6 +191,12 @@ def _write(
     raise LostUpdate(
         "the tag kept moving while it was read; try again", where=f"{store.name}:{tag}"
     )
+
+
+def _probe(store: ConditionalTagger, tag: str) -> Manifest | None:
+    """A manifest the store holds (what *tag* points at), for a capability check."""
+    cur = store.read_tag(tag)
+    return cur[1] if cur is not None else None
 
 
 def _base_entries(built: BuiltIndex, cur: Current) -> list[Descriptor]:
