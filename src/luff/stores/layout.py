@@ -5,6 +5,12 @@ Safety rules kept here:
 - every digest is re-validated against the digest grammar before it becomes
   a path, so ``sha256:../../etc/passwd`` never reaches the file system;
 - every file is written to a temporary name in the layout, then renamed;
+- a layout whose ``blobs`` directory, or a ``blobs/ALG`` directory in it, is a
+  symbolic link is refused, so luff never writes or deletes outside it; a
+  blob file that is a symbolic link is neither read nor trusted (a write
+  replaces the link);
+- ``oci-layout``, ``index.json``, ``luff-sparse.json`` and blobs are opened
+  without blocking and must be regular files (a FIFO would hang a reader);
 - ``index.json`` (and luff's sparse record) are rewritten under an exclusive
   ``flock`` on ``index.json``, so concurrent writers all land;
 - a handle that writes (or checks which blobs exist, to decide what to write)
@@ -21,9 +27,11 @@ A *sparse* layout lacks some blobs (OCI allows that) and records in
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -32,13 +40,21 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from luff.errors import InvalidDigest, InvalidManifest, LuffError, NotFound, UsageError
+from luff.errors import (
+    InvalidDigest,
+    InvalidManifest,
+    LimitExceeded,
+    LuffError,
+    NotFound,
+    UsageError,
+)
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, is_digest, verified_digest
 from luff.model.manifest import MAX_MANIFEST, Manifest, sniff_media_type
 from luff.model.platform import Platform
 from luff.stores.base import BlobFetcher, Store
+from luff.stores.files import UnsafePath, not_regular, open_regular, read_regular
 
 if TYPE_CHECKING:
     from luff.context import Context
@@ -50,6 +66,9 @@ SPARSE_FILE = "luff-sparse.json"
 TMP_PREFIX = ".luff-tmp-"
 LAYOUT_VERSION = "1.0.0"
 CHUNK = 1 << 20
+#: Largest ``index.json`` (or ``luff-sparse.json``) luff reads.
+MAX_INDEX = 64 * 1024 * 1024
+_NO_LINKS = "; luff neither writes nor deletes outside the layout"
 
 
 def blob_relpath(digest: Digest | str) -> str:
@@ -150,10 +169,16 @@ class LayoutStore(Store):
     ) -> LayoutStore:
         """Open the layout at *path*; with *create*, make it when it does not exist."""
         p = Path(path)
-        marker = p / LAYOUT_FILE
-        if marker.is_file():
+        try:
+            mode: int | None = os.stat(p / LAYOUT_FILE).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            mode = None
+        if mode is not None:
+            if not stat.S_ISREG(mode):
+                raise not_regular(mode, LAYOUT_FILE, where=f"oci:{path}")
             store = cls(p, ctx)
             store._check_version()
+            store._check_boundary()
             return store
         if not create:
             if not p.exists():
@@ -182,9 +207,10 @@ class LayoutStore(Store):
 
     def _check_version(self) -> None:
         try:
-            obj = json.loads((self.path / LAYOUT_FILE).read_bytes())
+            data = read_regular(self.path / LAYOUT_FILE, 4096, name=LAYOUT_FILE, where=self.name)
+            obj = json.loads(data)
             version = obj.get("imageLayoutVersion") if isinstance(obj, dict) else None
-        except (ValueError, OSError):
+        except (ValueError, OSError, LimitExceeded):
             version = None
         if not isinstance(version, str) or not version.startswith("1."):
             raise InvalidManifest(f"unsupported {LAYOUT_FILE} (want version 1.x)", where=self.name)
@@ -193,6 +219,56 @@ class LayoutStore(Store):
     def blob_path(self, digest: Digest | str) -> Path:
         """Where the blob *digest* lives (the digest is validated first)."""
         return self.path / blob_relpath(digest)
+
+    def _check_dir(self, rel: str, st: os.stat_result) -> None:
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafePath(f"{rel} is a symbolic link{_NO_LINKS}", where=self.name)
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafePath(f"{rel} is not a directory", where=self.name)
+
+    def _check_boundary(self) -> None:
+        """Refuse a layout whose ``blobs`` or ``blobs/ALG`` directory is a symbolic link
+        (writing or deleting blobs would happen wherever it points)."""
+        blobs = self.path / "blobs"
+        try:
+            self._check_dir("blobs", os.lstat(blobs))
+        except FileNotFoundError:
+            return
+        with os.scandir(blobs) as it:
+            for e in it:
+                if e.is_symlink():
+                    link = f"blobs/{e.name} is a symbolic link"
+                    raise UnsafePath(link + _NO_LINKS, where=self.name)
+
+    def _blob_dir(self, digest: Digest) -> Path:
+        """``blobs/ALG``, made when missing; refused when it (or ``blobs``) is not a directory."""
+        for rel in ("blobs", f"blobs/{digest.algorithm}"):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(self.path / rel, 0o755)
+            self._check_dir(rel, os.lstat(self.path / rel))
+        return self.path / "blobs" / digest.algorithm
+
+    def blob_files(self) -> Iterator[tuple[Digest, Path, int]]:
+        """``(digest, path, size)`` of every regular file in ``blobs/ALG/`` named like a digest.
+
+        Symbolic links and other non-regular files are skipped; a symlinked
+        ``blobs`` or ``blobs/ALG`` directory is refused (:class:`UnsafePath`).
+        """
+        self._check_boundary()
+        blobs = self.path / "blobs"
+        try:
+            algs = sorted(e.name for e in os.scandir(blobs) if e.is_dir(follow_symlinks=False))
+        except FileNotFoundError:
+            return
+        for alg in algs:
+            with os.scandir(blobs / alg) as it:
+                files = sorted((e.name, e) for e in it)
+            for name, e in files:
+                text = f"{alg}:{name}"
+                if not is_digest(text) or not e.is_file(follow_symlinks=False):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    yield Digest.parse(text), Path(e.path), e.stat(follow_symlinks=False).st_size
 
     def _tmp(self) -> tuple[int, str]:
         self._hold_shared()
@@ -251,8 +327,7 @@ class LayoutStore(Store):
             raise
 
     def _install(self, tmp: str, digest: Digest) -> None:
-        dest = self.blob_path(digest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest = self._blob_dir(digest) / digest.hex
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
 
@@ -260,7 +335,7 @@ class LayoutStore(Store):
     def read_index(self) -> tuple[dict[str, Any], list[Descriptor]]:
         """The parsed ``index.json`` object and its entries."""
         try:
-            data = (self.path / INDEX_FILE).read_bytes()
+            data = read_regular(self.path / INDEX_FILE, MAX_INDEX, name=INDEX_FILE, where=self.name)
         except FileNotFoundError:
             raise NotFound(f"no {INDEX_FILE}", where=self.name) from None
         return parse_index(data, self.name)
@@ -282,9 +357,18 @@ class LayoutStore(Store):
         with self._index_lock:
             while True:
                 try:
-                    fd = os.open(index, os.O_RDONLY)
+                    fd = os.open(index, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
                 except FileNotFoundError:
                     raise NotFound(f"no {INDEX_FILE}", where=self.name) from None
+                except OSError as e:
+                    if e.errno != errno.ENXIO:  # a socket
+                        raise
+                    bad = f"{INDEX_FILE} is not a regular file"
+                    raise UnsafePath(bad, where=self.name) from None
+                mode = os.fstat(fd).st_mode
+                if not stat.S_ISREG(mode):
+                    os.close(fd)
+                    raise not_regular(mode, INDEX_FILE, where=self.name)
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
                     st, cur = os.fstat(fd), os.stat(index)
@@ -341,7 +425,9 @@ class LayoutStore(Store):
     def sparse_records(self) -> dict[Digest, str]:
         """Missing-blob digest → the source address it can be fetched from."""
         try:
-            data = (self.path / SPARSE_FILE).read_bytes()
+            data = read_regular(
+                self.path / SPARSE_FILE, MAX_INDEX, name=SPARSE_FILE, where=self.name
+            )
         except FileNotFoundError:
             return {}
         try:
@@ -410,17 +496,18 @@ class LayoutStore(Store):
         if found is not None:
             return found
         d = Digest.parse(identifier)
-        path = self.blob_path(d)
+        where = f"{self.name}@{identifier}"
         try:
-            size = path.stat().st_size
+            data = read_regular(
+                self.blob_path(d), MAX_MANIFEST, follow=False, name=blob_relpath(d), where=where
+            )
         except FileNotFoundError:
-            raise NotFound("manifest unknown", where=f"{self.name}@{identifier}") from None
-        if size > MAX_MANIFEST:
-            raise InvalidManifest("not a manifest (too large)", where=f"{self.name}@{identifier}")
-        data = path.read_bytes()
-        desc = Descriptor("application/octet-stream", d, size)
+            raise NotFound("manifest unknown", where=where) from None
+        except LimitExceeded:
+            raise InvalidManifest("not a manifest (too large)", where=where) from None
+        desc = Descriptor("application/octet-stream", d, len(data))
         self.fetch_bytes(desc.with_(data=data))  # verifies the bytes
-        return Descriptor(sniff_media_type(data), d, size)
+        return Descriptor(sniff_media_type(data), d, len(data))
 
     def exists(self, desc: Descriptor) -> bool:
         self._hold_shared()  # what exists now must still exist when we reference it
@@ -429,7 +516,7 @@ class LayoutStore(Store):
     def fetch_blob(self, digest: Digest) -> BinaryIO:
         """A verified stream of blob *digest* (of the layout, or of a sparse record's source)."""
         try:
-            size = self.blob_path(digest).stat().st_size
+            size = os.lstat(self.blob_path(digest)).st_size
         except FileNotFoundError:
             src = self.sparse_records().get(digest)
             if src is None:
@@ -441,15 +528,21 @@ class LayoutStore(Store):
         return self.fetch(Descriptor("application/octet-stream", digest, size))
 
     def _present(self, desc: Descriptor) -> bool:
-        """Whether the blob is here, for reading only (no lock)."""
+        """Whether the blob is here (a regular file of its size), for reading only (no lock)."""
         try:
-            return self.blob_path(desc.digest).stat().st_size == desc.size
-        except FileNotFoundError:
+            st = os.lstat(self.blob_path(desc.digest))
+        except (FileNotFoundError, NotADirectoryError):
             return False
+        return stat.S_ISREG(st.st_mode) and st.st_size == desc.size
 
     def _open(self, desc: Descriptor) -> BinaryIO:
         try:
-            return open(self.blob_path(desc.digest), "rb")
+            return open_regular(
+                self.blob_path(desc.digest),
+                follow=False,
+                name=blob_relpath(desc.digest),
+                where=self.name,
+            )
         except FileNotFoundError:
             pass
         src = self.sparse_records().get(desc.digest)
@@ -503,7 +596,7 @@ class LayoutStore(Store):
     def write_manifest(self, manifest: Manifest) -> None:
         """Store a manifest's bytes as a blob, without an ``index.json`` entry."""
         if not self.exists(manifest.descriptor()):
-            self.blob_path(manifest.digest).parent.mkdir(parents=True, exist_ok=True)
+            self._blob_dir(manifest.digest)
             self._write_file(blob_relpath(manifest.digest), manifest.data)
 
     def push_manifest(self, manifest: Manifest, tag: str = "") -> Descriptor:
