@@ -33,10 +33,12 @@ from luff.errors import (
     DigestMismatch,
     InvalidManifest,
     InvalidReference,
+    LimitExceeded,
     LuffError,
     NotFound,
     UsageError,
 )
+from luff.model import jsonbound
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, is_digest
@@ -164,7 +166,7 @@ class _DockerArchiveReader(DockerArchiveStore):
         if not self.tar.has("manifest.json"):
             raise InvalidManifest("not a docker archive (no manifest.json)", where=self.name)
         try:
-            items = json.loads(self.tar.read("manifest.json"))
+            items = jsonbound.loads(self.tar.read("manifest.json"))
             assert isinstance(items, list)
             self.images = [
                 _DockerImage(
@@ -174,6 +176,8 @@ class _DockerArchiveReader(DockerArchiveStore):
                 )
                 for it in items
             ]
+        except LimitExceeded as e:
+            raise LimitExceeded(f"manifest.json: {e.message}", where=self.name) from None
         except (ValueError, KeyError, TypeError, AssertionError):
             raise InvalidManifest("manifest.json is malformed", where=self.name) from None
         self._cache = tempfile.TemporaryDirectory(prefix="luff-docker-archive-")
@@ -194,8 +198,10 @@ class _DockerArchiveReader(DockerArchiveStore):
                     f"{img.config_member} does not match its name", where=self.name
                 )
             try:
-                cfg = json.loads(img.config)
+                cfg = jsonbound.loads(img.config)
                 diff_ids = [Digest.parse(d) for d in cfg["rootfs"]["diff_ids"]]
+            except LimitExceeded as e:
+                raise LimitExceeded(f"{img.config_member}: {e.message}", where=self.name) from None
             except (ValueError, KeyError, TypeError, LuffError):
                 raise InvalidManifest(f"{img.config_member}: bad config", where=self.name) from None
             if len(diff_ids) != len(img.layers):

@@ -47,7 +47,9 @@ from luff.errors import (
     LuffError,
     NotFound,
     UsageError,
+    located,
 )
+from luff.model import jsonbound
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, is_digest, verified_digest
@@ -85,9 +87,11 @@ def empty_index() -> dict[str, Any]:
 def parse_index(data: bytes, where: str) -> tuple[dict[str, Any], list[Descriptor]]:
     """Parse ``index.json`` bytes; every entry's digest is validated."""
     try:
-        obj = json.loads(data)
+        obj = jsonbound.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise InvalidManifest("index.json is not valid JSON", where=where) from None
+    except LimitExceeded as e:
+        raise LimitExceeded(f"index.json: {e.message}", where=where) from None
     if not isinstance(obj, dict) or not isinstance(obj.get("manifests", []), list):
         raise InvalidManifest("index.json has no 'manifests' list", where=where)
     try:
@@ -125,7 +129,7 @@ def find_entry(entries: list[Descriptor], identifier: str, where: str) -> Descri
 def platform_of_config(data: bytes) -> Platform | None:
     """The platform an image config describes, if it names one."""
     try:
-        cfg = json.loads(data)
+        cfg = jsonbound.loads(data)
         if isinstance(cfg, dict) and cfg.get("os") and cfg.get("architecture"):
             return Platform.from_dict(cfg)
     except (ValueError, LuffError):
@@ -208,7 +212,7 @@ class LayoutStore(Store):
     def _check_version(self) -> None:
         try:
             data = read_regular(self.path / LAYOUT_FILE, 4096, name=LAYOUT_FILE, where=self.name)
-            obj = json.loads(data)
+            obj = jsonbound.loads(data)
             version = obj.get("imageLayoutVersion") if isinstance(obj, dict) else None
         except (ValueError, OSError, LimitExceeded):
             version = None
@@ -431,10 +435,12 @@ class LayoutStore(Store):
         except FileNotFoundError:
             return {}
         try:
-            obj = json.loads(data)
+            obj = jsonbound.loads(data)
             blobs = obj["blobs"]
             assert isinstance(blobs, dict)
             return {Digest.parse(k): str(v) for k, v in blobs.items()}
+        except LimitExceeded as e:
+            raise LimitExceeded(f"{SPARSE_FILE}: {e.message}", where=self.name) from None
         except (ValueError, KeyError, AssertionError, TypeError, InvalidDigest):
             raise InvalidManifest(f"{SPARSE_FILE} is malformed", where=self.name) from None
 
@@ -507,7 +513,9 @@ class LayoutStore(Store):
             raise InvalidManifest("not a manifest (too large)", where=where) from None
         desc = Descriptor("application/octet-stream", d, len(data))
         self.fetch_bytes(desc.with_(data=data))  # verifies the bytes
-        return Descriptor(sniff_media_type(data), d, len(data))
+        with located(where=where):
+            check_depth(data)
+            return Descriptor(sniff_media_type(data), d, len(data))
 
     def exists(self, desc: Descriptor) -> bool:
         self._hold_shared()  # what exists now must still exist when we reference it
@@ -554,6 +562,9 @@ class LayoutStore(Store):
         desc = self.resolve(identifier)
         m = self.fetch_manifest(desc)
         return m.descriptor(annotations=desc.annotations, platform=desc.platform), m
+
+    def fetch_manifest(self, desc: Descriptor) -> Manifest:
+        return fetch_manifest_bounded(self, desc)
 
     # --- writing -------------------------------------------------------
     def push_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
@@ -703,6 +714,21 @@ class LayoutStore(Store):
                 if now - p.stat().st_mtime > age:
                     out.append(p)
         return out
+
+
+def check_depth(data: bytes) -> None:
+    """Refuse manifest JSON nested deeper than :data:`luff.model.jsonbound.MAX_DEPTH`."""
+    if jsonbound.depth_exceeds(data):
+        limit = jsonbound.MAX_DEPTH
+        raise LimitExceeded(f"manifest JSON nested too deeply (more than {limit} levels)")
+
+
+def fetch_manifest_bounded(store: Store, desc: Descriptor) -> Manifest:
+    """``Store.fetch_manifest``, refusing deeply nested JSON (one error, no RecursionError)."""
+    data = store.fetch_bytes(desc)
+    with located(where=store.name, digest=desc.digest):
+        check_depth(data)
+    return Store.fetch_manifest(store, desc.with_(data=data))
 
 
 def _merge(

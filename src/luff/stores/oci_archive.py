@@ -18,6 +18,7 @@ from luff.errors import (
     InvalidManifest,
     NotFound,
     UsageError,
+    located,
 )
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
@@ -29,6 +30,8 @@ from luff.stores.layout import (
     LAYOUT_FILE,
     LayoutStore,
     blob_relpath,
+    check_depth,
+    fetch_manifest_bounded,
     find_entry,
     parse_index,
 )
@@ -105,7 +108,9 @@ class _OciArchiveReader(OciArchiveStore):
         if not self.tar.has(rel):
             raise NotFound("manifest unknown", where=f"{self.name}@{identifier}")
         data = self.tar.read(rel)
-        m = Manifest.parse(data)
+        with located(where=f"{self.name}@{identifier}"):
+            check_depth(data)
+            m = Manifest.parse(data)
         if m.digest != d:
             raise DigestMismatch(f"blob {d} does not match its digest", where=self.name)
         return m.descriptor()
@@ -114,6 +119,9 @@ class _OciArchiveReader(OciArchiveStore):
         desc = self.resolve(identifier)
         m = self.fetch_manifest(desc)
         return m.descriptor(annotations=desc.annotations, platform=desc.platform), m
+
+    def fetch_manifest(self, desc: Descriptor) -> Manifest:
+        return fetch_manifest_bounded(self, desc)
 
     def exists(self, desc: Descriptor) -> bool:
         rel = blob_relpath(desc.digest)
