@@ -11,6 +11,10 @@ Safety rules kept here:
   replaces the link);
 - ``oci-layout``, ``index.json``, ``luff-sparse.json`` and blobs are opened
   without blocking and must be regular files (a FIFO would hang a reader);
+- a blob already in the layout is hashed before a write counts on it; what
+  was verified is remembered in ``luff-verified.json`` by the file's device,
+  inode, size, modification and change times, so a re-run reads nothing
+  again, and a corrupt blob is replaced (with a warning);
 - ``index.json`` (and luff's sparse record) are rewritten under an exclusive
   ``flock`` on ``index.json``, so concurrent writers all land;
 - a handle that writes (or checks which blobs exist, to decide what to write)
@@ -65,12 +69,22 @@ if TYPE_CHECKING:
 LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
 SPARSE_FILE = "luff-sparse.json"
+VERIFIED_FILE = "luff-verified.json"
 TMP_PREFIX = ".luff-tmp-"
 LAYOUT_VERSION = "1.0.0"
 CHUNK = 1 << 20
 #: Largest ``index.json`` (or ``luff-sparse.json``) luff reads.
 MAX_INDEX = 64 * 1024 * 1024
+#: Most blobs ``luff-verified.json`` remembers (the most recently verified are kept).
+MAX_VERIFIED = 50_000
 _NO_LINKS = "; luff neither writes nor deletes outside the layout"
+
+#: What identifies one version of a blob file: device, inode, size, mtime and ctime (ns).
+_FileKey = tuple[int, int, int, int, int]
+
+
+def _file_key(st: os.stat_result) -> _FileKey:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def blob_relpath(digest: Digest | str) -> str:
@@ -155,6 +169,13 @@ class LayoutStore(Store):
         self._dir_fd: int | None = None  # flock on the directory: shared (writing) or gc's
         self._written: dict[Digest, Manifest] = {}
         self._origins: dict[str, Store] = {}
+        self._verified: dict[Digest, _FileKey] | None = None  # luff-verified.json, when read
+        self._verified_new: dict[Digest, _FileKey] = {}  # verified or written by this handle
+        self._corrupt: dict[Digest, _FileKey] = {}
+        #: Blobs already in the layout that this handle hashed to check them.
+        self.rehashed: list[Digest] = []
+        #: Keep ``luff-verified.json`` (off for a staging layout that is thrown away).
+        self.remember_verified = True
 
     # --- opening -------------------------------------------------------
     @classmethod
@@ -334,6 +355,7 @@ class LayoutStore(Store):
         dest = self._blob_dir(digest) / digest.hex
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
+        self._remember_file(digest, dest)
 
     # --- index.json ------------------------------------------------------
     def read_index(self) -> tuple[dict[str, Any], list[Descriptor]]:
@@ -518,8 +540,15 @@ class LayoutStore(Store):
             return Descriptor(sniff_media_type(data), d, len(data))
 
     def exists(self, desc: Descriptor) -> bool:
+        """True when the blob is here and its content matches its digest.
+
+        A blob is hashed the first time; a later check of the same file (same
+        device, inode, size, modification and change times) trusts the record
+        in ``luff-verified.json``. A corrupt blob counts as missing (so a copy
+        writes it again), with a warning.
+        """
         self._hold_shared()  # what exists now must still exist when we reference it
-        return self._present(desc)
+        return self._trusted(desc)
 
     def fetch_blob(self, digest: Digest) -> BinaryIO:
         """A verified stream of blob *digest* (of the layout, or of a sparse record's source)."""
@@ -542,6 +571,109 @@ class LayoutStore(Store):
         except (FileNotFoundError, NotADirectoryError):
             return False
         return stat.S_ISREG(st.st_mode) and st.st_size == desc.size
+
+    # --- verified blobs ----------------------------------------------------
+    def _trusted(self, desc: Descriptor) -> bool:
+        path = self.blob_path(desc.digest)
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if not stat.S_ISREG(st.st_mode) or st.st_size != desc.size:
+            return False
+        key = _file_key(st)
+        with self._lock:
+            if self._corrupt.get(desc.digest) == key:
+                return False
+            if self._verified_new.get(desc.digest) == key:
+                return True
+        if self._recorded().get(desc.digest) == key:
+            return True
+        return self._hash_check(path, desc)
+
+    def _hash_check(self, path: Path, desc: Descriptor) -> bool:
+        """Hash the blob at *path*; remember a match, warn about (and remember) a mismatch."""
+        try:
+            f = open_regular(path, follow=False, name=blob_relpath(desc.digest), where=self.name)
+        except (FileNotFoundError, UnsafePath):  # replaced meanwhile: not here as a blob
+            return False
+        with f:
+            key = _file_key(os.fstat(f.fileno()))
+            h = desc.digest.hasher()
+            n = 0
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+                n += len(chunk)
+        with self._lock:
+            self.rehashed.append(desc.digest)
+            if n == desc.size and h.hexdigest() == desc.digest.hex:
+                self._verified_new[desc.digest] = key
+                return True
+            first = desc.digest not in self._corrupt
+            self._corrupt[desc.digest] = key
+        if first:
+            ctx = self.ctx
+            if ctx is None:
+                from luff.context import default_context
+
+                ctx = default_context()
+            ctx.warn(
+                f"{self.name}: blob {desc.digest} is corrupt (its content does not match "
+                "its digest); it is not trusted and is written again"
+            )
+        return False
+
+    def _remember_file(self, digest: Digest, path: Path) -> None:
+        """Record the file just written at *path* as verified blob *digest*."""
+        key = _file_key(os.lstat(path))
+        with self._lock:
+            self._verified_new[digest] = key
+            self._corrupt.pop(digest, None)
+
+    def _recorded(self) -> dict[Digest, _FileKey]:
+        with self._lock:
+            if self._verified is None:
+                self._verified = self._load_verified()
+            return self._verified
+
+    def _load_verified(self) -> dict[Digest, _FileKey]:
+        """The record of verified blobs; empty when missing or unreadable (it is only a cache)."""
+        try:
+            data = read_regular(self.path / VERIFIED_FILE, MAX_INDEX, follow=False)
+            obj = jsonbound.loads(data)
+            blobs = obj.get("blobs") if isinstance(obj, dict) and obj.get("version") == 1 else None
+        except (OSError, ValueError, LuffError):
+            return {}
+        out: dict[Digest, _FileKey] = {}
+        if not isinstance(blobs, dict):
+            return out
+        for k, v in blobs.items():
+            if isinstance(v, list) and len(v) == 5 and all(type(x) is int for x in v):
+                with contextlib.suppress(InvalidDigest):
+                    out[Digest.parse(k)] = (v[0], v[1], v[2], v[3], v[4])
+        return out
+
+    def _flush_verified(self) -> None:
+        """Add what this handle verified or wrote to ``luff-verified.json`` (atomically,
+        under the lock, keeping the :data:`MAX_VERIFIED` most recent)."""
+        with self._lock:
+            new, self._verified_new = self._verified_new, {}
+            corrupt = set(self._corrupt) - set(new)
+        if not new or not self.remember_verified:
+            return
+        with contextlib.suppress(LuffError, OSError), self.locked():
+            cur = self._load_verified()
+            for d in corrupt:
+                cur.pop(d, None)
+            for d, key in new.items():
+                cur.pop(d, None)  # re-inserted last: the most recent
+                cur[d] = key
+            if len(cur) > MAX_VERIFIED:
+                cur = dict(list(cur.items())[-MAX_VERIFIED:])
+            obj = {"version": 1, "blobs": {str(d): list(k) for d, k in cur.items()}}
+            self._write_file(VERIFIED_FILE, _dump(obj))
+            with self._lock:
+                self._verified = cur
 
     def _open(self, desc: Descriptor) -> BinaryIO:
         try:
@@ -609,6 +741,7 @@ class LayoutStore(Store):
         if not self.exists(manifest.descriptor()):
             self._blob_dir(manifest.digest)
             self._write_file(blob_relpath(manifest.digest), manifest.data)
+            self._remember_file(manifest.digest, self.blob_path(manifest.digest))
 
     def push_manifest(self, manifest: Manifest, tag: str = "") -> Descriptor:
         self.write_manifest(manifest)
@@ -672,12 +805,16 @@ class LayoutStore(Store):
             if new:
                 self.update_index(lambda es: _merge(es, new, only_new=True))
         finally:
+            self._flush_verified()
             self._release()
 
     def abort(self) -> None:
         with self._lock:
             self._written.clear()
-        self._release()
+        try:
+            self._flush_verified()  # what was verified stays true
+        finally:
+            self._release()
 
     # --- maintenance -------------------------------------------------------
     def reachable(

@@ -156,6 +156,7 @@ class _OciArchiveWriter(OciArchiveStore):
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._dir, True)
         self.layout = LayoutStore.init(self._dir / "layout")
         self.layout.name = self.name
+        self.layout.remember_verified = False  # thrown away after the tarball is written
         self._closed = False
 
     def entries(self) -> list[Descriptor]:
