@@ -333,6 +333,7 @@ def test_nesting_deeper_than_max_depth_is_one_error_everywhere(
         luff("pull", deep, str(tmp_path / "p.tar"), "--format", "oci-archive"),
         "nested too deeply",
     )
-    # Nothing was half-written: the copy target has no entry.
+    # Nothing was half-written: no archive, no staging directory, no entry in the layout.
+    assert not (tmp_path / "p.tar").exists() and not list(tmp_path.glob(".p.tar*"))
     c = tmp_path / "c" / "index.json"
     assert not c.exists() or json.loads(c.read_text())["manifests"] == []
