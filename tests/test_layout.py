@@ -562,51 +562,42 @@ def test_self_verifying_stream_is_hashed_once_and_still_refused(tmp_path: Path) 
     assert not store.exists(bad) and not list(store.path.glob(TMP_PREFIX + "*"))
 
 
-def _open_fifo_for_writing(fifo: Path, proc: subprocess.Popen[bytes], deadline: float) -> int:
-    """The write end of *fifo*, once *proc* has opened it to read (non-blocking fd)."""
-    import errno
+def test_killed_append_leaves_layout_valid(
+    tmp_path: Path, registry: DistributionRegistry, ctx: Context
+) -> None:
+    """SIGKILL while a layer is being written: index.json is untouched, gc clears the rest.
+
+    The layer comes from a registry through a proxy that sends half of it and
+    then waits (a layout's blob may not be a FIFO: luff refuses those)."""
     import time
 
-    while True:
-        try:
-            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as e:
-            assert e.errno == errno.ENXIO and proc.poll() is None
-            assert time.monotonic() < deadline  # a guard against hanging, not a timing test
-            time.sleep(0.01)
+    from tests.holdproxy import HoldingProxy
 
-
-def test_killed_append_leaves_layout_valid(tmp_path: Path) -> None:
-    """SIGKILL while a layer is being written: index.json is untouched, gc clears the rest."""
-    import time
-
-    src = tmp_path / "src"
     img = random_image("linux/amd64", size=4096)
-    img.push(f"oci:{src}:x")
+    img.push(f"{registry.host}/lay/killed:x", ctx)
     layer = img.manifest.layers[0]
-    fifo = src / blob_relpath(layer.digest)
-    fifo.unlink()
-    os.mkfifo(fifo)  # the layer's bytes arrive only when this test writes them
+    proxy = HoldingProxy(registry.host, hold=layer.digest.hex)
     st = tmp_path / "stage"
     lay.init(st)
     random_image("linux/arm64").push(f"oci:{st}:keep")
     before = index_json(st)
     luff = str(Path(sys.executable).parent / "luff")
-    proc = subprocess.Popen([luff, "layout", "append", str(st), f"oci:{src}:x", "--tag", "new"])
+    proc = subprocess.Popen(
+        [luff, "layout", "append", str(st), f"{proxy.host}/lay/killed:x", "--tag", "new"]
+    )
     deadline = time.monotonic() + 120  # a guard against hanging, not a timing assertion
     try:
-        w = _open_fifo_for_writing(fifo, proc, deadline)
-        data = img.store.blobs[layer.digest]
-        os.write(w, data[: len(data) // 2])
+        assert proxy.reached.wait(120) and proc.poll() is None
         while not list(st.glob(TMP_PREFIX + "*")):  # the layer is being written
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.01)
         proc.kill()
         proc.wait()
-        os.close(w)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+        proxy.stop()
     assert index_json(st) == before
     store = LayoutStore.open(st)
     assert not store.exists(layer)
@@ -622,49 +613,44 @@ def test_killed_append_leaves_layout_valid(tmp_path: Path) -> None:
     assert basic.digest(f"oci:{st}:keep").digest == LayoutStore.open(st).resolve("keep").digest
 
 
-def test_gc_is_refused_while_another_process_writes(tmp_path: Path) -> None:
+def test_gc_is_refused_while_another_process_writes(
+    tmp_path: Path, registry: DistributionRegistry, ctx: Context
+) -> None:
     """A running `layout append` has blobs that index.json does not reach yet: gc must
     not delete them. gc is refused while it runs and works once it has finished."""
-    import time
+    from tests.holdproxy import HoldingProxy
 
-    src = tmp_path / "src"
     img = random_image("linux/amd64", layers=2, size=4096)
-    img.push(f"oci:{src}:x")
+    img.push(f"{registry.host}/lay/gcwait:x", ctx)
     first, last = img.manifest.layers
-    fifo = src / blob_relpath(last.digest)
-    fifo.unlink()
-    os.mkfifo(fifo)
+    proxy = HoldingProxy(registry.host, hold=last.digest.hex)
     st = tmp_path / "stage"
     lay.init(st)
     # left by an earlier interrupted run: unreferenced, and the append counts on it
     (st / blob_relpath(first.digest)).write_bytes(img.store.blobs[first.digest])
     luff = str(Path(sys.executable).parent / "luff")
+    src = f"{proxy.host}/lay/gcwait:x"
     proc = subprocess.Popen(
-        [luff, "-j", "1", "layout", "append", str(st), f"oci:{src}:x", "--tag", "new"],
+        [luff, "-j", "1", "layout", "append", str(st), src, "--tag", "new"],
         stderr=subprocess.PIPE,
     )
-    w = -1
     try:
-        w = _open_fifo_for_writing(fifo, proc, time.monotonic() + 120)
+        assert proxy.reached.wait(120) and proc.poll() is None
         written = sorted((st / "blobs" / "sha256").iterdir())
         assert st / blob_relpath(first.digest) in written  # no index.json entry reaches it
         p = subprocess.run([luff, "layout", "gc", str(st)], capture_output=True, text=True)
         assert p.returncode == 2, p.stderr
         assert p.stderr.startswith("luff: error: ") and "is writing this layout" in p.stderr
         assert sorted((st / "blobs" / "sha256").iterdir()) == written
-        os.set_blocking(w, True)
-        os.write(w, img.store.blobs[last.digest])
-        os.close(w)
-        w = -1
+        proxy.release()
         assert proc.wait(120) == 0, proc.stderr
     finally:
-        if w >= 0:
-            os.close(w)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+        proxy.stop()
     assert lay.gc(st).removed == []
     assert basic.digest(f"oci:{st}:new").digest == img.digest
     assert subprocess.run(["umoci", "ls", "--layout", str(st)], capture_output=True).returncode == 0

@@ -65,6 +65,9 @@ class Settings:
     ca_file: str | None = None
     certs_dirs: tuple[str, ...] = ("/etc/containers/certs.d", "/etc/docker/certs.d")
     log: Callable[[str], None] | None = None
+    #: Receives warnings, which the user should see even without -v (a corrupt blob found
+    #: and written again); ``log`` receives them when this is not set.
+    warn_log: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.insecure = set(self.insecure)
@@ -81,6 +84,12 @@ class Settings:
         """Log a message (stderr in the CLI; silent by default in the library)."""
         if self.log is not None:
             self.log(message)
+
+    def warn(self, message: str) -> None:
+        """Report a warning (stderr in the CLI, even without -v; else as :meth:`say`)."""
+        sink = self.warn_log or self.log
+        if sink is not None:
+            sink(message)
 
 
 _SETTINGS_FIELDS = frozenset(f.name for f in fields(Settings))
@@ -155,6 +164,10 @@ class Context:
     def say(self, message: str) -> None:
         """Log a message through the settings' ``log``."""
         self.settings.say(message)
+
+    def warn(self, message: str) -> None:
+        """Report a warning through the settings' ``warn_log`` (else ``log``)."""
+        self.settings.warn(message)
 
     def close(self) -> None:
         """Close pooled connections and forget clients (tokens, ping results)."""

@@ -28,6 +28,9 @@ class State:
     platform: str | None = None
     ctx: Context = field(default_factory=Context)
 
+    def __post_init__(self) -> None:
+        self.ctx.settings.warn_log = warn
+
 
 def state() -> State:
     """The :class:`State` of the current click invocation."""
@@ -106,6 +109,11 @@ def annotation_options(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
 def log(message: str) -> None:
     """Print a log line on stderr."""
     click.echo(message, err=True)
+
+
+def warn(message: str) -> None:
+    """Print a warning on stderr (shown with or without -v)."""
+    click.echo(f"luff: warning: {message}", err=True)
 
 
 @contextlib.contextmanager

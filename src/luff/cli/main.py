@@ -338,6 +338,33 @@ def delete(ref: str) -> None:
 
 
 @cli.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(ref: str, as_json: bool) -> None:
+    """Re-read and re-hash REF and everything it points at, each digest once.
+
+    Works on any address (registry, oci:, oci-archive:, docker-archive:).
+    Prints one line per missing, corrupt or invalid manifest or blob
+    (KIND DIGEST (ROLE of PARENT): MESSAGE), then a summary, on stdout; exits
+    1 when there is any.
+    """
+    from luff.ops import verify as verifying
+
+    report = verifying.verify(ref, ctx=state().ctx)
+    if as_json:
+        out_json(report.to_dict())
+    else:
+        for p in report.problems:
+            out(p.line())
+        out(report.summary())
+    if not report.ok:
+        n = len(report.problems)
+        raise LuffError(
+            f"{n} missing, corrupt or invalid {'item' if n == 1 else 'items'}", where=ref
+        )
+
+
+@cli.command()
 def version() -> None:
     """Print luff's version."""
     out(__version__)
@@ -423,6 +450,7 @@ _TRANSFERS = {
     "layout fill",
     "attach",
     "mutate",
+    "verify",
 }
 
 

@@ -6,7 +6,15 @@ import json
 from dataclasses import dataclass
 
 from luff.context import Context, default_context
-from luff.errors import InvalidManifest, InvalidPlatform, NotFound, UsageError, located
+from luff.copy import MAX_DEPTH
+from luff.errors import (
+    InvalidManifest,
+    InvalidPlatform,
+    LimitExceeded,
+    NotFound,
+    UsageError,
+    located,
+)
 from luff.model import mediatypes as mt
 from luff.model.address import Address, parse_address
 from luff.model.descriptor import Descriptor
@@ -116,7 +124,7 @@ def select_platform(
     (or it declares none); otherwise :class:`NotFound` names both platforms.
     """
     want = Platform.parse(platform) if isinstance(platform, str) else platform
-    for _ in range(64):
+    for _ in range(MAX_DEPTH):
         if not m.is_index:
             have = image_platform(store, desc, m)
             if have is not None and not only(want).match(have):
@@ -130,4 +138,6 @@ def select_platform(
                 where=store.name,
             )
         desc, m = entry, store.fetch_manifest(entry)
-    raise InvalidManifest("indexes nested too deeply", where=store.name)
+    raise LimitExceeded(
+        f"indexes nested too deeply (more than {MAX_DEPTH} levels)", where=store.name
+    )

@@ -28,7 +28,7 @@ from luff.model.address import (
     valid_ref_name,
 )
 from luff.model.descriptor import Descriptor
-from luff.model.digest import Digest, is_digest
+from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.model.platform import Platform, any_of, only_strict
 from luff.ops.basic import target_tags
@@ -296,19 +296,14 @@ def gc(path: str | os.PathLike[str], *, dry_run: bool = False) -> GcResult:
     total = 0
     with store.exclusive(), store.locked():
         present, missing = store.reachable()
-        blobs = store.path / "blobs"
-        for alg_dir in sorted(p for p in blobs.iterdir() if p.is_dir()):
-            for f in sorted(alg_dir.iterdir()):
-                text = f"{alg_dir.name}:{f.name}"
-                if not is_digest(text) or not f.is_file():
-                    continue
-                d = Digest.parse(text)
-                if d in present:
-                    continue
-                removed.append(d)
-                total += f.stat().st_size
-                if not dry_run:
-                    f.unlink()
+        # Regular files only, in blobs/ALG directories that are no symbolic links.
+        for d, f, size in list(store.blob_files()):
+            if d in present:
+                continue
+            removed.append(d)
+            total += size
+            if not dry_run:
+                f.unlink()
         temps = store.stale_temporaries(age=0)  # no writer holds the lock: all are stale
         if not dry_run:
             for t in temps:

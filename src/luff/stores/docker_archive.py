@@ -33,6 +33,7 @@ from luff.errors import (
     DigestMismatch,
     InvalidManifest,
     InvalidReference,
+    LimitExceeded,
     LuffError,
     NotFound,
     UsageError,
@@ -177,6 +178,8 @@ class _DockerArchiveReader(DockerArchiveStore):
                 )
                 for it in items
             ]
+        except LimitExceeded as e:
+            raise LimitExceeded(f"manifest.json: {e.message}", where=self.name) from None
         except (ValueError, KeyError, TypeError, AssertionError):
             raise InvalidManifest("manifest.json is malformed", where=self.name) from None
         self._cache = tempfile.TemporaryDirectory(prefix="luff-docker-archive-")
@@ -199,6 +202,8 @@ class _DockerArchiveReader(DockerArchiveStore):
             try:
                 cfg = jsonutil.loads(img.config, what="config")
                 diff_ids = [Digest.parse(d) for d in cfg["rootfs"]["diff_ids"]]
+            except LimitExceeded as e:
+                raise LimitExceeded(f"{img.config_member}: {e.message}", where=self.name) from None
             except (ValueError, KeyError, TypeError, LuffError):
                 raise InvalidManifest(f"{img.config_member}: bad config", where=self.name) from None
             if len(diff_ids) != len(img.layers):

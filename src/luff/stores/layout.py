@@ -5,6 +5,16 @@ Safety rules kept here:
 - every digest is re-validated against the digest grammar before it becomes
   a path, so ``sha256:../../etc/passwd`` never reaches the file system;
 - every file is written to a temporary name in the layout, then renamed;
+- a layout whose ``blobs`` directory, or a ``blobs/ALG`` directory in it, is a
+  symbolic link is refused, so luff never writes or deletes outside it; a
+  blob file that is a symbolic link is neither read nor trusted (a write
+  replaces the link);
+- ``oci-layout``, ``index.json``, ``luff-sparse.json`` and blobs are opened
+  without blocking and must be regular files (a FIFO would hang a reader);
+- a blob already in the layout is hashed before a write counts on it; what
+  was verified is remembered in ``luff-verified.json`` by the file's device,
+  inode, size, modification and change times, so a re-run reads nothing
+  again, and a corrupt blob is replaced (with a warning);
 - ``index.json`` (and luff's sparse record) are rewritten under an exclusive
   ``flock`` on ``index.json``, so concurrent writers all land;
 - a handle that writes (or checks which blobs exist, to decide what to write)
@@ -21,9 +31,11 @@ A *sparse* layout lacks some blobs (OCI allows that) and records in
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -35,10 +47,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from luff.errors import (
     InvalidDigest,
     InvalidManifest,
+    LimitExceeded,
     LuffError,
     NotFound,
     PreconditionFailed,
     UsageError,
+    located,
 )
 from luff.model import jsonutil
 from luff.model import mediatypes as mt
@@ -48,6 +62,7 @@ from luff.model.manifest import MAX_MANIFEST, Manifest, sniff_media_type
 from luff.model.platform import Platform
 from luff.model.referrers import ReferrerList, referrer_descriptor
 from luff.stores.base import BlobFetcher, Store, scan_referrers
+from luff.stores.files import UnsafePath, not_regular, open_regular, read_regular
 
 if TYPE_CHECKING:
     from luff.context import Context
@@ -56,9 +71,22 @@ if TYPE_CHECKING:
 LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
 SPARSE_FILE = "luff-sparse.json"
+VERIFIED_FILE = "luff-verified.json"
 TMP_PREFIX = ".luff-tmp-"
 LAYOUT_VERSION = "1.0.0"
 CHUNK = 1 << 20
+#: Largest ``index.json`` (or ``luff-sparse.json``) luff reads.
+MAX_INDEX = 64 * 1024 * 1024
+#: Most blobs ``luff-verified.json`` remembers (the most recently verified are kept).
+MAX_VERIFIED = 50_000
+_NO_LINKS = "; luff neither writes nor deletes outside the layout"
+
+#: What identifies one version of a blob file: device, inode, size, mtime and ctime (ns).
+_FileKey = tuple[int, int, int, int, int]
+
+
+def _file_key(st: os.stat_result) -> _FileKey:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def blob_relpath(digest: Digest | str) -> str:
@@ -78,6 +106,8 @@ def parse_index(data: bytes, where: str) -> tuple[dict[str, Any], list[Descripto
         obj = jsonutil.loads(data, what="index.json", where=where)
     except (ValueError, UnicodeDecodeError):
         raise InvalidManifest("index.json is not valid JSON", where=where) from None
+    except LimitExceeded as e:
+        raise LimitExceeded(f"index.json: {e.message}", where=where) from None
     if not isinstance(obj, dict) or not isinstance(obj.get("manifests", []), list):
         raise InvalidManifest("index.json has no 'manifests' list", where=where)
     try:
@@ -142,6 +172,13 @@ class LayoutStore(Store):
         self._written: dict[Digest, Manifest] = {}
         self._origins: dict[str, Store] = {}
         self._referrers: dict[Digest, list[Descriptor]] | None = None
+        self._verified: dict[Digest, _FileKey] | None = None  # luff-verified.json, when read
+        self._verified_new: dict[Digest, _FileKey] = {}  # verified or written by this handle
+        self._corrupt: dict[Digest, _FileKey] = {}
+        #: Blobs already in the layout that this handle hashed to check them.
+        self.rehashed: list[Digest] = []
+        #: Keep ``luff-verified.json`` (off for a staging layout that is thrown away).
+        self.remember_verified = True
 
     # --- opening -------------------------------------------------------
     @classmethod
@@ -160,10 +197,16 @@ class LayoutStore(Store):
     ) -> LayoutStore:
         """Open the layout at *path*; with *create*, make it when it does not exist."""
         p = Path(path)
-        marker = p / LAYOUT_FILE
-        if marker.is_file():
+        try:
+            mode: int | None = os.stat(p / LAYOUT_FILE).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            mode = None
+        if mode is not None:
+            if not stat.S_ISREG(mode):
+                raise not_regular(mode, LAYOUT_FILE, where=f"oci:{path}")
             store = cls(p, ctx)
             store._check_version()
+            store._check_boundary()
             return store
         if not create:
             if not p.exists():
@@ -192,9 +235,10 @@ class LayoutStore(Store):
 
     def _check_version(self) -> None:
         try:
-            obj = json.loads((self.path / LAYOUT_FILE).read_bytes())
+            data = read_regular(self.path / LAYOUT_FILE, 4096, name=LAYOUT_FILE, where=self.name)
+            obj = jsonutil.loads(data, what=LAYOUT_FILE)
             version = obj.get("imageLayoutVersion") if isinstance(obj, dict) else None
-        except (ValueError, OSError):
+        except (ValueError, OSError, LimitExceeded):
             version = None
         if not isinstance(version, str) or not version.startswith("1."):
             raise InvalidManifest(f"unsupported {LAYOUT_FILE} (want version 1.x)", where=self.name)
@@ -203,6 +247,56 @@ class LayoutStore(Store):
     def blob_path(self, digest: Digest | str) -> Path:
         """Where the blob *digest* lives (the digest is validated first)."""
         return self.path / blob_relpath(digest)
+
+    def _check_dir(self, rel: str, st: os.stat_result) -> None:
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafePath(f"{rel} is a symbolic link{_NO_LINKS}", where=self.name)
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafePath(f"{rel} is not a directory", where=self.name)
+
+    def _check_boundary(self) -> None:
+        """Refuse a layout whose ``blobs`` or ``blobs/ALG`` directory is a symbolic link
+        (writing or deleting blobs would happen wherever it points)."""
+        blobs = self.path / "blobs"
+        try:
+            self._check_dir("blobs", os.lstat(blobs))
+        except FileNotFoundError:
+            return
+        with os.scandir(blobs) as it:
+            for e in it:
+                if e.is_symlink():
+                    link = f"blobs/{e.name} is a symbolic link"
+                    raise UnsafePath(link + _NO_LINKS, where=self.name)
+
+    def _blob_dir(self, digest: Digest) -> Path:
+        """``blobs/ALG``, made when missing; refused when it (or ``blobs``) is not a directory."""
+        for rel in ("blobs", f"blobs/{digest.algorithm}"):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(self.path / rel, 0o755)
+            self._check_dir(rel, os.lstat(self.path / rel))
+        return self.path / "blobs" / digest.algorithm
+
+    def blob_files(self) -> Iterator[tuple[Digest, Path, int]]:
+        """``(digest, path, size)`` of every regular file in ``blobs/ALG/`` named like a digest.
+
+        Symbolic links and other non-regular files are skipped; a symlinked
+        ``blobs`` or ``blobs/ALG`` directory is refused (:class:`UnsafePath`).
+        """
+        self._check_boundary()
+        blobs = self.path / "blobs"
+        try:
+            algs = sorted(e.name for e in os.scandir(blobs) if e.is_dir(follow_symlinks=False))
+        except FileNotFoundError:
+            return
+        for alg in algs:
+            with os.scandir(blobs / alg) as it:
+                files = sorted((e.name, e) for e in it)
+            for name, e in files:
+                text = f"{alg}:{name}"
+                if not is_digest(text) or not e.is_file(follow_symlinks=False):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    yield Digest.parse(text), Path(e.path), e.stat(follow_symlinks=False).st_size
 
     def _tmp(self) -> tuple[int, str]:
         self._hold_shared()
@@ -261,16 +355,16 @@ class LayoutStore(Store):
             raise
 
     def _install(self, tmp: str, digest: Digest) -> None:
-        dest = self.blob_path(digest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest = self._blob_dir(digest) / digest.hex
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
+        self._remember_file(digest, dest)
 
     # --- index.json ------------------------------------------------------
     def read_index(self) -> tuple[dict[str, Any], list[Descriptor]]:
         """The parsed ``index.json`` object and its entries."""
         try:
-            data = (self.path / INDEX_FILE).read_bytes()
+            data = read_regular(self.path / INDEX_FILE, MAX_INDEX, name=INDEX_FILE, where=self.name)
         except FileNotFoundError:
             raise NotFound(f"no {INDEX_FILE}", where=self.name) from None
         return parse_index(data, self.name)
@@ -292,9 +386,18 @@ class LayoutStore(Store):
         with self._index_lock:
             while True:
                 try:
-                    fd = os.open(index, os.O_RDONLY)
+                    fd = os.open(index, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
                 except FileNotFoundError:
                     raise NotFound(f"no {INDEX_FILE}", where=self.name) from None
+                except OSError as e:
+                    if e.errno != errno.ENXIO:  # a socket
+                        raise
+                    bad = f"{INDEX_FILE} is not a regular file"
+                    raise UnsafePath(bad, where=self.name) from None
+                mode = os.fstat(fd).st_mode
+                if not stat.S_ISREG(mode):
+                    os.close(fd)
+                    raise not_regular(mode, INDEX_FILE, where=self.name)
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
                     st, cur = os.fstat(fd), os.stat(index)
@@ -351,14 +454,18 @@ class LayoutStore(Store):
     def sparse_records(self) -> dict[Digest, str]:
         """Missing-blob digest → the source address it can be fetched from."""
         try:
-            data = (self.path / SPARSE_FILE).read_bytes()
+            data = read_regular(
+                self.path / SPARSE_FILE, MAX_INDEX, name=SPARSE_FILE, where=self.name
+            )
         except FileNotFoundError:
             return {}
         try:
-            obj = json.loads(data)
+            obj = jsonutil.loads(data, what=SPARSE_FILE)
             blobs = obj["blobs"]
             assert isinstance(blobs, dict)
             return {Digest.parse(k): str(v) for k, v in blobs.items()}
+        except LimitExceeded as e:
+            raise LimitExceeded(f"{SPARSE_FILE}: {e.message}", where=self.name) from None
         except (ValueError, KeyError, AssertionError, TypeError, InvalidDigest):
             raise InvalidManifest(f"{SPARSE_FILE} is malformed", where=self.name) from None
 
@@ -420,26 +527,35 @@ class LayoutStore(Store):
         if found is not None:
             return found
         d = Digest.parse(identifier)
-        path = self.blob_path(d)
+        where = f"{self.name}@{identifier}"
         try:
-            size = path.stat().st_size
+            data = read_regular(
+                self.blob_path(d), MAX_MANIFEST, follow=False, name=blob_relpath(d), where=where
+            )
         except FileNotFoundError:
-            raise NotFound("manifest unknown", where=f"{self.name}@{identifier}") from None
-        if size > MAX_MANIFEST:
-            raise InvalidManifest("not a manifest (too large)", where=f"{self.name}@{identifier}")
-        data = path.read_bytes()
-        desc = Descriptor("application/octet-stream", d, size)
+            raise NotFound("manifest unknown", where=where) from None
+        except LimitExceeded:
+            raise InvalidManifest("not a manifest (too large)", where=where) from None
+        desc = Descriptor("application/octet-stream", d, len(data))
         self.fetch_bytes(desc.with_(data=data))  # verifies the bytes
-        return Descriptor(sniff_media_type(data), d, size)
+        with located(where=where):
+            return Descriptor(sniff_media_type(data), d, len(data))
 
     def exists(self, desc: Descriptor) -> bool:
+        """True when the blob is here and its content matches its digest.
+
+        A blob is hashed the first time; a later check of the same file (same
+        device, inode, size, modification and change times) trusts the record
+        in ``luff-verified.json``. A corrupt blob counts as missing (so a copy
+        writes it again), with a warning.
+        """
         self._hold_shared()  # what exists now must still exist when we reference it
-        return self._present(desc)
+        return self._trusted(desc)
 
     def fetch_blob(self, digest: Digest) -> BinaryIO:
         """A verified stream of blob *digest* (of the layout, or of a sparse record's source)."""
         try:
-            size = self.blob_path(digest).stat().st_size
+            size = os.lstat(self.blob_path(digest)).st_size
         except FileNotFoundError:
             src = self.sparse_records().get(digest)
             if src is None:
@@ -451,15 +567,124 @@ class LayoutStore(Store):
         return self.fetch(Descriptor("application/octet-stream", digest, size))
 
     def _present(self, desc: Descriptor) -> bool:
-        """Whether the blob is here, for reading only (no lock)."""
+        """Whether the blob is here (a regular file of its size), for reading only (no lock)."""
         try:
-            return self.blob_path(desc.digest).stat().st_size == desc.size
-        except FileNotFoundError:
+            st = os.lstat(self.blob_path(desc.digest))
+        except (FileNotFoundError, NotADirectoryError):
             return False
+        return stat.S_ISREG(st.st_mode) and st.st_size == desc.size
+
+    # --- verified blobs ----------------------------------------------------
+    def _trusted(self, desc: Descriptor) -> bool:
+        path = self.blob_path(desc.digest)
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if not stat.S_ISREG(st.st_mode) or st.st_size != desc.size:
+            return False
+        key = _file_key(st)
+        with self._lock:
+            if self._corrupt.get(desc.digest) == key:
+                return False
+            if self._verified_new.get(desc.digest) == key:
+                return True
+        if self._recorded().get(desc.digest) == key:
+            return True
+        return self._hash_check(path, desc)
+
+    def _hash_check(self, path: Path, desc: Descriptor) -> bool:
+        """Hash the blob at *path*; remember a match, warn about (and remember) a mismatch."""
+        try:
+            f = open_regular(path, follow=False, name=blob_relpath(desc.digest), where=self.name)
+        except (FileNotFoundError, UnsafePath):  # replaced meanwhile: not here as a blob
+            return False
+        with f:
+            key = _file_key(os.fstat(f.fileno()))
+            h = desc.digest.hasher()
+            n = 0
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+                n += len(chunk)
+        with self._lock:
+            self.rehashed.append(desc.digest)
+            if n == desc.size and h.hexdigest() == desc.digest.hex:
+                self._verified_new[desc.digest] = key
+                return True
+            first = desc.digest not in self._corrupt
+            self._corrupt[desc.digest] = key
+        if first:
+            ctx = self.ctx
+            if ctx is None:
+                from luff.context import default_context
+
+                ctx = default_context()
+            ctx.warn(
+                f"{self.name}: blob {desc.digest} is corrupt (its content does not match "
+                "its digest); it is not trusted and is written again"
+            )
+        return False
+
+    def _remember_file(self, digest: Digest, path: Path) -> None:
+        """Record the file just written at *path* as verified blob *digest*."""
+        key = _file_key(os.lstat(path))
+        with self._lock:
+            self._verified_new[digest] = key
+            self._corrupt.pop(digest, None)
+
+    def _recorded(self) -> dict[Digest, _FileKey]:
+        with self._lock:
+            if self._verified is None:
+                self._verified = self._load_verified()
+            return self._verified
+
+    def _load_verified(self) -> dict[Digest, _FileKey]:
+        """The record of verified blobs; empty when missing or unreadable (it is only a cache)."""
+        try:
+            data = read_regular(self.path / VERIFIED_FILE, MAX_INDEX, follow=False)
+            obj = jsonutil.loads(data, what=VERIFIED_FILE)
+            blobs = obj.get("blobs") if isinstance(obj, dict) and obj.get("version") == 1 else None
+        except (OSError, ValueError, LuffError):
+            return {}
+        out: dict[Digest, _FileKey] = {}
+        if not isinstance(blobs, dict):
+            return out
+        for k, v in blobs.items():
+            if isinstance(v, list) and len(v) == 5 and all(type(x) is int for x in v):
+                with contextlib.suppress(InvalidDigest):
+                    out[Digest.parse(k)] = (v[0], v[1], v[2], v[3], v[4])
+        return out
+
+    def _flush_verified(self) -> None:
+        """Add what this handle verified or wrote to ``luff-verified.json`` (atomically,
+        under the lock, keeping the :data:`MAX_VERIFIED` most recent)."""
+        with self._lock:
+            new, self._verified_new = self._verified_new, {}
+            corrupt = set(self._corrupt) - set(new)
+        if not new or not self.remember_verified:
+            return
+        with contextlib.suppress(LuffError, OSError), self.locked():
+            cur = self._load_verified()
+            for d in corrupt:
+                cur.pop(d, None)
+            for d, key in new.items():
+                cur.pop(d, None)  # re-inserted last: the most recent
+                cur[d] = key
+            if len(cur) > MAX_VERIFIED:
+                cur = dict(list(cur.items())[-MAX_VERIFIED:])
+            obj = {"version": 1, "blobs": {str(d): list(k) for d, k in cur.items()}}
+            self._write_file(VERIFIED_FILE, _dump(obj))
+            with self._lock:
+                self._verified = cur
 
     def _open(self, desc: Descriptor) -> BinaryIO:
         try:
-            return open(self.blob_path(desc.digest), "rb")
+            return open_regular(
+                self.blob_path(desc.digest),
+                follow=False,
+                name=blob_relpath(desc.digest),
+                where=self.name,
+            )
         except FileNotFoundError:
             pass
         src = self.sparse_records().get(desc.digest)
@@ -513,8 +738,9 @@ class LayoutStore(Store):
     def write_manifest(self, manifest: Manifest) -> None:
         """Store a manifest's bytes as a blob, without an ``index.json`` entry."""
         if not self.exists(manifest.descriptor()):
-            self.blob_path(manifest.digest).parent.mkdir(parents=True, exist_ok=True)
+            self._blob_dir(manifest.digest)
             self._write_file(blob_relpath(manifest.digest), manifest.data)
+            self._remember_file(manifest.digest, self.blob_path(manifest.digest))
 
     def referrers(self, subject: Descriptor, artifact_types: Sequence[str] = ()) -> ReferrerList:
         """The manifests reachable from ``index.json`` whose ``subject`` is *subject*."""
@@ -625,12 +851,16 @@ class LayoutStore(Store):
             if new:
                 self.update_index(lambda es: _merge(es, new, only_new=True))
         finally:
+            self._flush_verified()
             self._release()
 
     def abort(self) -> None:
         with self._lock:
             self._written.clear()
-        self._release()
+        try:
+            self._flush_verified()  # what was verified stays true
+        finally:
+            self._release()
 
     # --- maintenance -------------------------------------------------------
     def reachable(

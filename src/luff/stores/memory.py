@@ -145,6 +145,7 @@ class OverlayStore(Store):
         self.manifests: dict[Digest, Manifest] = {}
         self.blobs: dict[Digest, bytes] = {}
         self._providers: dict[Digest, Store] = {}
+        self._fetched: dict[Digest, Manifest] = {}  # providers' manifests read already
         self._lock = threading.Lock()
 
     def add(self, manifest: Manifest) -> Descriptor:
@@ -160,10 +161,16 @@ class OverlayStore(Store):
             self.blobs[desc.digest] = data
         return desc
 
-    def provide(self, digest: Digest, store: Store) -> None:
-        """Serve *digest* (and, once fetched, what it points at) from *store*."""
+    def provide(self, digest: Digest, store: Store, manifest: Manifest | None = None) -> None:
+        """Serve *digest* (and, once fetched, what it points at) from *store*.
+
+        *manifest*, when given, is the content of *digest* already read from
+        *store*: it is not fetched again.
+        """
         with self._lock:
             self._providers.setdefault(digest, store)
+            if manifest is not None and manifest.digest == digest:
+                self._fetched.setdefault(digest, manifest)
 
     def origin(self, desc: Descriptor) -> Store | None:
         with self._lock:
@@ -209,9 +216,13 @@ class OverlayStore(Store):
     def fetch_manifest(self, desc: Descriptor) -> Manifest:
         with self._lock:
             m = self.manifests.get(desc.digest)
+            known = self._fetched.get(desc.digest)
         if m is None:
             store = self._provider(desc)
-            m = store.fetch_manifest(desc)
+            if known is not None and known.media_type == desc.media_type:
+                m = known
+            else:
+                m = store.fetch_manifest(desc)
         else:
             store = self
         self._provide_children(m, store)

@@ -19,6 +19,7 @@ from luff.errors import (
     InvalidManifest,
     NotFound,
     UsageError,
+    located,
 )
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
@@ -115,7 +116,8 @@ class _OciArchiveReader(OciArchiveStore):
         if not self.tar.has(rel):
             raise NotFound("manifest unknown", where=f"{self.name}@{identifier}")
         data = self.tar.read(rel)
-        m = Manifest.parse(data)
+        with located(where=f"{self.name}@{identifier}"):
+            m = Manifest.parse(data)
         if m.digest != d:
             raise DigestMismatch(f"blob {d} does not match its digest", where=self.name)
         return m.descriptor()
@@ -158,6 +160,7 @@ class _OciArchiveWriter(OciArchiveStore):
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._dir, True)
         self.layout = LayoutStore.init(self._dir / "layout")
         self.layout.name = self.name
+        self.layout.remember_verified = False  # thrown away after the tarball is written
         self._closed = False
 
     def entries(self) -> list[Descriptor]:

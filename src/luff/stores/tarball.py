@@ -29,6 +29,7 @@ from luff.errors import (
     UsageError,
 )
 from luff.model.manifest import MAX_MANIFEST
+from luff.stores.files import open_regular
 
 CHUNK = 1 << 20
 GZIP_LEVEL = 6
@@ -88,12 +89,13 @@ class SafeTar:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.name = str(path)
+        if self.path.is_dir():
+            raise UsageError("is a directory, not an archive", where=path)
         try:
-            raw = open(self.path, "rb")  # noqa: SIM115 - kept open for the store's life
+            # Not blocking on a FIFO; a FIFO or device is refused (UnsafePath).
+            raw = open_regular(self.path, where=path)
         except FileNotFoundError:
             raise NotFound("no such file", where=path) from None
-        except IsADirectoryError:
-            raise UsageError("is a directory, not an archive", where=path) from None
         head = raw.read(6)
         raw.seek(0)
         if head.startswith(ZSTD_MAGIC):
@@ -110,7 +112,7 @@ class SafeTar:
                 shutil.copyfileobj(z, plain, CHUNK)
             plain.flush()
             plain.seek(0)
-            raw = plain  # type: ignore[assignment]
+            raw = plain
         self._file = raw
         self._fd = raw.fileno()
         self._finalizer = weakref.finalize(self, raw.close)

@@ -87,7 +87,7 @@ class BuiltIndex:
         self.store = OverlayStore(f"index {self.manifest.digest.short}")
         self.store.add(self.manifest)
         for e in self.entries:
-            self.store.provide(e.digest, e.store)
+            self.store.provide(e.digest, e.store, e.manifest)  # read once, while resolving
 
     @property
     def descriptor(self) -> Descriptor:

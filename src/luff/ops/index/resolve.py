@@ -14,7 +14,7 @@ from typing import Any
 
 from luff.context import Context
 from luff.copy import MAX_DEPTH
-from luff.errors import LimitExceeded, NotFound, UsageError, located
+from luff.errors import InvalidManifest, LimitExceeded, NotFound, UsageError, located
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, is_digest
@@ -196,27 +196,37 @@ class Resolver:
     def flattened(self, store: Store, index: Manifest, label: str) -> list[Entry]:
         """The images of *index* and of the indexes inside it, each distinct index once.
 
-        Entries without a platform get the one their config declares.
+        Entries without a platform get the one their config declares. An index
+        reached again below itself (a cycle) is refused.
         """
         out: list[Entry] = []
         seen: set[Digest] = {index.digest}
+        on_path: list[Digest] = [index.digest]  # the indexes being walked, outermost first
         stack = [(iter(zip(index.json["manifests"], index.manifests, strict=True)), 1)]
         while stack:
             it, depth = stack[-1]
             nxt = next(it, None)
             if nxt is None:
                 stack.pop()
+                on_path.pop()
                 continue
             raw, child = nxt
             self.remember(child, store, label, None)
             if mt.is_index(child.media_type) and not is_attestation(child):
+                if child.digest in on_path:
+                    raise InvalidManifest(
+                        "the indexes form a cycle", where=label, digest=child.digest
+                    )
                 if child.digest in seen:
-                    continue
+                    continue  # a diamond: its images are in already
                 seen.add(child.digest)
                 if depth >= MAX_DEPTH:
-                    raise LimitExceeded(f"indexes nested more than {MAX_DEPTH} deep", where=label)
+                    raise LimitExceeded(
+                        f"indexes nested too deeply (more than {MAX_DEPTH} levels)", where=label
+                    )
                 cm = store.fetch_manifest(child)
                 self.remember(child, store, label, cm)
+                on_path.append(child.digest)
                 stack.append(
                     (iter(zip(cm.json["manifests"], cm.manifests, strict=True)), depth + 1)
                 )
