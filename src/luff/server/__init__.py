@@ -33,7 +33,9 @@ from luff.server.app import (
     access_logger,
 )
 from luff.server.auth import Authenticator, hash_problem, load_htpasswd
-from luff.server.storage import DiskStorage, MemoryStorage, Storage
+from luff.server.disk import DiskStorage
+from luff.server.memory import MemoryStorage
+from luff.server.storage import Storage
 
 __all__ = ["DiskStorage", "MemoryStorage", "RegistryServer", "parse_listen_address"]
 
