@@ -79,8 +79,22 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def _remove(path: Path) -> bool:
+    """Remove a file; True when it was there."""
+    if not path.exists():
+        return False
+    path.unlink()
+    return True
+
+
 def _key(d: Digest) -> str:
+    """A digest as a file name: ``<alg>-<hex>``."""
     return f"{d.algorithm}-{d.hex}"
+
+
+def _unkey(name: str) -> str:
+    """The digest text of a file name made by :func:`_key`."""
+    return name.replace("-", ":", 1)
 
 
 class DiskStorage(Storage):
@@ -104,6 +118,10 @@ class DiskStorage(Storage):
 
     def _repo(self, name: str) -> Path:
         return self._repos / name
+
+    def _link(self, repo: str, kind: str, d: Digest) -> Path:
+        """The link file of a blob (*kind* ``_layers``) or manifest (``_manifests``) in *repo*."""
+        return self._repo(repo) / kind / d.algorithm / d.hex
 
     def blob_size(self, digest: Digest) -> int | None:
         try:
@@ -143,36 +161,30 @@ class DiskStorage(Storage):
         os.replace(up.path, p)
 
     def link_blob(self, repo: str, digest: Digest) -> None:
-        p = self._repo(repo) / "_layers" / digest.algorithm / digest.hex
+        p = self._link(repo, "_layers", digest)
         if not p.exists():
             p.parent.mkdir(parents=True, exist_ok=True)
             p.touch()
 
     def unlink_blob(self, repo: str, digest: Digest) -> bool:
-        p = self._repo(repo) / "_layers" / digest.algorithm / digest.hex
-        if not p.exists():
-            return False
-        p.unlink()
-        return True
+        return _remove(self._link(repo, "_layers", digest))
 
     def has_blob(self, repo: str, digest: Digest) -> bool:
-        p = self._repo(repo) / "_layers" / digest.algorithm / digest.hex
+        p = self._link(repo, "_layers", digest)
         return p.exists() and self._blob(digest).exists()
 
     def link_manifest(self, repo: str, digest: Digest, media_type: str) -> None:
-        _write_atomic(
-            self._repo(repo) / "_manifests" / digest.algorithm / digest.hex, media_type.encode()
-        )
+        _write_atomic(self._link(repo, "_manifests", digest), media_type.encode())
 
     def manifest_type(self, repo: str, digest: Digest) -> str | None:
-        p = self._repo(repo) / "_manifests" / digest.algorithm / digest.hex
+        p = self._link(repo, "_manifests", digest)
         try:
             return p.read_text()
         except FileNotFoundError:
             return None
 
     def unlink_manifest(self, repo: str, digest: Digest) -> bool:
-        p = self._repo(repo) / "_manifests" / digest.algorithm / digest.hex
+        p = self._link(repo, "_manifests", digest)
         if not p.exists():
             return False
         # Tags first: a crash in between leaves an untagged manifest, never a tag
@@ -193,11 +205,7 @@ class DiskStorage(Storage):
             return None
 
     def delete_tag(self, repo: str, tag: str) -> bool:
-        p = self._repo(repo) / "_tags" / tag
-        if not p.exists():
-            return False
-        p.unlink()
-        return True
+        return _remove(self._repo(repo) / "_tags" / tag)
 
     def tags(self, repo: str) -> list[str]:
         d = self._repo(repo) / "_tags"
@@ -264,13 +272,13 @@ class DiskStorage(Storage):
             for subject in sorted(refs.iterdir()):
                 for entry in sorted(subject.iterdir()) if subject.is_dir() else ():
                     try:
-                        d = Digest.parse(entry.name.replace("-", ":", 1))
+                        d = Digest.parse(_unkey(entry.name))
                     except LuffError:
                         d = None
                     if d is None or self.manifest_type(repo, d) is None:
                         entry.unlink(missing_ok=True)
                         if d is not None:
-                            of = subject.name.replace("-", ":", 1)
+                            of = _unkey(subject.name)
                             fixed.append(f"removed referrer {d} of {repo}@{of}: it is missing")
         return fixed
 
