@@ -97,3 +97,13 @@ def paginate(request: web.Request, items: list[str], path: str) -> tuple[list[st
         return page, {}
     q = urllib.parse.urlencode({"n": n, "last": page[-1]})
     return page, {"Link": f'<{path}?{q}>; rel="next"'}
+
+
+async def head_response(
+    request: web.Request, headers: dict[str, str], length: int
+) -> web.StreamResponse:
+    """The answer to a HEAD: status 200, *headers* and a Content-Length of *length*."""
+    resp = web.StreamResponse(status=200, headers=headers)
+    resp.content_length = length
+    await resp.prepare(request)
+    return resp

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from luff.model.digest import Digest
-from luff.server.api import MAX_NAME, NAME_RE, ApiError, check_name, parse_digest
+from luff.server.api import MAX_NAME, NAME_RE, ApiError, check_name, head_response, parse_digest
 from luff.server.auth import Access
 from luff.server.gate import Gate
 from luff.server.storage import Storage, Upload
@@ -97,10 +97,7 @@ class Blobs:
             "Cache-Control": "max-age=31536000",
         }
         if request.method == "HEAD":
-            resp = web.StreamResponse(status=200, headers=headers)
-            resp.content_length = size
-            await resp.prepare(request)
-            return resp
+            return await head_response(request, headers, size)
         path = st.blob_path(d)
         if path is not None:
             # sendfile, with Range and conditional requests handled by aiohttp
@@ -178,6 +175,23 @@ class Blobs:
         self.storage.commit_upload(up, digest)
         return self._blob_created(name, digest)
 
+    async def _complete(
+        self, request: web.Request, name: str, up: Upload, digest: Digest
+    ) -> web.Response:
+        """Receive the request body as the last bytes of *up*, then :meth:`_finish` it.
+
+        The upload is busy meanwhile, and dropped when anything fails.
+        """
+        self._busy.add(up.id)
+        try:
+            await self._receive(request, up)
+            return await self._finish(name, up, digest)
+        except BaseException:
+            self.storage.cancel_upload(up)
+            raise
+        finally:
+            self._busy.discard(up.id)
+
     def _new_upload(self, name: str) -> Upload:
         """A new upload, unless :attr:`max_uploads` are in progress (then 429)."""
         st = self.storage
@@ -221,27 +235,22 @@ class Blobs:
             # Mount refused: fall through to an ordinary upload session.
         elif q.get("digest"):
             d = parse_digest(q["digest"])
-            up = self._new_upload(name)
-            self._busy.add(up.id)
-            try:
-                await self._receive(request, up)
-                return await self._finish(name, up, d)
-            except BaseException:
-                st.cancel_upload(up)
-                raise
-            finally:
-                self._busy.discard(up.id)
+            return await self._complete(request, name, self._new_upload(name), d)
         up = self._new_upload(name)
         return web.Response(status=202, headers=self._upload_headers(name, up))
 
-    def _get_upload(self, name: str, uid: str) -> Upload:
+    async def _upload(self, request: web.Request, m: re.Match[str]) -> tuple[str, Upload]:
+        """The repository and the upload in progress a request names, once it may push there."""
+        name = check_name(m["name"])
+        await self.gate.authorize(request, [Access("repository", name, "push")])
+        uid = m["id"]
         up = self.storage.uploads.get(uid)
         if up is None or up.repository != name:
             raise ApiError(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry")
         if uid in self._busy:
             raise ApiError(409, "BLOB_UPLOAD_INVALID", "another request is writing to this upload")
         up.touch()
-        return up
+        return name, up
 
     def _check_content_range(self, request: web.Request, name: str, up: Upload) -> int | None:
         """Validate ``Content-Range`` against the upload's offset; the chunk length or None."""
@@ -270,15 +279,11 @@ class Blobs:
         return length
 
     async def upload_status(self, request: web.Request, m: re.Match[str]) -> web.StreamResponse:
-        name = check_name(m["name"])
-        await self.gate.authorize(request, [Access("repository", name, "push")])
-        up = self._get_upload(name, m["id"])
+        name, up = await self._upload(request, m)
         return web.Response(status=204, headers=self._upload_headers(name, up))
 
     async def patch_upload(self, request: web.Request, m: re.Match[str]) -> web.StreamResponse:
-        name = check_name(m["name"])
-        await self.gate.authorize(request, [Access("repository", name, "push")])
-        up = self._get_upload(name, m["id"])
+        name, up = await self._upload(request, m)
         expect = self._check_content_range(request, name, up)
         self._busy.add(up.id)
         try:
@@ -293,26 +298,14 @@ class Blobs:
         return web.Response(status=202, headers=self._upload_headers(name, up))
 
     async def finish_upload(self, request: web.Request, m: re.Match[str]) -> web.StreamResponse:
-        name = check_name(m["name"])
-        await self.gate.authorize(request, [Access("repository", name, "push")])
-        up = self._get_upload(name, m["id"])
+        name, up = await self._upload(request, m)
         if not request.query.get("digest"):
             raise ApiError(400, "DIGEST_INVALID", "the digest query parameter is required")
         d = parse_digest(request.query["digest"])
         self._check_content_range(request, name, up)
-        self._busy.add(up.id)
-        try:
-            await self._receive(request, up)
-            return await self._finish(name, up, d)
-        except BaseException:
-            self.storage.cancel_upload(up)
-            raise
-        finally:
-            self._busy.discard(up.id)
+        return await self._complete(request, name, up, d)
 
     async def cancel_upload(self, request: web.Request, m: re.Match[str]) -> web.StreamResponse:
-        name = check_name(m["name"])
-        await self.gate.authorize(request, [Access("repository", name, "push")])
-        up = self._get_upload(name, m["id"])
+        _, up = await self._upload(request, m)
         self.storage.cancel_upload(up)
         return web.Response(status=204)

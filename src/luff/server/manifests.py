@@ -21,7 +21,7 @@ from luff.errors import LuffError
 from luff.model import mediatypes as mt
 from luff.model.digest import Digest
 from luff.model.manifest import MAX_MANIFEST, Manifest
-from luff.server.api import TAG_RE, ApiError, check_name, paginate, parse_digest
+from luff.server.api import TAG_RE, ApiError, check_name, head_response, paginate, parse_digest
 from luff.server.auth import Access
 from luff.server.gate import Gate
 from luff.server.storage import Storage
@@ -142,10 +142,7 @@ class Manifests:
         data = self.storage.blob_bytes(d)
         headers = {"Docker-Content-Digest": str(d), "ETag": f'"{d}"'}
         if request.method == "HEAD":
-            resp = web.StreamResponse(status=200, headers={**headers, "Content-Type": media})
-            resp.content_length = len(data)
-            await resp.prepare(request)
-            return resp
+            return await head_response(request, {**headers, "Content-Type": media}, len(data))
         return web.Response(body=data, headers={**headers, "Content-Type": media})
 
     async def _read_manifest(self, request: web.Request) -> bytes:
