@@ -16,7 +16,8 @@ from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import MAX_MANIFEST, Manifest, sniff_media_type
-from luff.model.platform import Platform, only_strict
+from luff.model.matching import only_strict
+from luff.model.platform import Platform
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

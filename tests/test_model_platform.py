@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from luff.errors import InvalidPlatform, UsageError
-from luff.model.platform import Platform, only_strict
+from luff.model.matching import only_strict
+from luff.model.platform import Platform
 
 
 @pytest.mark.parametrize(

@@ -20,16 +20,8 @@ import functools
 import pytest
 
 from luff.errors import InvalidPlatform
-from luff.model.platform import (
-    Matcher,
-    Platform,
-    any_of,
-    best_match,
-    detect_host_platform,
-    only,
-    only_strict,
-    ordered,
-)
+from luff.model.matching import Matcher, any_of, best_match, only, only_strict, ordered
+from luff.model.platform import Platform, detect_host_platform
 
 COMMIT = "09756f59cb1d6b3fb368f371043d36e634789537"
 

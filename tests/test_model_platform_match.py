@@ -9,15 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from luff.model.descriptor import Descriptor
-from luff.model.platform import (
-    Platform,
-    any_of,
-    best_match,
-    only,
-    only_strict,
-    ordered,
-    ranked,
-)
+from luff.model.matching import any_of, best_match, only, only_strict, ordered, ranked
+from luff.model.platform import Platform
 
 
 def P(text: str) -> Platform:

@@ -18,7 +18,7 @@ import urllib3
 
 from luff.model import mediatypes as mt
 from luff.server import RegistryServer
-from luff.server.storage import DiskStorage
+from luff.server.disk import DiskStorage
 
 EMPTY = b"{}"
 EMPTY_D = "sha256:" + hashlib.sha256(EMPTY).hexdigest()

@@ -19,7 +19,7 @@ from tests.test_server_uploads import serve
 CRASHING_SERVER = """
 import os, signal, sys
 from luff.server import RegistryServer
-from luff.server.storage import DiskStorage
+from luff.server.disk import DiskStorage
 
 crash_at = int(sys.argv[2])
 calls = 0

@@ -22,7 +22,7 @@ import urllib3
 
 from luff.model import mediatypes as mt
 from luff.server import RegistryServer
-from luff.server.app import MAX_JSON_DEPTH, json_too_deep
+from luff.server.manifests import MAX_JSON_DEPTH, json_too_deep
 from tests.test_server import Http, error_code, manifest, sha
 
 LUFF = [sys.executable, "-m", "luff"]

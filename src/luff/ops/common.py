@@ -19,7 +19,8 @@ from luff.model import mediatypes as mt
 from luff.model.address import Address, parse_address
 from luff.model.descriptor import Descriptor
 from luff.model.manifest import Manifest
-from luff.model.platform import Platform, best_match, only
+from luff.model.matching import best_match, only
+from luff.model.platform import Platform
 from luff.stores import open_source
 from luff.stores.base import EntryLister, Store
 

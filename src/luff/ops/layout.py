@@ -30,7 +30,8 @@ from luff.model.address import (
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
-from luff.model.platform import Platform, any_of, only_strict
+from luff.model.matching import any_of, only_strict
+from luff.model.platform import Platform
 from luff.ops.basic import target_tags
 from luff.ops.common import get_root, image_platform, open_root, select_platform
 from luff.stores import local_address, open_source, open_target

@@ -22,7 +22,8 @@ from luff.model.address import Address, parse_address
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
-from luff.model.platform import Platform, any_of
+from luff.model.matching import any_of
+from luff.model.platform import Platform
 from luff.model.reference import valid_tag
 from luff.ops.common import config_platform
 from luff.ops.index.assemble import (

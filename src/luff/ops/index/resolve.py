@@ -19,7 +19,8 @@ from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, is_digest
 from luff.model.manifest import Manifest
-from luff.model.platform import Platform, any_of
+from luff.model.matching import any_of
+from luff.model.platform import Platform
 from luff.ops.common import config_platform, get_root, open_root
 from luff.ops.index.sources import Source
 from luff.pool import run_all
