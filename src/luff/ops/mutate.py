@@ -27,7 +27,8 @@ from luff.model.address import Address, check_tag
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
-from luff.model.platform import Matcher, Platform, any_of, only_strict
+from luff.model.matching import Matcher, any_of, only_strict
+from luff.model.platform import Platform
 from luff.ops.changes import (
     WINDOWS_APPEND,
     Append,
