@@ -1,5 +1,7 @@
 """The copy engine: the one path by which luff writes anything.
 
+(The plan it makes, and the policies that shape it, are values in :mod:`luff.plan`.)
+
 A :class:`Copier` walks one or more descriptor graphs (each root from its
 own source store) bound for one target store. Each distinct digest is
 visited once, whatever the shape of the graph (diamonds, ladders), and the
@@ -14,8 +16,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from dataclasses import dataclass
+from typing import BinaryIO
 
 from luff import cancel
 from luff.context import Context, default_context
@@ -34,6 +36,21 @@ from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.model.referrers import ReferrerList, artifact_type, cosign_tags
+from luff.plan import (
+    COPY,
+    EXISTS,
+    MOUNT,
+    REMOTE,
+    SKIP,
+    TAG,
+    Expect,
+    ManifestItem,
+    Plan,
+    PlanItem,
+    Progress,
+    Referrers,
+    as_referrers,
+)
 from luff.pool import run_all
 from luff.registry.retry import RetryPolicy
 from luff.stores.base import (
@@ -44,13 +61,6 @@ from luff.stores.base import (
     TagLister,
     origin_of,
 )
-
-EXISTS = "exists"
-MOUNT = "mount"
-COPY = "copy"
-SKIP = "skip"  # non-distributable (foreign) layers
-REMOTE = "remote"  # a layer left where it is (a sparse layout records where)
-TAG = "tag"  # the root, pushed under its tags last
 
 #: Longest chain of manifests (index in index in ...) that luff walks.
 MAX_DEPTH = 128
@@ -63,146 +73,6 @@ _FOREIGN = frozenset(
         "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
     }
 )
-
-
-@dataclass
-class PlanItem:
-    """What happens to one blob."""
-
-    descriptor: Descriptor
-    action: str
-    source: Store
-    mount_from: str = ""
-
-    @property
-    def size(self) -> int:
-        return self.descriptor.size
-
-
-@dataclass
-class ManifestItem:
-    """A manifest to write, with its exact bytes (empty when the target has it).
-
-    Manifests are written by ``level``, lowest first; everything a manifest
-    points at, and the subject a referrer (``kind == "referrer"``) is
-    attached to, has a lower level. ``tags`` are written last (cosign's
-    ``sha256-<hex>.sig`` tags, say).
-    """
-
-    descriptor: Descriptor
-    manifest: Manifest
-    source: Store
-    level: int = 0
-    action: str = COPY
-    children: list[Digest] = field(default_factory=list, repr=False)
-    kind: str = "manifest"
-    after: Digest | None = None
-    tags: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Referrers:
-    """Which referrers a copy takes along: signatures, SBOMs, attestations.
-
-    Every referrer of every manifest in the graph is copied (and referrers of
-    referrers), of the artifact ``types`` given (all when empty), with
-    cosign's ``sha256-<hex>.sig``/``.att``/``.sbom`` tags when
-    ``cosign_tags``. A malformed listing, or one naming content that does not
-    exist, fails the copy when ``strict``; otherwise it is reported and
-    passed over.
-    """
-
-    types: tuple[str, ...] = ()
-    strict: bool = True
-    cosign_tags: bool = True
-
-
-@dataclass
-class Plan:
-    """The transfer plan of one copy: blobs and manifests with their actions."""
-
-    target: Store
-    blobs: list[PlanItem] = field(default_factory=list)
-    manifests: list[ManifestItem] = field(default_factory=list)
-
-    def totals(self) -> dict[str, tuple[int, int]]:
-        """``{action: (count, bytes)}`` over blobs."""
-        out: dict[str, tuple[int, int]] = {}
-        for b in self.blobs:
-            n, s = out.get(b.action, (0, 0))
-            out[b.action] = (n + 1, s + b.size)
-        return out
-
-    @property
-    def bytes_to_copy(self) -> int:
-        return sum(b.size for b in self.blobs if b.action == COPY)
-
-    def lines(self) -> list[str]:
-        """Human-readable plan, one line per item, then totals."""
-        out = []
-        for b in self.blobs:
-            extra = f" from {b.mount_from}" if b.action == MOUNT else ""
-            if b.action == COPY:
-                extra = f" from {b.source.name}"
-            out.append(f"blob     {b.action:<6} {b.descriptor.digest} {b.size:>12}{extra}")
-        for m in self.manifests:
-            what = m.descriptor.media_type
-            if m.kind == "referrer":
-                what = m.descriptor.artifact_type or artifact_type(m.manifest) or what
-            out.append(
-                f"{m.kind:<8} {m.action:<6} {m.descriptor.digest} {m.descriptor.size:>12} {what}"
-                + "".join(f" tag {t}" for t in m.tags)
-            )
-        tot = self.totals()
-        parts = [f"{a}: {n} ({_human(s)})" for a, (n, s) in sorted(tot.items())]
-        out.append("total    " + (", ".join(parts) if parts else "no blobs"))
-        return out
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-able form of the plan."""
-        return {
-            "blobs": [
-                {
-                    "digest": str(b.descriptor.digest),
-                    "size": b.size,
-                    "mediaType": b.descriptor.media_type,
-                    "action": b.action,
-                    **({"from": b.mount_from} if b.mount_from else {}),
-                    "source": b.source.name,
-                }
-                for b in self.blobs
-            ],
-            "manifests": [
-                {
-                    "digest": str(m.descriptor.digest),
-                    "size": m.descriptor.size,
-                    "mediaType": m.descriptor.media_type,
-                    "action": m.action,
-                    **({"kind": m.kind} if m.kind != "manifest" else {}),
-                    **({"subject": str(m.after)} if m.kind == "referrer" and m.after else {}),
-                    **({"tags": m.tags} if m.tags else {}),
-                }
-                for m in self.manifests
-            ],
-            "totals": {a: {"count": n, "bytes": s} for a, (n, s) in self.totals().items()},
-        }
-
-
-def _human(n: int) -> str:
-    f = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if f < 1000 or unit == "GB":
-            return f"{f:.0f} {unit}" if unit == "B" else f"{f:.1f} {unit}"
-        f /= 1000
-    return f"{n} B"
-
-
-class Progress(Protocol):
-    """Receives transfer events; the CLI draws them with rich."""
-
-    def planned(self, plan: Plan) -> None: ...
-    def advance(self, item: PlanItem, nbytes: int) -> None: ...
-    def finished(self, item: PlanItem) -> None: ...
 
 
 class _Counting:
@@ -538,25 +408,6 @@ class Copier:
             progress.finished(item)
 
 
-@dataclass(frozen=True)
-class Expect:
-    """Write the root's (first) tag only if it still points where it was read.
-
-    ``token`` is the version read (a registry's ``ETag``), or None for "the
-    tag does not exist". The target must be a
-    :class:`~luff.stores.base.ConditionalTagger`.
-    """
-
-    token: str | None
-
-
-def as_referrers(value: Referrers | bool | None) -> Referrers | None:
-    """*value* as a policy: True means every referrer, strictly; False or None, none."""
-    if value is True:
-        return Referrers()
-    return value or None
-
-
 def _up_to_date(target: Store, desc: Descriptor, tags: Sequence[str]) -> bool:
     """True when every tag on a closure target already points at *desc*: nothing to do."""
     if not (mt.is_manifest(desc.media_type) and tags and target.closure):
@@ -649,3 +500,24 @@ def copy_graph(
                 else:
                     target.push_manifest(root.manifest, t)
     return desc
+
+
+__all__ = [
+    "COPY",
+    "EXISTS",
+    "MAX_DEPTH",
+    "MOUNT",
+    "REMOTE",
+    "SKIP",
+    "TAG",
+    "Copier",
+    "Expect",
+    "ManifestItem",
+    "Plan",
+    "PlanItem",
+    "Progress",
+    "Referrers",
+    "as_referrers",
+    "copy_graph",
+    "plan_graph",
+]

@@ -1,0 +1,185 @@
+"""The plan of a copy, and the choices that shape it: values with no I/O.
+
+A :class:`Plan` lists what happens to every blob (:class:`PlanItem`: an
+action and where it comes from) and manifest (:class:`ManifestItem`, with
+its write level), before any byte moves; it prints one line per item and
+is JSON-able. :class:`Referrers` says which attached content a copy takes
+along; :class:`Expect` makes the root's tag write conditional.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from luff.model.descriptor import Descriptor
+from luff.model.digest import Digest
+from luff.model.manifest import Manifest
+from luff.model.referrers import artifact_type
+from luff.stores.base import Store
+
+EXISTS = "exists"
+MOUNT = "mount"
+COPY = "copy"
+SKIP = "skip"  # non-distributable (foreign) layers
+REMOTE = "remote"  # a layer left where it is (a sparse layout records where)
+TAG = "tag"  # the root, pushed under its tags last
+
+
+@dataclass
+class PlanItem:
+    """What happens to one blob."""
+
+    descriptor: Descriptor
+    action: str
+    source: Store
+    mount_from: str = ""
+
+    @property
+    def size(self) -> int:
+        return self.descriptor.size
+
+
+@dataclass
+class ManifestItem:
+    """A manifest to write, with its exact bytes (empty when the target has it).
+
+    Manifests are written by ``level``, lowest first; everything a manifest
+    points at, and the subject a referrer (``kind == "referrer"``) is
+    attached to, has a lower level. ``tags`` are written last (cosign's
+    ``sha256-<hex>.sig`` tags, say).
+    """
+
+    descriptor: Descriptor
+    manifest: Manifest
+    source: Store
+    level: int = 0
+    action: str = COPY
+    children: list[Digest] = field(default_factory=list, repr=False)
+    kind: str = "manifest"
+    after: Digest | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Referrers:
+    """Which referrers a copy takes along: signatures, SBOMs, attestations.
+
+    Every referrer of every manifest in the graph is copied (and referrers of
+    referrers), of the artifact ``types`` given (all when empty), with
+    cosign's ``sha256-<hex>.sig``/``.att``/``.sbom`` tags when
+    ``cosign_tags``. A malformed listing, or one naming content that does not
+    exist, fails the copy when ``strict``; otherwise it is reported and
+    passed over.
+    """
+
+    types: tuple[str, ...] = ()
+    strict: bool = True
+    cosign_tags: bool = True
+
+
+@dataclass
+class Plan:
+    """The transfer plan of one copy: blobs and manifests with their actions."""
+
+    target: Store
+    blobs: list[PlanItem] = field(default_factory=list)
+    manifests: list[ManifestItem] = field(default_factory=list)
+
+    def totals(self) -> dict[str, tuple[int, int]]:
+        """``{action: (count, bytes)}`` over blobs."""
+        out: dict[str, tuple[int, int]] = {}
+        for b in self.blobs:
+            n, s = out.get(b.action, (0, 0))
+            out[b.action] = (n + 1, s + b.size)
+        return out
+
+    @property
+    def bytes_to_copy(self) -> int:
+        return sum(b.size for b in self.blobs if b.action == COPY)
+
+    def lines(self) -> list[str]:
+        """Human-readable plan, one line per item, then totals."""
+        out = []
+        for b in self.blobs:
+            extra = f" from {b.mount_from}" if b.action == MOUNT else ""
+            if b.action == COPY:
+                extra = f" from {b.source.name}"
+            out.append(f"blob     {b.action:<6} {b.descriptor.digest} {b.size:>12}{extra}")
+        for m in self.manifests:
+            what = m.descriptor.media_type
+            if m.kind == "referrer":
+                what = m.descriptor.artifact_type or artifact_type(m.manifest) or what
+            out.append(
+                f"{m.kind:<8} {m.action:<6} {m.descriptor.digest} {m.descriptor.size:>12} {what}"
+                + "".join(f" tag {t}" for t in m.tags)
+            )
+        tot = self.totals()
+        parts = [f"{a}: {n} ({_human(s)})" for a, (n, s) in sorted(tot.items())]
+        out.append("total    " + (", ".join(parts) if parts else "no blobs"))
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able form of the plan."""
+        return {
+            "blobs": [
+                {
+                    "digest": str(b.descriptor.digest),
+                    "size": b.size,
+                    "mediaType": b.descriptor.media_type,
+                    "action": b.action,
+                    **({"from": b.mount_from} if b.mount_from else {}),
+                    "source": b.source.name,
+                }
+                for b in self.blobs
+            ],
+            "manifests": [
+                {
+                    "digest": str(m.descriptor.digest),
+                    "size": m.descriptor.size,
+                    "mediaType": m.descriptor.media_type,
+                    "action": m.action,
+                    **({"kind": m.kind} if m.kind != "manifest" else {}),
+                    **({"subject": str(m.after)} if m.kind == "referrer" and m.after else {}),
+                    **({"tags": m.tags} if m.tags else {}),
+                }
+                for m in self.manifests
+            ],
+            "totals": {a: {"count": n, "bytes": s} for a, (n, s) in self.totals().items()},
+        }
+
+
+def _human(n: int) -> str:
+    f = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if f < 1000 or unit == "GB":
+            return f"{f:.0f} {unit}" if unit == "B" else f"{f:.1f} {unit}"
+        f /= 1000
+    return f"{n} B"
+
+
+class Progress(Protocol):
+    """Receives transfer events; the CLI draws them with rich."""
+
+    def planned(self, plan: Plan) -> None: ...
+    def advance(self, item: PlanItem, nbytes: int) -> None: ...
+    def finished(self, item: PlanItem) -> None: ...
+
+
+@dataclass(frozen=True)
+class Expect:
+    """Write the root's (first) tag only if it still points where it was read.
+
+    ``token`` is the version read (a registry's ``ETag``), or None for "the
+    tag does not exist". The target must be a
+    :class:`~luff.stores.base.ConditionalTagger`.
+    """
+
+    token: str | None
+
+
+def as_referrers(value: Referrers | bool | None) -> Referrers | None:
+    """*value* as a policy: True means every referrer, strictly; False or None, none."""
+    if value is True:
+        return Referrers()
+    return value or None
