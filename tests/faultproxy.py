@@ -48,6 +48,7 @@ class Rule:
     times: int = 1  # how many matching requests it applies to (-1: always)
     target: str = ""  # base URL for "redirect"
     hits: int = 0
+    body: bytes | None = None  # the body of a "status" answer (default: an error JSON)
 
 
 #: The random faults: error statuses, 429 with and without Retry-After, a connection
@@ -179,12 +180,15 @@ class FaultProxy:
         h.close_connection = True
 
     @staticmethod
-    def _status(h: BaseHTTPRequestHandler, status: int, headers: dict[str, str]) -> None:
-        payload = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
+    def _status(
+        h: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes | None = None
+    ) -> None:
+        payload = body or b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
         h.send_response(status)
         for k, v in headers.items():
             h.send_header(k, v)
-        h.send_header("Content-Type", "application/json")
+        if "Content-Type" not in headers:
+            h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(payload)))
         h.end_headers()
         if h.command != "HEAD":
@@ -228,7 +232,7 @@ class FaultProxy:
                 self._drop(h)
                 return
             if rule.action == "status":
-                self._status(h, rule.status, rule.headers)
+                self._status(h, rule.status, rule.headers, rule.body)
                 return
             if rule.action == "redirect":
                 h.send_response(307)

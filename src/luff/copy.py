@@ -40,6 +40,7 @@ from luff.plan import (
     COPY,
     EXISTS,
     MOUNT,
+    RELIST,
     REMOTE,
     SKIP,
     TAG,
@@ -55,6 +56,7 @@ from luff.pool import run_all
 from luff.registry.retry import RetryPolicy
 from luff.stores.base import (
     ConditionalTagger,
+    Flushing,
     Mounter,
     ReferrerLister,
     Store,
@@ -158,6 +160,7 @@ class Copier:
             if t not in self._manifests[d].tags:
                 self._manifests[d].tags.append(t)
         manifests = self._ordered()
+        self._find_unlisted(manifests)
         blobs = [b for b in self._blobs.values() if b.action in ("", REMOTE)]
         exist = run_all(lambda b: self.target.exists(b.descriptor), blobs, lim)
         for b, ex in zip(blobs, exist, strict=True):
@@ -196,7 +199,15 @@ class Copier:
             with self._lock:
                 self._manifests[desc.digest] = item
             return []
-        m = v.manifest if v.manifest is not None else source.fetch_manifest(desc)
+        try:
+            m = v.manifest if v.manifest is not None else source.fetch_manifest(desc)
+        except (NotFound, InvalidManifest) as e:
+            if v.subject is None:
+                raise
+            self._bad_referrer(source, v.subject, f"lists {desc.digest}, which cannot be read: {e}")
+            with self._lock:
+                self._claimed.discard(desc.digest)
+            return []
         if v.subject is not None and (m.subject is None or m.subject.digest != v.subject):
             self._bad_referrer(source, v.subject, f"lists {desc.digest}, which is not its referrer")
             with self._lock:
@@ -250,6 +261,21 @@ class Copier:
                     out.append(_Visit(source, source.resolve(t), tag=t, after=desc.digest))
         return out
 
+    def _find_unlisted(self, manifests: list[ManifestItem]) -> None:
+        """Referrers the target holds but does not list (an interrupted copy): relist them."""
+        if not isinstance(self.target, ReferrerLister):
+            return
+        there: dict[Digest, list[ManifestItem]] = {}
+        for m in manifests:
+            if m.kind == "referrer" and m.action == EXISTS and m.after is not None:
+                there.setdefault(m.after, []).append(m)
+        for subject, items in there.items():
+            listed = self.target.referrers(Descriptor(mt.OCI_MANIFEST, subject, 0))
+            have = {d.digest for d in listed.descriptors}
+            for m in items:
+                if m.descriptor.digest not in have:
+                    m.action = RELIST
+
     def _tags_of(self, source: TagLister) -> set[str]:
         key = id(source)
         with self._lock:
@@ -270,7 +296,7 @@ class Copier:
     def _bad_referrer(self, source: Store, subject: Digest, why: str) -> None:
         policy = self.referrers
         if policy is not None and not policy.strict:
-            self.ctx.say(f"warning: {source.name}@{subject}: {why}; passed over")
+            self.ctx.warn(f"{source.name}@{subject}: {why}; passed over")
             return
         raise InvalidManifest(
             f"its referrers: {why} (--referrers-best-effort passes over this)",
@@ -344,8 +370,14 @@ class Copier:
         for m in plan.manifests:
             if m.action == COPY:
                 by_level.setdefault(m.level, []).append(m)
+        relist = [m for m in plan.manifests if m.action == RELIST]
+        if relist and isinstance(self.target, Flushing):
+            for m in relist:
+                self.target.relist(m.manifest)
         for level in sorted(by_level):
             run_all(self._push_manifest, by_level[level], self.ctx.limiter)
+            if isinstance(self.target, Flushing):
+                self.target.flush()
         tagged = [(m, t) for m in plan.manifests for t in m.tags if m.manifest.data]
         run_all(lambda mt_: self._tag(*mt_), tagged, self.ctx.limiter)
 

@@ -22,6 +22,7 @@ EXISTS = "exists"
 MOUNT = "mount"
 COPY = "copy"
 SKIP = "skip"  # non-distributable (foreign) layers
+RELIST = "relist"  # a referrer the target holds but does not list (an interrupted copy)
 REMOTE = "remote"  # a layer left where it is (a sparse layout records where)
 TAG = "tag"  # the root, pushed under its tags last
 

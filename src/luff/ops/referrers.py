@@ -96,10 +96,11 @@ def _referrers_of(
         tags = set(store.tags())
         for t in cosign_tags(desc.digest):
             if t in tags:
-                r = store.resolve(t)
-                if r.digest not in seen:
+                r, m = store.get_manifest(t)
+                kind = m.artifact_type or (m.layers[0].media_type if m.layers else "")
+                if r.digest not in seen and (not types or kind in types):
                     seen.add(r.digest)
-                    out.append(Referrer(r, f"cosign tag {t}"))
+                    out.append(Referrer(r.with_(artifact_type=kind), f"cosign tag {t}"))
     if depth > 0:
         for ref in out:
             ref.referrers = _referrers_of(store, ref.descriptor, types, depth - 1, seen)

@@ -265,6 +265,20 @@ class ConditionalTagger(Protocol):
         ...
 
 
+@runtime_checkable
+class Flushing(Protocol):
+    """A store that collects some writes and makes them at :meth:`flush` (the copy engine
+    flushes after each level of manifests): a registry's referrers tag schema."""
+
+    def flush(self) -> None:
+        """Make the writes collected so far."""
+        ...
+
+    def relist(self, manifest: Manifest) -> None:
+        """List again a referrer the store holds but does not list."""
+        ...
+
+
 def scan_referrers(store: Store, roots: Iterable[Descriptor]) -> dict[Digest, list[Descriptor]]:
     """The manifests reachable from *roots* that have a ``subject``, by subject digest.
 

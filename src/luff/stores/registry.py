@@ -157,9 +157,23 @@ class RegistryStore(Store):
         ident = tag or str(manifest.digest)
         stored = self.repo.put_manifest(ident, manifest.data, manifest.media_type)
         if manifest.subject is not None and not stored.subject and not tag:
-            # The registry did not index the referrer: list it under the tag schema.
-            self.tag_schema.add(manifest.subject.digest, referrer_descriptor(manifest))
+            # The registry did not index the referrer: list it under the tag schema
+            # (at the next flush: one write per subject for many referrers).
+            self.tag_schema.queue(manifest.subject.digest, referrer_descriptor(manifest))
         return manifest.descriptor()
+
+    def flush(self) -> None:
+        """Write the tag-schema entries queued by :meth:`push_manifest`."""
+        self.tag_schema.flush()
+
+    def relist(self, manifest: Manifest) -> None:
+        """List a referrer the repository already holds but does not list (an earlier,
+        interrupted copy)."""
+        if manifest.subject is not None and not self._api():
+            self.tag_schema.queue(manifest.subject.digest, referrer_descriptor(manifest))
+
+    def _api(self) -> bool:
+        return bool(self.client.capabilities.get("referrers-api"))
 
     def tags(self) -> list[str]:
         return self.repo.tags()

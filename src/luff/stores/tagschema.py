@@ -48,6 +48,7 @@ class TagSchema:
         self._locks: dict[Digest, threading.Lock] = {}
         self._lock = threading.Lock()
         self._written: dict[Digest, list[Descriptor]] = {}
+        self._pending: dict[Digest, list[Descriptor]] = {}
 
     def read(self, subject: Digest) -> tuple[Descriptor, ...]:
         """The referrers the tag schema lists for *subject* (none when the tag is absent)."""
@@ -64,25 +65,42 @@ class TagSchema:
         return tuple(m.manifests)
 
     def add(self, subject: Digest, entry: Descriptor) -> None:
-        """List *entry* among the referrers of *subject*, merging with what is there."""
-        with self._lock:
-            lock = self._locks.setdefault(subject, threading.Lock())
-        with lock:
-            self._add(subject, entry)
-        with self._lock:
-            self._written.setdefault(subject, []).append(entry)
+        """List *entry* among the referrers of *subject* now, merging with what is there."""
+        self.queue(subject, entry)
+        self.flush()
 
-    def _add(self, subject: Digest, entry: Descriptor) -> None:
+    def queue(self, subject: Digest, entry: Descriptor) -> None:
+        """List *entry* at the next :meth:`flush` (one write per subject for many entries)."""
+        with self._lock:
+            pending = self._pending.setdefault(subject, [])
+            if all(e.digest != entry.digest for e in pending):
+                pending.append(entry)
+
+    def flush(self) -> None:
+        """Write what :meth:`queue` collected: one read-merge-write per subject."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for subject, entries in pending.items():
+            with self._lock:
+                lock = self._locks.setdefault(subject, threading.Lock())
+            with lock:
+                self._add(subject, entries)
+            with self._lock:
+                self._written.setdefault(subject, []).extend(entries)
+
+    def _add(self, subject: Digest, entries: list[Descriptor]) -> None:
         tag = fallback_tag(subject)
         for attempt in range(TRIES):
             started = time.monotonic()
             cur = self.store.read_tag(tag)
             listed = list(cur[1].manifests) if cur is not None and cur[1].is_index else []
-            if any(d.digest == entry.digest for d in listed):
+            have = {d.digest for d in listed}
+            new = [e for e in entries if e.digest not in have]
+            if not new:
                 return
             if time.monotonic() - started > WINDOW / 2:
                 continue  # a slow read: what it saw may be stale by the time we write
-            index = index_of_referrers(subject, [*listed, entry])
+            index = index_of_referrers(subject, [*listed, *new])
             try:
                 self.store.push_manifest_if(index, tag, cur[2] if cur is not None else None)
             except PreconditionFailed:
@@ -90,9 +108,9 @@ class TagSchema:
                 continue
             return
         raise RegistryError(
-            f"could not list the referrer in {tag}: other writers kept changing it",
+            f"could not list referrers in {tag}: other writers kept changing it",
             where=self.store.name,
-            digest=entry.digest,
+            digest=subject,
         )
 
     def settle(self) -> None:
@@ -101,6 +119,7 @@ class TagSchema:
         Needed only where the registry ignores conditional writes; entries
         lost to another writer are added again, a bounded number of rounds.
         """
+        self.flush()
         with self._lock:
             written, self._written = self._written, {}
         if not written or self.store.enforces_conditions():
@@ -116,7 +135,8 @@ class TagSchema:
                 return
             for s, es in lost.items():
                 for e in es:
-                    self.add(s, e)
+                    self.queue(s, e)
+            self.flush()
             with self._lock:
                 written, self._written = self._written, {}
         raise RegistryError(
