@@ -384,11 +384,6 @@ class LayoutStore(Store):
             return self._origin_store(src)._open(desc)
         raise NotFound(f"blob {desc.digest} is not in the layout", where=self.name)
 
-    def get_manifest(self, identifier: str) -> tuple[Descriptor, Manifest]:
-        desc = self.resolve(identifier)
-        m = self.fetch_manifest(desc)
-        return m.descriptor(annotations=desc.annotations, platform=desc.platform), m
-
     # --- writing -------------------------------------------------------
     def push_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
         if self.exists(desc):
