@@ -143,9 +143,9 @@ def test_a_blob_left_by_an_earlier_run_is_hashed_once(tmp_path: Path, img: Image
 
 
 def test_the_record_is_bounded(tmp_path: Path, img: Image, monkeypatch: pytest.MonkeyPatch) -> None:
-    import luff.stores.layout as layout_module
+    import luff.stores.layout_verified as verified_module
 
-    monkeypatch.setattr(layout_module, "MAX_VERIFIED", 3)
+    monkeypatch.setattr(verified_module, "MAX_VERIFIED", 3)
     dst = tmp_path / "dst"
     _copy_into(img, dst, Context())
     record = json.loads((dst / VERIFIED).read_text())

@@ -1,51 +1,40 @@
 """OCI image layouts on disk: ``oci-layout``, ``index.json`` and ``blobs/ALG/HEX``.
 
-Safety rules kept here:
+The store itself (:class:`LayoutStore`): opening and creating a layout,
+reading, writing blobs and manifests, tags, referrers and conditional tag
+writes. It composes the helpers of its other concerns:
 
-- every digest is re-validated against the digest grammar before it becomes
-  a path, so ``sha256:../../etc/passwd`` never reaches the file system;
-- every file is written to a temporary name in the layout, then renamed;
-- a layout whose ``blobs`` directory, or a ``blobs/ALG`` directory in it, is a
-  symbolic link is refused, so luff never writes or deletes outside it; a
-  blob file that is a symbolic link is neither read nor trusted (a write
-  replaces the link);
-- ``oci-layout``, ``index.json``, ``luff-sparse.json`` and blobs are opened
-  without blocking and must be regular files (a FIFO would hang a reader);
-- a blob already in the layout is hashed before a write counts on it; what
-  was verified is remembered in ``luff-verified.json`` by the file's device,
-  inode, size, modification and change times, so a re-run reads nothing
-  again, and a corrupt blob is replaced (with a warning);
-- ``index.json`` (and luff's sparse record) are rewritten under an exclusive
-  ``flock`` on ``index.json``, so concurrent writers all land;
-- a handle that writes (or checks which blobs exist, to decide what to write)
-  holds a shared ``flock`` on the layout directory until it is closed, and
-  ``gc`` needs it exclusively, so it never deletes a blob that a running
-  writer has written, or counted on, but not yet referenced;
-- blobs are written before the manifests that point at them, and manifests
-  before ``index.json``, so an interrupted write leaves a valid layout.
+- :mod:`luff.stores.layout_dir`: the directory: digests re-validated before
+  they become paths, temporary files renamed into place, symlinked ``blobs``
+  directories refused, the directory ``flock`` a writing handle holds
+  shared and ``gc`` exclusively (so it never deletes a blob that a running
+  writer has written, or counted on, but not yet referenced);
+- :mod:`luff.stores.layout_index`: ``index.json``: parsing, entries, and
+  the exclusive ``flock`` every rewrite holds, so concurrent writers all land;
+- :mod:`luff.stores.layout_verified`: blobs already in the layout are hashed
+  before a write counts on them, remembered in ``luff-verified.json``;
+- :mod:`luff.stores.layout_sparse`: ``luff-sparse.json``, the source each
+  blob missing from a *sparse* layout can be fetched from.
 
-A *sparse* layout lacks some blobs (OCI allows that) and records in
-``luff-sparse.json`` which source each missing blob can be fetched from.
+``oci-layout``, ``index.json``, ``luff-sparse.json`` and blobs are opened
+without blocking and must be regular files (a FIFO would hang a reader); a
+blob file that is a symbolic link is neither read nor trusted (a write
+replaces the link). Blobs are written before the manifests that point at
+them, and manifests before ``index.json``, so an interrupted write leaves a
+valid layout.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import json
 import os
 import stat
-import tempfile
 import threading
-import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from luff.errors import (
-    InvalidDigest,
     InvalidManifest,
     LimitExceeded,
     LuffError,
@@ -59,98 +48,50 @@ from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, VerifyingReader, is_digest, verified_digest
 from luff.model.manifest import MAX_MANIFEST, Manifest, sniff_media_type
-from luff.model.platform import Platform
 from luff.model.referrers import ReferrerList, referrer_descriptor
 from luff.stores.base import BlobFetcher, Store, scan_referrers
-from luff.stores.files import UnsafePath, not_regular, open_regular, read_regular
+from luff.stores.files import not_regular, open_regular, read_regular
+from luff.stores.layout_dir import CHUNK, TMP_PREFIX, LayoutDir, blob_relpath
+from luff.stores.layout_index import (
+    INDEX_FILE,
+    MAX_INDEX,
+    empty_index,
+    find_entry,
+    lock_index,
+    merge_entries,
+    parse_index,
+    platform_of_config,
+    read_index,
+    ref_name,
+)
+from luff.stores.layout_sparse import SPARSE_FILE, read_sparse, write_sparse
+from luff.stores.layout_verified import MAX_VERIFIED, VERIFIED_FILE, VerifiedBlobs
 
 if TYPE_CHECKING:
     from luff.context import Context
     from luff.model.address import Address
 
+__all__ = [
+    "CHUNK",
+    "INDEX_FILE",
+    "LAYOUT_FILE",
+    "LAYOUT_VERSION",
+    "MAX_INDEX",
+    "MAX_VERIFIED",
+    "SPARSE_FILE",
+    "TMP_PREFIX",
+    "VERIFIED_FILE",
+    "LayoutStore",
+    "blob_relpath",
+    "empty_index",
+    "find_entry",
+    "parse_index",
+    "platform_of_config",
+    "ref_name",
+]
+
 LAYOUT_FILE = "oci-layout"
-INDEX_FILE = "index.json"
-SPARSE_FILE = "luff-sparse.json"
-VERIFIED_FILE = "luff-verified.json"
-TMP_PREFIX = ".luff-tmp-"
 LAYOUT_VERSION = "1.0.0"
-CHUNK = 1 << 20
-#: Largest ``index.json`` (or ``luff-sparse.json``) luff reads.
-MAX_INDEX = 64 * 1024 * 1024
-#: Most blobs ``luff-verified.json`` remembers (the most recently verified are kept).
-MAX_VERIFIED = 50_000
-_NO_LINKS = "; luff neither writes nor deletes outside the layout"
-
-#: What identifies one version of a blob file: device, inode, size, mtime and ctime (ns).
-_FileKey = tuple[int, int, int, int, int]
-
-
-def _file_key(st: os.stat_result) -> _FileKey:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def blob_relpath(digest: Digest | str) -> str:
-    """``blobs/ALG/HEX`` for *digest*, after checking it against the digest grammar."""
-    d = Digest.parse(str(digest))  # raises InvalidDigest for anything path-like
-    return f"blobs/{d.algorithm}/{d.hex}"
-
-
-def empty_index() -> dict[str, Any]:
-    """The JSON of an ``index.json`` with no entries."""
-    return {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
-
-
-def parse_index(data: bytes, where: str) -> tuple[dict[str, Any], list[Descriptor]]:
-    """Parse ``index.json`` bytes; every entry's digest is validated."""
-    try:
-        obj = jsonutil.loads(data, what="index.json", where=where)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidManifest("index.json is not valid JSON", where=where) from None
-    except LimitExceeded as e:
-        raise LimitExceeded(f"index.json: {e.message}", where=where) from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("manifests", []), list):
-        raise InvalidManifest("index.json has no 'manifests' list", where=where)
-    try:
-        entries = [Descriptor.from_dict(d) for d in obj.get("manifests", [])]
-    except InvalidManifest as e:
-        raise InvalidManifest(f"index.json: {e}", where=where) from None
-    return obj, entries
-
-
-def ref_name(desc: Descriptor) -> str:
-    """The ``org.opencontainers.image.ref.name`` of an entry ("" when none)."""
-    return desc.annotations.get(mt.REF_NAME, "")
-
-
-def find_entry(entries: list[Descriptor], identifier: str, where: str) -> Descriptor | None:
-    """The entry named by *identifier* (ref.name, or digest); None for an unknown digest.
-
-    An empty identifier picks the only entry.
-    """
-    if not identifier:
-        if len(entries) == 1:
-            return entries[0]
-        names = ", ".join(ref_name(e) or str(e.digest) for e in entries) or "none"
-        raise UsageError(f"{where} holds {len(entries)} images ({names}); name one with :TAG")
-    if is_digest(identifier):
-        d = Digest.parse(identifier)
-        return next((e for e in entries if e.digest == d), None)
-    for e in entries:
-        if ref_name(e) == identifier:
-            return e
-    names = ", ".join(sorted({ref_name(e) for e in entries if ref_name(e)})) or "none"
-    raise NotFound(f"no such ref.name in index.json (has: {names})", where=f"{where}:{identifier}")
-
-
-def platform_of_config(data: bytes) -> Platform | None:
-    """The platform an image config describes, if it names one."""
-    try:
-        cfg = jsonutil.loads(data, what="config")
-        if isinstance(cfg, dict) and cfg.get("os") and cfg.get("architecture"):
-            return Platform.from_dict(cfg)
-    except (ValueError, LuffError):
-        pass
-    return None
 
 
 class LayoutStore(Store):
@@ -168,17 +109,25 @@ class LayoutStore(Store):
         self.ctx = ctx
         self._lock = threading.Lock()
         self._index_lock = threading.Lock()  # threads of this process; flock for the rest
-        self._dir_fd: int | None = None  # flock on the directory: shared (writing) or gc's
+        self._dir = LayoutDir(self.path)
+        self._verified = VerifiedBlobs(self.path)
         self._written: dict[Digest, Manifest] = {}
         self._origins: dict[str, Store] = {}
         self._referrers: dict[Digest, list[Descriptor]] | None = None
-        self._verified: dict[Digest, _FileKey] | None = None  # luff-verified.json, when read
-        self._verified_new: dict[Digest, _FileKey] = {}  # verified or written by this handle
-        self._corrupt: dict[Digest, _FileKey] = {}
-        #: Blobs already in the layout that this handle hashed to check them.
-        self.rehashed: list[Digest] = []
-        #: Keep ``luff-verified.json`` (off for a staging layout that is thrown away).
-        self.remember_verified = True
+
+    @property
+    def rehashed(self) -> list[Digest]:
+        """Blobs already in the layout that this handle hashed to check them."""
+        return self._verified.rehashed
+
+    @property
+    def remember_verified(self) -> bool:
+        """Keep ``luff-verified.json`` (off for a staging layout that is thrown away)."""
+        return self._verified.remember
+
+    @remember_verified.setter
+    def remember_verified(self, value: bool) -> None:
+        self._verified.remember = value
 
     # --- opening -------------------------------------------------------
     @classmethod
@@ -206,7 +155,7 @@ class LayoutStore(Store):
                 raise not_regular(mode, LAYOUT_FILE, where=f"oci:{path}")
             store = cls(p, ctx)
             store._check_version()
-            store._check_boundary()
+            store._dir.check_boundary(store.name)
             return store
         if not create:
             if not p.exists():
@@ -227,10 +176,10 @@ class LayoutStore(Store):
         (p / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
         store = cls(p, ctx)
         if not (p / INDEX_FILE).exists():
-            store._write_file(INDEX_FILE, _dump(empty_index()))
+            store._dir.write_json(INDEX_FILE, empty_index())
         # oci-layout last: its presence marks a complete, valid layout.
-        store._write_file(LAYOUT_FILE, _dump({"imageLayoutVersion": LAYOUT_VERSION}))
-        store._release()
+        store._dir.write_json(LAYOUT_FILE, {"imageLayoutVersion": LAYOUT_VERSION})
+        store._dir.release()
         return store
 
     def _check_version(self) -> None:
@@ -248,126 +197,16 @@ class LayoutStore(Store):
         """Where the blob *digest* lives (the digest is validated first)."""
         return self.path / blob_relpath(digest)
 
-    def _check_dir(self, rel: str, st: os.stat_result) -> None:
-        if stat.S_ISLNK(st.st_mode):
-            raise UnsafePath(f"{rel} is a symbolic link{_NO_LINKS}", where=self.name)
-        if not stat.S_ISDIR(st.st_mode):
-            raise UnsafePath(f"{rel} is not a directory", where=self.name)
-
-    def _check_boundary(self) -> None:
-        """Refuse a layout whose ``blobs`` or ``blobs/ALG`` directory is a symbolic link
-        (writing or deleting blobs would happen wherever it points)."""
-        blobs = self.path / "blobs"
-        try:
-            self._check_dir("blobs", os.lstat(blobs))
-        except FileNotFoundError:
-            return
-        with os.scandir(blobs) as it:
-            for e in it:
-                if e.is_symlink():
-                    link = f"blobs/{e.name} is a symbolic link"
-                    raise UnsafePath(link + _NO_LINKS, where=self.name)
-
-    def _blob_dir(self, digest: Digest) -> Path:
-        """``blobs/ALG``, made when missing; refused when it (or ``blobs``) is not a directory."""
-        for rel in ("blobs", f"blobs/{digest.algorithm}"):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(self.path / rel, 0o755)
-            self._check_dir(rel, os.lstat(self.path / rel))
-        return self.path / "blobs" / digest.algorithm
-
-    def blob_files(self) -> Iterator[tuple[Digest, Path, int]]:
-        """``(digest, path, size)`` of every regular file in ``blobs/ALG/`` named like a digest.
-
-        Symbolic links and other non-regular files are skipped; a symlinked
-        ``blobs`` or ``blobs/ALG`` directory is refused (:class:`UnsafePath`).
-        """
-        self._check_boundary()
-        blobs = self.path / "blobs"
-        try:
-            algs = sorted(e.name for e in os.scandir(blobs) if e.is_dir(follow_symlinks=False))
-        except FileNotFoundError:
-            return
-        for alg in algs:
-            with os.scandir(blobs / alg) as it:
-                files = sorted((e.name, e) for e in it)
-            for name, e in files:
-                text = f"{alg}:{name}"
-                if not is_digest(text) or not e.is_file(follow_symlinks=False):
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    yield Digest.parse(text), Path(e.path), e.stat(follow_symlinks=False).st_size
-
-    def _tmp(self) -> tuple[int, str]:
-        self._hold_shared()
-        return tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.path)
-
-    def _hold_shared(self) -> None:
-        """Take the directory's shared lock for this handle (kept until :meth:`close`)."""
-        if self._dir_fd is not None:
-            return
-        with self._lock:
-            if self._dir_fd is None:
-                fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-                fcntl.flock(fd, fcntl.LOCK_SH)  # waits while gc runs
-                self._set_dir_fd(fd)
-
-    def _set_dir_fd(self, fd: int) -> None:
-        self._dir_fd = fd
-        # A handle dropped without close() lets go of the lock when it is collected.
-        self._dir_finalizer = weakref.finalize(self, os.close, fd)
-
-    def _release(self) -> None:
-        with self._lock:
-            fd, self._dir_fd = self._dir_fd, None
-        if fd is not None:
-            self._dir_finalizer()
-
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Hold the directory's lock exclusively: no other handle is writing."""
-        self._release()
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise UsageError(
-                f"{self.name}: another luff process (or open handle) is writing this layout; "
-                "try again when it has finished"
-            ) from None
-        self._set_dir_fd(fd)
-        try:
-            yield
-        finally:
-            self._release()
-
-    def _write_file(self, rel: str, data: bytes) -> None:
-        fd, tmp = self._tmp()
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path / rel)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-    def _install(self, tmp: str, digest: Digest) -> None:
-        dest = self._blob_dir(digest) / digest.hex
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-        self._remember_file(digest, dest)
+    def _write_blob(self, fill: Callable[[BinaryIO], Digest]) -> Digest:
+        """Write a blob with *fill* (see :meth:`LayoutDir.write_blob`), remembered as verified."""
+        digest = self._dir.write_blob(fill, self.name)
+        self._verified.remember_file(digest, self.blob_path(digest))
+        return digest
 
     # --- index.json ------------------------------------------------------
     def read_index(self) -> tuple[dict[str, Any], list[Descriptor]]:
         """The parsed ``index.json`` object and its entries."""
-        try:
-            data = read_regular(self.path / INDEX_FILE, MAX_INDEX, name=INDEX_FILE, where=self.name)
-        except FileNotFoundError:
-            raise NotFound(f"no {INDEX_FILE}", where=self.name) from None
-        return parse_index(data, self.name)
+        return read_index(self.path, self.name)
 
     def entries(self) -> list[Descriptor]:
         """The manifests listed in ``index.json``, in order."""
@@ -381,35 +220,9 @@ class LayoutStore(Store):
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the exclusive lock on ``index.json`` (flock; survives its replacement)."""
-        index = self.path / INDEX_FILE
-        self._hold_shared()  # the directory lock first, always: gc takes them in this order
-        with self._index_lock:
-            while True:
-                try:
-                    fd = os.open(index, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-                except FileNotFoundError:
-                    raise NotFound(f"no {INDEX_FILE}", where=self.name) from None
-                except OSError as e:
-                    if e.errno != errno.ENXIO:  # a socket
-                        raise
-                    bad = f"{INDEX_FILE} is not a regular file"
-                    raise UnsafePath(bad, where=self.name) from None
-                mode = os.fstat(fd).st_mode
-                if not stat.S_ISREG(mode):
-                    os.close(fd)
-                    raise not_regular(mode, INDEX_FILE, where=self.name)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                try:
-                    st, cur = os.fstat(fd), os.stat(index)
-                    if (st.st_ino, st.st_dev) == (cur.st_ino, cur.st_dev):
-                        break
-                except FileNotFoundError:
-                    pass
-                os.close(fd)  # replaced while we waited: lock the new file
-            try:
-                yield
-            finally:
-                os.close(fd)
+        self._dir.hold_shared()  # the directory lock first, always: gc takes them in this order
+        with self._index_lock, lock_index(self.path, self.name):
+            yield
 
     def update_index(
         self, change: Callable[[list[Descriptor]], list[Descriptor]]
@@ -425,7 +238,7 @@ class LayoutStore(Store):
         new = change(list(entries))
         obj["manifests"] = [e.to_dict() for e in new]
         obj.setdefault("schemaVersion", 2)
-        self._write_file(INDEX_FILE, _dump(obj))
+        self._dir.write_json(INDEX_FILE, obj)
         return new
 
     def add_entries(self, descs: Iterable[Descriptor]) -> list[Descriptor]:
@@ -435,7 +248,7 @@ class LayoutStore(Store):
         without ref.name replaces an unnamed entry of the same digest.
         """
         descs = list(descs)
-        return self.update_index(lambda es: _merge(es, descs))
+        return self.update_index(lambda es: merge_entries(es, descs))
 
     def remove_entries(self, match: Callable[[Descriptor], bool]) -> list[Descriptor]:
         """Remove the entries for which *match* is true; returns them."""
@@ -453,30 +266,11 @@ class LayoutStore(Store):
     # --- sparse records ----------------------------------------------------
     def sparse_records(self) -> dict[Digest, str]:
         """Missing-blob digest → the source address it can be fetched from."""
-        try:
-            data = read_regular(
-                self.path / SPARSE_FILE, MAX_INDEX, name=SPARSE_FILE, where=self.name
-            )
-        except FileNotFoundError:
-            return {}
-        try:
-            obj = jsonutil.loads(data, what=SPARSE_FILE)
-            blobs = obj["blobs"]
-            assert isinstance(blobs, dict)
-            return {Digest.parse(k): str(v) for k, v in blobs.items()}
-        except LimitExceeded as e:
-            raise LimitExceeded(f"{SPARSE_FILE}: {e.message}", where=self.name) from None
-        except (ValueError, KeyError, AssertionError, TypeError, InvalidDigest):
-            raise InvalidManifest(f"{SPARSE_FILE} is malformed", where=self.name) from None
+        return read_sparse(self.path, self.name)
 
     def write_sparse_locked(self, records: dict[Digest, str]) -> None:
         """Replace the sparse records (hold :meth:`locked` while calling this)."""
-        if not records:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path / SPARSE_FILE)
-            return
-        obj = {"version": 1, "blobs": {str(k): v for k, v in sorted(records.items())}}
-        self._write_file(SPARSE_FILE, _dump(obj))
+        write_sparse(self._dir, records)
 
     def record_sparse(self, records: dict[Digest, str], entries: Iterable[Descriptor] = ()) -> None:
         """Record where missing blobs come from, then add *entries*, in one locked update."""
@@ -486,7 +280,7 @@ class LayoutStore(Store):
             cur.update(records)
             self.write_sparse_locked(cur)
             if entries:
-                self._update_index_locked(lambda es: _merge(es, entries))
+                self._update_index_locked(lambda es: merge_entries(es, entries))
 
     def prune_sparse(self, keep: Callable[[Digest], bool]) -> None:
         """Drop sparse records for which *keep* is false."""
@@ -549,8 +343,9 @@ class LayoutStore(Store):
         in ``luff-verified.json``. A corrupt blob counts as missing (so a copy
         writes it again), with a warning.
         """
-        self._hold_shared()  # what exists now must still exist when we reference it
-        return self._trusted(desc)
+        self._dir.hold_shared()  # what exists now must still exist when we reference it
+        path = self.blob_path(desc.digest)
+        return self._verified.trusted(desc, path, where=self.name, ctx=self.ctx)
 
     def fetch_blob(self, digest: Digest) -> BinaryIO:
         """A verified stream of blob *digest* (of the layout, or of a sparse record's source)."""
@@ -574,109 +369,6 @@ class LayoutStore(Store):
             return False
         return stat.S_ISREG(st.st_mode) and st.st_size == desc.size
 
-    # --- verified blobs ----------------------------------------------------
-    def _trusted(self, desc: Descriptor) -> bool:
-        path = self.blob_path(desc.digest)
-        try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        if not stat.S_ISREG(st.st_mode) or st.st_size != desc.size:
-            return False
-        key = _file_key(st)
-        with self._lock:
-            if self._corrupt.get(desc.digest) == key:
-                return False
-            if self._verified_new.get(desc.digest) == key:
-                return True
-        if self._recorded().get(desc.digest) == key:
-            return True
-        return self._hash_check(path, desc)
-
-    def _hash_check(self, path: Path, desc: Descriptor) -> bool:
-        """Hash the blob at *path*; remember a match, warn about (and remember) a mismatch."""
-        try:
-            f = open_regular(path, follow=False, name=blob_relpath(desc.digest), where=self.name)
-        except (FileNotFoundError, UnsafePath):  # replaced meanwhile: not here as a blob
-            return False
-        with f:
-            key = _file_key(os.fstat(f.fileno()))
-            h = desc.digest.hasher()
-            n = 0
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-                n += len(chunk)
-        with self._lock:
-            self.rehashed.append(desc.digest)
-            if n == desc.size and h.hexdigest() == desc.digest.hex:
-                self._verified_new[desc.digest] = key
-                return True
-            first = desc.digest not in self._corrupt
-            self._corrupt[desc.digest] = key
-        if first:
-            ctx = self.ctx
-            if ctx is None:
-                from luff.context import default_context
-
-                ctx = default_context()
-            ctx.warn(
-                f"{self.name}: blob {desc.digest} is corrupt (its content does not match "
-                "its digest); it is not trusted and is written again"
-            )
-        return False
-
-    def _remember_file(self, digest: Digest, path: Path) -> None:
-        """Record the file just written at *path* as verified blob *digest*."""
-        key = _file_key(os.lstat(path))
-        with self._lock:
-            self._verified_new[digest] = key
-            self._corrupt.pop(digest, None)
-
-    def _recorded(self) -> dict[Digest, _FileKey]:
-        with self._lock:
-            if self._verified is None:
-                self._verified = self._load_verified()
-            return self._verified
-
-    def _load_verified(self) -> dict[Digest, _FileKey]:
-        """The record of verified blobs; empty when missing or unreadable (it is only a cache)."""
-        try:
-            data = read_regular(self.path / VERIFIED_FILE, MAX_INDEX, follow=False)
-            obj = jsonutil.loads(data, what=VERIFIED_FILE)
-            blobs = obj.get("blobs") if isinstance(obj, dict) and obj.get("version") == 1 else None
-        except (OSError, ValueError, LuffError):
-            return {}
-        out: dict[Digest, _FileKey] = {}
-        if not isinstance(blobs, dict):
-            return out
-        for k, v in blobs.items():
-            if isinstance(v, list) and len(v) == 5 and all(type(x) is int for x in v):
-                with contextlib.suppress(InvalidDigest):
-                    out[Digest.parse(k)] = (v[0], v[1], v[2], v[3], v[4])
-        return out
-
-    def _flush_verified(self) -> None:
-        """Add what this handle verified or wrote to ``luff-verified.json`` (atomically,
-        under the lock, keeping the :data:`MAX_VERIFIED` most recent)."""
-        with self._lock:
-            new, self._verified_new = self._verified_new, {}
-            corrupt = set(self._corrupt) - set(new)
-        if not new or not self.remember_verified:
-            return
-        with contextlib.suppress(LuffError, OSError), self.locked():
-            cur = self._load_verified()
-            for d in corrupt:
-                cur.pop(d, None)
-            for d, key in new.items():
-                cur.pop(d, None)  # re-inserted last: the most recent
-                cur[d] = key
-            if len(cur) > MAX_VERIFIED:
-                cur = dict(list(cur.items())[-MAX_VERIFIED:])
-            obj = {"version": 1, "blobs": {str(d): list(k) for d, k in cur.items()}}
-            self._write_file(VERIFIED_FILE, _dump(obj))
-            with self._lock:
-                self._verified = cur
-
     def _open(self, desc: Descriptor) -> BinaryIO:
         try:
             return open_regular(
@@ -692,11 +384,6 @@ class LayoutStore(Store):
             return self._origin_store(src)._open(desc)
         raise NotFound(f"blob {desc.digest} is not in the layout", where=self.name)
 
-    def get_manifest(self, identifier: str) -> tuple[Descriptor, Manifest]:
-        desc = self.resolve(identifier)
-        m = self.fetch_manifest(desc)
-        return m.descriptor(annotations=desc.annotations, platform=desc.platform), m
-
     # --- writing -------------------------------------------------------
     def push_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
         if self.exists(desc):
@@ -704,43 +391,40 @@ class LayoutStore(Store):
         src: BinaryIO = stream
         if verified_digest(stream) != desc.digest:  # else it already checks itself
             src = VerifyingReader(stream, desc.digest, desc.size)  # type: ignore[assignment]
-        fd, tmp = self._tmp()
-        try:
-            with os.fdopen(fd, "wb") as f:
-                while chunk := src.read(CHUNK):
-                    f.write(chunk)
-            self._install(tmp, desc.digest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+
+        def fill(f: BinaryIO) -> Digest:
+            while chunk := src.read(CHUNK):
+                f.write(chunk)
+            return desc.digest
+
+        self._write_blob(fill)
 
     def push_blob_unsized(self, media_type: str, stream: BinaryIO) -> Descriptor:
         import hashlib
 
         h = hashlib.sha256()
         n = 0
-        fd, tmp = self._tmp()
-        try:
-            with os.fdopen(fd, "wb") as f:
-                while chunk := stream.read(CHUNK):
-                    h.update(chunk)
-                    n += len(chunk)
-                    f.write(chunk)
-            digest = Digest("sha256", h.hexdigest())
-            self._install(tmp, digest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+
+        def fill(f: BinaryIO) -> Digest:
+            nonlocal n
+            while chunk := stream.read(CHUNK):
+                h.update(chunk)
+                n += len(chunk)
+                f.write(chunk)
+            return Digest("sha256", h.hexdigest())
+
+        digest = self._write_blob(fill)
         return Descriptor(media_type, digest, n)
 
     def write_manifest(self, manifest: Manifest) -> None:
         """Store a manifest's bytes as a blob, without an ``index.json`` entry."""
         if not self.exists(manifest.descriptor()):
-            self._blob_dir(manifest.digest)
-            self._write_file(blob_relpath(manifest.digest), manifest.data)
-            self._remember_file(manifest.digest, self.blob_path(manifest.digest))
+
+            def fill(f: BinaryIO) -> Digest:
+                f.write(manifest.data)
+                return manifest.digest
+
+            self._write_blob(fill)
 
     def referrers(self, subject: Descriptor, artifact_types: Sequence[str] = ()) -> ReferrerList:
         """The manifests reachable from ``index.json`` whose ``subject`` is *subject*."""
@@ -813,7 +497,7 @@ class LayoutStore(Store):
                     412,
                     where=f"{self.name}:{tag}",
                 )
-            return _merge(entries, [entry])
+            return merge_entries(entries, [entry])
 
         self.update_index(change)
         return manifest.descriptor()
@@ -834,6 +518,9 @@ class LayoutStore(Store):
         if not self.remove_entries(lambda e: ref_name(e) == tag):
             raise NotFound("no such entry", where=f"{self.name}:{tag}")
 
+    def _flush_verified(self) -> None:
+        self._verified.flush(self.locked, self._dir.write_json)
+
     def close(self) -> None:
         """Add untagged root manifests written through this handle to ``index.json``."""
         try:
@@ -849,10 +536,10 @@ class LayoutStore(Store):
             have = {e.digest for e in self.entries()}
             new = [self.entry_for(m.descriptor(), m) for m in roots if m.digest not in have]
             if new:
-                self.update_index(lambda es: _merge(es, new, only_new=True))
+                self.update_index(lambda es: merge_entries(es, new, only_new=True))
         finally:
             self._flush_verified()
-            self._release()
+            self._dir.release()
 
     def abort(self) -> None:
         with self._lock:
@@ -860,7 +547,7 @@ class LayoutStore(Store):
         try:
             self._flush_verified()  # what was verified stays true
         finally:
-            self._release()
+            self._dir.release()
 
     # --- maintenance -------------------------------------------------------
     def reachable(
@@ -888,33 +575,14 @@ class LayoutStore(Store):
                     todo.append(m.subject)
         return present, missing
 
+    def blob_files(self) -> Iterator[tuple[Digest, Path, int]]:
+        """``(digest, path, size)`` of every blob file (see :meth:`LayoutDir.blob_files`)."""
+        return self._dir.blob_files(self.name)
+
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the directory's lock exclusively: no other handle is writing."""
+        return self._dir.exclusive(self.name)
+
     def stale_temporaries(self, age: float = 3600.0) -> list[Path]:
         """Temporary files left by interrupted writes, older than *age* seconds."""
-        now = time.time()
-        out = []
-        for p in self.path.glob(TMP_PREFIX + "*"):
-            with contextlib.suppress(FileNotFoundError):
-                if now - p.stat().st_mtime > age:
-                    out.append(p)
-        return out
-
-
-def _merge(
-    entries: list[Descriptor], new: list[Descriptor], only_new: bool = False
-) -> list[Descriptor]:
-    have = {(ref_name(e), e.digest) for e in entries}
-    for d in new:
-        name = ref_name(d)
-        if only_new and (name, d.digest) in have:
-            continue
-        for i, e in enumerate(entries):
-            if ref_name(e) == name and (name or e.digest == d.digest):
-                entries[i] = d
-                break
-        else:
-            entries.append(d)
-    return entries
-
-
-def _dump(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+        return self._dir.stale_temporaries(age)
