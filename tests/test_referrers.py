@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,8 @@ import pytest
 
 from luff.context import Context
 from luff.copy import Referrers
-from luff.errors import InvalidManifest, NotFound, UsageError
+from luff.errors import InvalidManifest, UsageError
 from luff.model import mediatypes as mt
-from luff.model.manifest import Manifest
 from luff.model.referrers import fallback_tag
 from luff.ops import basic, referrers
 from luff.ops import index as index_ops
@@ -488,4 +486,3 @@ def test_library_api() -> None:
     with pytest.raises(UsageError):
         referrers.attach("localhost:1/x:1", [], artifact_type="")
     assert callable(basic.copy) and callable(index_ops.create) and callable(lay.pull)
-    _ = (NotFound, threading)
