@@ -166,3 +166,30 @@ def test_an_interrupted_writer_leaves_a_complete_index(tmp_path: Path) -> None:
             luff("digest", f"{reg.host}/race/stop:1"), capture_output=True, text=True
         )
         assert digest.stdout.strip() == str(base.digest)  # untouched: the writer never won
+
+
+def test_mutate_writing_back_alongside_appends_loses_nothing() -> None:
+    """mutate re-applies its change to whatever the tag holds when it writes."""
+    with Registry() as reg:
+        base = f"{reg.host}/race/mix:1"
+        random_image("linux/amd64", size=100).push(base, Context())
+        srcs = sources(reg.host)[1:5]
+        procs = [
+            subprocess.Popen(luff("index", "append", base, s), stderr=subprocess.PIPE, text=True)
+            for s in srcs
+        ]
+        procs.append(
+            subprocess.Popen(
+                luff("mutate", base, "--label", "org.example.mixed=yes"),
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+        errs = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+        assert all(code == 0 for code, _ in errs), errs
+        have = platforms_at(base)
+        assert set(PLATFORMS[1:5]) <= set(have) and "linux/amd64" in have
+        cfg = subprocess.run(
+            luff("--platform", "linux/amd64", "config", base), capture_output=True, text=True
+        )
+        assert json.loads(cfg.stdout)["config"]["Labels"]["org.example.mixed"] == "yes"

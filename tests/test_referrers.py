@@ -339,7 +339,12 @@ def test_a_malformed_or_dangling_listing_fails_unless_best_effort(emb: Registry)
             assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
             assert str(img.digest) in p.stderr  # names the subject
             assert luff("ls", f"{dst.host}/ref/bad").stdout.split() == []  # nothing written
-            p = luff("copy", "--referrers-best-effort", f"{proxy.host}/ref/bad:1", f"{dst.host}/ref/bad:1")
+            p = luff(
+                "copy",
+                "--referrers-best-effort",
+                f"{proxy.host}/ref/bad:1",
+                f"{dst.host}/ref/bad:1",
+            )
             assert p.returncode == 0, p.stderr
             assert "passed over" in p.stderr, p.stderr
             proxy.rules.clear()

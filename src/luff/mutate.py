@@ -115,6 +115,8 @@ def mutate(
     keep_attestations: bool = False,
     target: str | Sequence[str] | None = None,
     dry_run: bool = False,
+    concurrent: bool = False,
+    window: float | None = None,
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
@@ -123,7 +125,9 @@ def mutate(
 
     *target* is an address or a tag in *ref*'s repository, or a list of them.
     Only what each target lacks is sent. With *dry_run* nothing is pushed;
-    :attr:`Result.plans` says what would be.
+    :attr:`Result.plans` says what would be. Writing back to *ref*'s tag is
+    guarded against other writers as ``index append`` is (*concurrent*,
+    *window*).
     """
     changes = _ops.changes_of(
         labels=labels,
@@ -145,6 +149,8 @@ def mutate(
         platforms=platforms,
         keep_attestations=keep_attestations,
         dry_run=dry_run,
+        concurrent=concurrent,
+        window=window,
         ctx=ctx,
         progress=progress,
         on_plan=on_plan,

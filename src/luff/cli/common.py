@@ -93,6 +93,26 @@ def referrer_policy(referrers: bool, types: tuple[str, ...], best_effort: bool) 
     return Referrers(types=tuple(types), strict=not best_effort)
 
 
+_CONCURRENT_HELP = (
+    "Safe alongside other luff writers of the same tag on a registry that ignores "
+    "conditional writes (distribution 2.8, most today): bound the read-to-write time, then "
+    "wait --concurrent-window seconds and check that nothing this writer added was lost "
+    "(luff's registry and layouts refuse stale writes anyway)."
+)
+
+
+def concurrent_options(f: F) -> F:
+    """``--concurrent`` and ``--concurrent-window`` (commands that write back to a tag)."""
+    f = click.option(
+        "--concurrent-window",
+        type=click.FloatRange(0.5, 600),
+        default=None,
+        metavar="SECONDS",
+        help="The window of --concurrent (default 4): reading to writing takes at most half.",
+    )(f)
+    return click.option("--concurrent", is_flag=True, help=_CONCURRENT_HELP)(f)
+
+
 def annotation_options(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     """``{KEY: VALUE}`` from repeated ``--annotation KEY=VALUE`` values."""
     from luff.errors import UsageError

@@ -11,6 +11,7 @@ import click
 from luff.cli.common import (
     PLATFORM_METAVAR,
     annotation_options,
+    concurrent_options,
     log,
     out,
     out_json,
@@ -200,7 +201,9 @@ def _finish(
     _result(built.descriptor, dests, as_json)
 
 
-def _written(written: ops.Written, dests: list[ops.Destination], as_json: bool) -> None:
+def _written(
+    written: ops.Written[ops.BuiltIndex], dests: list[ops.Destination], as_json: bool
+) -> None:
     _replaced(written.built)
     if written.retries or written.rounds > 1:
         log(
@@ -208,25 +211,6 @@ def _written(written: ops.Written, dests: list[ops.Destination], as_json: bool) 
             "(other writers were at work)"
         )
     _result(written.descriptor, dests, as_json)
-
-
-_CONCURRENT_HELP = (
-    "Safe alongside other luff writers of the same tag on a registry that ignores "
-    "conditional writes (distribution 2.8, most today): bound the read-to-write time, then "
-    "wait --concurrent-window seconds and check that nothing this writer added was lost "
-    "(luff's registry and layouts refuse stale writes anyway)."
-)
-
-
-def _concurrent_options(f: F) -> F:
-    f = click.option(
-        "--concurrent-window",
-        type=click.FloatRange(0.5, 600),
-        default=None,
-        metavar="SECONDS",
-        help="The window of --concurrent (default 4): reading to writing takes at most half.",
-    )(f)
-    return click.option("--concurrent", is_flag=True, help=_CONCURRENT_HELP)(f)
 
 
 _TARGET_HELP = (
@@ -309,7 +293,7 @@ def create(
     "instead of back to BASE.",
 )
 @_source_options
-@_concurrent_options
+@concurrent_options
 @_edit_options
 def append(
     base: str,
@@ -389,7 +373,7 @@ def append(
     help="Write the result here (a tag in REF's repository, or a full address; repeatable) "
     "instead of back to REF.",
 )
-@_concurrent_options
+@concurrent_options
 @_edit_options
 def filter_(
     ref: str,

@@ -6,6 +6,7 @@ import click
 
 from luff.cli.common import (
     PLATFORM_METAVAR,
+    concurrent_options,
     log,
     out,
     out_json,
@@ -93,6 +94,7 @@ _EPILOG = (
     help="Re-point attestations of changed images at the new images instead of dropping them.",
 )
 @click.option("--dry-run", is_flag=True, help="Print the old -> new digests and the plan only.")
+@concurrent_options
 @click.option("--json", "as_json", is_flag=True, help="Print the descriptor and digests as JSON.")
 def mutate(
     ref: str,
@@ -111,6 +113,8 @@ def mutate(
     created: str | None,
     keep_attestations: bool,
     dry_run: bool,
+    concurrent: bool,
+    concurrent_window: float | None,
     as_json: bool,
 ) -> None:
     """Change the config, annotations and layers of every platform of REF at once.
@@ -141,6 +145,8 @@ def mutate(
             platforms=wanted,
             keep_attestations=keep_attestations,
             dry_run=dry_run,
+            concurrent=concurrent,
+            window=concurrent_window,
             ctx=st.ctx,
             progress=progress,
             on_plan=plan_hook(),

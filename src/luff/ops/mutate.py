@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from luff.context import Context, default_context
-from luff.copy import MAX_DEPTH, Plan, Progress, copy_graph, plan_graph
-from luff.errors import LimitExceeded, UsageError
+from luff.copy import MAX_DEPTH, Plan, Progress
+from luff.errors import LimitExceeded, NotFound, UsageError
 from luff.model import mediatypes as mt
 from luff.model.address import Address, check_tag
 from luff.model.descriptor import Descriptor
@@ -40,13 +40,14 @@ from luff.ops.changes import (
     edit_manifest,
 )
 from luff.ops.common import CONFIG_LIMIT, as_address, config_platform, get_root, open_root
+from luff.ops.graph import Pushable
 from luff.ops.index import targets_of
 from luff.ops.index.built import BuiltIndex, Destination, destinations
 from luff.ops.index.resolve import is_attestation
 from luff.ops.index.sources import Source
+from luff.ops.index.update import WINDOW, write_back
 from luff.ops.layers import Layer, LayerStore, layer_media_type
 from luff.pool import run_all
-from luff.stores import open_target
 from luff.stores.base import Store, origin_of
 from luff.stores.memory import OverlayStore
 
@@ -79,7 +80,7 @@ class ImageChange:
 
 
 @dataclass
-class Mutation:
+class Mutation(Pushable):
     """A mutated image or index held in memory; :meth:`push` writes it, :meth:`plan` previews.
 
     :attr:`store` serves the whole new graph: what luff made, and the
@@ -97,15 +98,6 @@ class Mutation:
     stores: list[Store] = field(default_factory=list, repr=False)
 
     @property
-    def descriptor(self) -> Descriptor:
-        """The descriptor of the new image or index."""
-        return self.manifest.descriptor()
-
-    @property
-    def digest(self) -> Digest:
-        return self.manifest.digest
-
-    @property
     def mapping(self) -> dict[Digest, Digest]:
         """Old → new digest of every image (unchanged ones map to themselves)."""
         return {c.old.digest: c.new.digest for c in self.images}
@@ -119,90 +111,13 @@ class Mutation:
             "attestations": [a.to_dict() for a in self.attestations],
         }
 
-    def _target(
-        self, target: str | Address | Store, tags: Sequence[str], create: bool
-    ) -> tuple[Store, list[str], bool]:
-        if isinstance(target, Store):
-            return target, [check_tag(t) for t in tags], False
-        addr = as_address(target)
-        if tags and not addr.has_tag and not addr.has_digest:
-            addr, tags = addr.with_tag(tags[0]), tags[1:]
-        dest = destinations(addr, tags)
-        if len(dest) != 1:
-            raise UsageError(f"{target}: the tags name other repositories; use push_all")
-        all_tags = dest[0].tags or self._file_tag(dest[0].address)
-        return open_target(dest[0].address, self.ctx, create=create), all_tags, True
-
-    def _file_tag(self, address: Address) -> list[str]:
-        """The tag of a layout or archive target named without one: the source's."""
+    def default_tags(self, address: Address) -> list[str]:
+        """A layout or archive target named without a tag gets the source's tag."""
         if address.is_registry:
             return []
         if not self.tag:
             raise UsageError(f"{address}: name the tag to write (ADDRESS:TAG)")
         return [check_tag(self.tag, address.transport)]
-
-    def plan(self, target: str | Address | Store, tags: Sequence[str] = ()) -> Plan:
-        """What pushing to *target* would transfer, per blob and manifest; writes nothing."""
-        store, all_tags, owned = self._target(target, tags, create=False)
-        try:
-            return plan_graph(
-                self.store,
-                self.descriptor,
-                store,
-                manifest=self.manifest,
-                tags=all_tags,
-                ctx=self.ctx,
-            )[1]
-        finally:
-            if owned:
-                store.abort()
-
-    def push(
-        self,
-        target: str | Address | Store,
-        tags: Sequence[str] = (),
-        *,
-        progress: Progress | None = None,
-        on_plan: Callable[[Plan], None] | None = None,
-    ) -> Descriptor:
-        """Copy what *target* lacks, then tag the new root there (its tag and *tags*)."""
-        store, all_tags, owned = self._target(target, tags, create=True)
-        try:
-            copy_graph(
-                self.store,
-                self.descriptor,
-                store,
-                manifest=self.manifest,
-                tags=all_tags,
-                ctx=self.ctx,
-                progress=progress,
-                on_plan=on_plan,
-            )
-        except BaseException:
-            if owned:
-                store.abort()
-            raise
-        if owned:
-            store.close()
-        return self.descriptor
-
-    def push_all(
-        self,
-        dests: Iterable[Destination],
-        *,
-        progress: Progress | None = None,
-        on_plan: Callable[[Plan], None] | None = None,
-    ) -> Descriptor:
-        """Push to every destination in turn (see :func:`targets`)."""
-        for d in dests:
-            self.push(d.address, d.tags, progress=progress, on_plan=on_plan)
-        return self.descriptor
-
-    def close(self) -> None:
-        """Release the source stores and delete the packed layers."""
-        for s in self.stores:
-            s.close()
-        self.stores = []
 
     def __enter__(self) -> Mutation:
         return self
@@ -399,6 +314,85 @@ def _open(ref: Ref, ctx: Context) -> _Opened:
     return _Opened(root.store, root.descriptor, root.manifest, label, root.address.repository, True)
 
 
+@dataclass
+class _Prepared:
+    """What a mutation needs before it meets a base: packed layers, the opened source."""
+
+    src: _Opened
+    changes: Changes
+    layers: list[tuple[Append, Layer]]
+    layer_store: LayerStore
+    wanted: list[Platform]
+    appends: list[Append]
+    keep_attestations: bool
+    ctx: Context
+    stores: list[Store]
+
+    def onto(self, store: Store, desc: Descriptor, m: Manifest) -> Mutation:
+        """The mutation of the image or index *m* (in *store*); checks every input."""
+        label = self.src.label
+        if self.changes.index_annotations and not m.is_index:
+            raise UsageError(f"{label} is an image, not an index: --index-annotation has no place")
+        selector = any_of(*self.wanted) if self.wanted else None
+        b = _Builder(
+            store,
+            label,
+            self.src.repo,
+            self.changes,
+            self.layers,
+            self.layer_store,
+            selector,
+            self.keep_attestations,
+            self.ctx,
+        )
+        new = b.root(desc, m)
+        _check_selection(b, self.wanted, self.appends, label)
+        b.provide(desc)
+        return Mutation(
+            bare(desc),
+            new,
+            b.overlay,
+            b.images,
+            b.attestations,
+            b.notes,
+            self.ctx,
+            desc.annotations.get(mt.REF_NAME, "") or self.tag,
+            self.stores,
+        )
+
+    tag: str = ""
+
+
+def _prepare(
+    ref: Ref,
+    changes: Changes | None,
+    append: Iterable[str | Append],
+    platforms: Iterable[Platform | str],
+    keep_attestations: bool,
+    ctx: Context | None,
+) -> _Prepared:
+    ctx = ctx or default_context()
+    changes = changes or Changes()
+    appends = [Append.coerce(a) for a in append]
+    if not (changes.touches_images or appends or changes.index_annotations):
+        raise UsageError("nothing to change: give a config, annotation or layer change")
+    wanted = [Platform.parse(p) if isinstance(p, str) else p for p in platforms]
+    layer_store = LayerStore()
+    stores: list[Store] = [layer_store]
+    try:
+        layers = [(a, layer_store.pack(a.path)) for a in appends]
+        src = _open(ref, ctx)
+    except BaseException:
+        layer_store.abort()
+        raise
+    if src.owned:
+        stores.append(src.store)
+    return _Prepared(
+        src, changes, layers, layer_store, wanted, appends, keep_attestations, ctx, stores,
+        _tag_of(ref),
+    )  # fmt: skip
+
+
 def build(
     ref: Ref,
     *,
@@ -416,44 +410,13 @@ def build(
     their digests. Every input is checked (layers packed, configs edited and
     validated) before this returns.
     """
-    ctx = ctx or default_context()
-    changes = changes or Changes()
-    appends = [Append.coerce(a) for a in append]
-    if not (changes.touches_images or appends or changes.index_annotations):
-        raise UsageError("nothing to change: give a config, annotation or layer change")
-    wanted = [Platform.parse(p) if isinstance(p, str) else p for p in platforms]
-    selector = any_of(*wanted) if wanted else None
-    layer_store = LayerStore()
-    stores: list[Store] = [layer_store]
+    p = _prepare(ref, changes, append, platforms, keep_attestations, ctx)
     try:
-        layers = [(a, layer_store.pack(a.path)) for a in appends]
-        src = _open(ref, ctx)
-        if src.owned:
-            stores.append(src.store)
-        store, desc, m, label = src.store, src.descriptor, src.manifest, src.label
-        if changes.index_annotations and not m.is_index:
-            raise UsageError(f"{label} is an image, not an index: --index-annotation has no place")
-        b = _Builder(
-            store, label, src.repo, changes, layers, layer_store, selector, keep_attestations, ctx
-        )
-        new = b.root(desc, m)
-        _check_selection(b, wanted, appends, label)
+        return p.onto(p.src.store, p.src.descriptor, p.src.manifest)
     except BaseException:
-        for s in stores:
+        for s in p.stores:
             s.abort()
         raise
-    b.provide(desc)
-    return Mutation(
-        bare(desc),
-        new,
-        b.overlay,
-        b.images,
-        b.attestations,
-        b.notes,
-        ctx,
-        desc.annotations.get(mt.REF_NAME, "") or _tag_of(ref),
-        stores,
-    )
 
 
 def bare(desc: Descriptor) -> Descriptor:
@@ -518,6 +481,8 @@ def mutate(
     platforms: Iterable[Platform | str] = (),
     keep_attestations: bool = False,
     dry_run: bool = False,
+    concurrent: bool = False,
+    window: float | None = None,
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
@@ -526,7 +491,9 @@ def mutate(
 
     *target* is one address or tag, or several (``-t`` values: a bare tag is a
     tag in *ref*'s repository). With *dry_run* nothing is pushed and
-    :attr:`Result.plans` says what would be.
+    :attr:`Result.plans` says what would be. Writing back to *ref*'s own tag
+    is guarded as ``index append`` is (see :mod:`luff.ops.index.update`):
+    the mutation is re-applied to whatever the tag holds when it is read.
     """
     if target is None or isinstance(target, str):
         given = [target] if target else []
@@ -538,23 +505,90 @@ def mutate(
         dests = destinations(given[0], given[1:])
     else:
         raise UsageError("give a target: the source has no address to write back to")
-    m = build(
-        ref, changes=changes, append=append, platforms=platforms,
-        keep_attestations=keep_attestations, ctx=ctx,
-    )  # fmt: skip
-    plans: list[tuple[Destination, Plan]] = []
-    try:
-        for d in dests:
-            if dry_run:
-                plans.append((d, m.plan(d.address, d.tags)))
-                continue
+    if dry_run or not isinstance(ref, (str, Address)) or not _writes_back(ref, dests):
+        m = build(
+            ref, changes=changes, append=append, platforms=platforms,
+            keep_attestations=keep_attestations, ctx=ctx,
+        )  # fmt: skip
+        plans: list[tuple[Destination, Plan]] = []
+        try:
+            for d in dests:
+                if dry_run:
+                    plans.append((d, m.plan(d.address, d.tags)))
+                    continue
 
-            def record(plan: Plan, d: Destination = d) -> None:
-                plans.append((d, plan))
-                if on_plan is not None:
-                    on_plan(plan)
+                def record(plan: Plan, d: Destination = d) -> None:
+                    plans.append((d, plan))
+                    if on_plan is not None:
+                        on_plan(plan)
 
-            m.push(d.address, d.tags, progress=progress, on_plan=record)
-    finally:
-        m.close()
+                m.push(d.address, d.tags, progress=progress, on_plan=record)
+        finally:
+            m.close()
+    else:
+        m, plans = _write_back(
+            ref, dests, changes, append, platforms, keep_attestations, concurrent, window,
+            ctx, progress, on_plan,
+        )  # fmt: skip
     return Result(m.descriptor, m.old, m.images, m.attestations, plans, m.notes, pushed=not dry_run)
+
+
+def _writes_back(ref: str | Address, dests: list[Destination]) -> bool:
+    addr = as_address(ref)
+    first = dests[0]
+    return (
+        addr.has_tag
+        and first.address.repository_key == addr.repository_key
+        and addr.tag in first.tags
+    )
+
+
+def _write_back(
+    ref: str | Address,
+    dests: list[Destination],
+    changes: Changes | None,
+    append: Iterable[str | Append],
+    platforms: Iterable[Platform | str],
+    keep_attestations: bool,
+    concurrent: bool,
+    window: float | None,
+    ctx: Context | None,
+    progress: Progress | None,
+    on_plan: Callable[[Plan], None] | None,
+) -> tuple[Mutation, list[tuple[Destination, Plan]]]:
+    """Mutate *ref* in place: whatever its tag holds when read, written back conditionally."""
+    addr = as_address(ref)
+    p = _prepare(ref, changes, append, platforms, keep_attestations, ctx)
+    plans: list[tuple[Destination, Plan]] = []
+    first = dests[0]
+
+    def record(plan: Plan) -> None:
+        plans.append((first, plan))
+        if on_plan is not None:
+            on_plan(plan)
+
+    def rebuild(cur: tuple[Descriptor, Manifest, str] | None) -> Mutation:
+        if cur is None:
+            raise NotFound("the tag is gone", where=str(addr))
+        return p.onto(p.src.store, cur[0], cur[1])
+
+    try:
+        written = write_back(
+            p.src.store,
+            addr.tag,
+            rebuild,
+            added=lambda m: [c.new.digest for c in m.images if c.changed],
+            concurrent=concurrent,
+            window=window or WINDOW,
+            ctx=p.ctx,
+            progress=progress,
+            on_plan=record,
+        )
+        m = written.built
+        rest = [t for t in first.tags if t != addr.tag]
+        more = [Destination(first.address, rest)] if rest else []
+        m.push_all([*more, *dests[1:]], progress=progress, on_plan=on_plan)
+        return m, plans
+    finally:
+        for s in p.stores:
+            s.close()

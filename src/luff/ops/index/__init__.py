@@ -150,7 +150,7 @@ def _write(
     referrers: Referrers | bool | None,
     progress: Progress | None,
     on_plan: Callable[[Plan], None] | None,
-) -> Written:
+) -> Written[BuiltIndex]:
     """Write the result to *dests*; back to *base*'s own tag with :func:`write_back`."""
     from luff.copy import as_referrers
 
@@ -199,7 +199,7 @@ def append_index(
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     **kw: Any,
-) -> Written:
+) -> Written[BuiltIndex]:
     """:func:`append`, returning what was written and how often it was tried again."""
     dests = targets_of(base, targets, options.tags if options else ())
     r, opened, onto, new = prepare_append(base, sources, options, ctx, **kw)
@@ -280,7 +280,7 @@ def filter_index(
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     **kw: Any,
-) -> Written:
+) -> Written[BuiltIndex]:
     """:func:`filter`, returning what was written and how often it was tried again."""
     dests = targets_of(ref, targets)
     r, opened, onto = prepare_filter(ref, platforms, exclude, options, ctx, **kw)

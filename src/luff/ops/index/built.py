@@ -7,20 +7,17 @@ serves every entry's content from the store that provided it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from luff.context import Context, default_context
-from luff.copy import Plan, Progress, Referrers, as_referrers, copy_graph, plan_graph
 from luff.errors import UsageError
 from luff.model.address import Address, check_tag, parse_address
-from luff.model.descriptor import Descriptor
-from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.model.reference import valid_tag
+from luff.ops.graph import Pushable
 from luff.ops.index.resolve import Entry
-from luff.stores import open_target
 from luff.stores.base import Store
 from luff.stores.memory import OverlayStore
 
@@ -68,7 +65,7 @@ def destinations(primary: str | Address, extra: Sequence[str] = ()) -> list[Dest
 
 
 @dataclass
-class BuiltIndex:
+class BuiltIndex(Pushable):
     """A validated index held in memory, with where each entry's content is.
 
     Inspect :attr:`manifest` (exact bytes), :attr:`document` and
@@ -90,15 +87,6 @@ class BuiltIndex:
             self.store.provide(e.digest, e.store, e.manifest)  # read once, while resolving
 
     @property
-    def descriptor(self) -> Descriptor:
-        """The descriptor of the index (media type, digest, size)."""
-        return self.manifest.descriptor()
-
-    @property
-    def digest(self) -> Digest:
-        return self.manifest.digest
-
-    @property
     def document(self) -> dict[str, Any]:
         """The index as a JSON object."""
         return self.manifest.json
@@ -112,98 +100,6 @@ class BuiltIndex:
             "attestation" if e.is_attestation else str(e.platform or "-") for e in self.entries
         )
         return f"<BuiltIndex {self.digest} [{plats}]>"
-
-    def _target(
-        self, target: str | Address | Store, tags: Sequence[str], create: bool
-    ) -> tuple[Store, list[str], bool]:
-        if isinstance(target, Store):
-            return target, [check_tag(t) for t in tags], False
-        addr = parse_address(target) if isinstance(target, str) else target
-        if tags and not addr.has_tag and not addr.has_digest:
-            addr, tags = addr.with_tag(tags[0]), tags[1:]  # the tags name the place
-        dest = destinations(addr, tags)
-        if len(dest) != 1:
-            raise UsageError(f"{target}: the tags name other repositories; use push_all")
-        return open_target(dest[0].address, self.ctx, create=create), dest[0].tags, True
-
-    def plan(
-        self,
-        target: str | Address | Store,
-        tags: Sequence[str] = (),
-        *,
-        referrers: Referrers | bool | None = None,
-    ) -> Plan:
-        """What pushing to *target* would do, per blob and manifest; writes nothing."""
-        store, all_tags, owned = self._target(target, tags, create=False)
-        try:
-            return plan_graph(
-                self.store,
-                self.descriptor,
-                store,
-                manifest=self.manifest,
-                tags=all_tags,
-                ctx=self.ctx,
-                referrers=as_referrers(referrers),
-            )[1]
-        finally:
-            if owned:
-                store.abort()
-
-    def push(
-        self,
-        target: str | Address | Store,
-        tags: Sequence[str] = (),
-        *,
-        progress: Progress | None = None,
-        on_plan: Callable[[Plan], None] | None = None,
-        referrers: Referrers | bool | None = None,
-    ) -> Descriptor:
-        """Copy what *target* lacks, then push the index under its tag and *tags*.
-
-        *target* is an address (its tag, if any, is used) or a store. When every
-        tag already points at this index, nothing is transferred. With
-        *referrers*, what is attached to each source image comes along (the
-        index itself is new: it has none).
-        """
-        store, all_tags, owned = self._target(target, tags, create=True)
-        try:
-            copy_graph(
-                self.store,
-                self.descriptor,
-                store,
-                manifest=self.manifest,
-                tags=all_tags,
-                ctx=self.ctx,
-                progress=progress,
-                on_plan=on_plan,
-                referrers=as_referrers(referrers),
-            )
-        except BaseException:
-            if owned:
-                store.abort()
-            raise
-        if owned:
-            store.close()
-        return self.descriptor
-
-    def push_all(
-        self,
-        dests: Iterable[Destination],
-        *,
-        progress: Progress | None = None,
-        on_plan: Callable[[Plan], None] | None = None,
-        referrers: Referrers | bool | None = None,
-    ) -> Descriptor:
-        """Push to every destination in turn (see :func:`destinations`)."""
-        for d in dests:
-            self.push(d.address, d.tags, progress=progress, on_plan=on_plan, referrers=referrers)
-        return self.descriptor
-
-    def close(self) -> None:
-        """Release the source stores (archives hold open files)."""
-        for s in self.stores:
-            s.close()
-        self.stores = []
 
     def __enter__(self) -> BuiltIndex:
         return self

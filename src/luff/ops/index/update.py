@@ -25,6 +25,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from luff import cancel
 from luff.context import Context
@@ -33,7 +34,7 @@ from luff.errors import LuffError, PreconditionFailed
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
-from luff.ops.index.built import BuiltIndex
+from luff.ops.graph import Pushable
 from luff.stores.base import ConditionalTagger, Store
 
 #: Default window (seconds) of ``concurrent`` writes: reading to writing takes at most half.
@@ -44,14 +45,14 @@ TRIES = 10
 ROUNDS = 6
 
 Current = tuple[Descriptor, Manifest, str] | None
-Rebuild = Callable[[Current], BuiltIndex]
+G = TypeVar("G", bound=Pushable)
 
 
 @dataclass
-class Written:
-    """What a write back did: the index written, and how many times it had to try again."""
+class Written(Generic[G]):
+    """What a write back did: what was written, and how many times it had to try again."""
 
-    built: BuiltIndex
+    built: G
     descriptor: Descriptor
     retries: int = 0
     rounds: int = 1
@@ -77,16 +78,16 @@ def read(store: Store, tag: str) -> Current:
 def write_back(
     store: Store,
     tag: str,
-    rebuild: Rebuild,
+    rebuild: Callable[[Current], G],
     *,
-    added: Callable[[BuiltIndex], Sequence[Digest]],
+    added: Callable[[G], Sequence[Digest]],
     concurrent: bool = False,
     window: float = WINDOW,
     ctx: Context,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     referrers: Referrers | None = None,
-) -> Written:
+) -> Written[G]:
     """Apply *rebuild* to what *tag* points at and write the result back, safely.
 
     *added* names the digests this writer put in (to check after writing).
@@ -130,14 +131,14 @@ def write_back(
 def _write(
     store: Store,
     tag: str,
-    rebuild: Rebuild,
+    rebuild: Callable[[Current], G],
     conditional: bool,
     window: float | None,
     ctx: Context,
     progress: Progress | None,
     on_plan: Callable[[Plan], None] | None,
     referrers: Referrers | None,
-) -> Written:
+) -> Written[G]:
     """One write: read, rebuild, write the content, then move the tag (conditionally).
 
     Under a *window*, the content of a first rebuild is written beforehand,
@@ -157,7 +158,7 @@ def _write(
             on_plan=on_plan,
             referrers=referrers,
         )
-        known = {e.digest for e in first.entries}
+        known = {c.digest for c in first.manifest.manifests}
         on_plan, referrers = None, None
     tries = TRIES if conditional or window is not None else 1
     for attempt in range(tries):
@@ -175,7 +176,7 @@ def _write(
                 manifest=built.manifest,
                 tags=[tag],
                 expect=Expect(cur[2] if cur is not None else None) if conditional else None,
-                known={*known, *(e.digest for e in _base_entries(built, cur))},
+                known={*known, *(e.digest for e in _base_entries(cur))},
                 ctx=ctx,
                 progress=progress,
                 on_plan=on_plan if attempt == 0 else None,
@@ -199,6 +200,6 @@ def _probe(store: ConditionalTagger, tag: str) -> Manifest | None:
     return cur[1] if cur is not None else None
 
 
-def _base_entries(built: BuiltIndex, cur: Current) -> list[Descriptor]:
+def _base_entries(cur: Current) -> list[Descriptor]:
     """The entries of the index that was read: the target holds them already."""
     return [] if cur is None or not cur[1].is_index else cur[1].manifests
