@@ -333,8 +333,9 @@ def append(
     if dry_run:
         _dry_run(ops.build_append(base, options=opts, ctx=state().ctx), dests, as_json, policy)
         return
+    got: list[ops.Written[ops.BuiltIndex]] = []
     with transfer_progress() as progress:
-        written = ops.append_index(
+        ops.append(
             base,
             targets=targets,
             options=opts,
@@ -344,8 +345,9 @@ def append(
             ctx=state().ctx,
             progress=progress,
             on_plan=plan_hook(),
+            on_written=got.append,
         )
-    _written(written, dests, as_json)
+    _written(got[0], dests, as_json)
 
 
 @index.command("filter")
@@ -406,8 +408,9 @@ def filter_(
         )
         _dry_run(built, dests, as_json, policy)
         return
+    got: list[ops.Written[ops.BuiltIndex]] = []
     with transfer_progress() as progress:
-        written = ops.filter_index(
+        ops.filter(
             ref,
             platforms=platforms,
             exclude=exclude,
@@ -419,8 +422,9 @@ def filter_(
             ctx=state().ctx,
             progress=progress,
             on_plan=plan_hook(),
+            on_written=got.append,
         )
-    _written(written, dests, as_json)
+    _written(got[0], dests, as_json)
 
 
 _SHORT_TYPES = {

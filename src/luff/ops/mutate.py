@@ -79,8 +79,30 @@ class ImageChange:
         }
 
 
+class _Changed:
+    """The old -> new digests of a mutation, shared by :class:`Mutation` and :class:`Result`."""
+
+    old: Descriptor
+    images: list[ImageChange]
+    attestations: list[AttestationChange]
+
+    @property
+    def mapping(self) -> dict[Digest, Digest]:
+        """Old → new digest of every image (unchanged ones map to themselves)."""
+        return {c.old.digest: c.new.digest for c in self.images}
+
+    def _changes(self, new: Descriptor) -> dict[str, Any]:
+        """JSON form: the new descriptor, the old digest, every image and attestation change."""
+        return {
+            "descriptor": new.to_dict(),
+            "old": str(self.old.digest),
+            "images": [c.to_dict() for c in self.images],
+            "attestations": [a.to_dict() for a in self.attestations],
+        }
+
+
 @dataclass
-class Mutation(Pushable):
+class Mutation(_Changed, Pushable):
     """A mutated image or index held in memory; :meth:`push` writes it, :meth:`plan` previews.
 
     :attr:`store` serves the whole new graph: what luff made, and the
@@ -97,19 +119,9 @@ class Mutation(Pushable):
     tag: str = ""  # the source's tag or ref.name: the default tag of a file target
     stores: list[Store] = field(default_factory=list, repr=False)
 
-    @property
-    def mapping(self) -> dict[Digest, Digest]:
-        """Old → new digest of every image (unchanged ones map to themselves)."""
-        return {c.old.digest: c.new.digest for c in self.images}
-
     def to_dict(self) -> dict[str, Any]:
         """JSON form: the new descriptor, the old digest, every image and attestation change."""
-        return {
-            "descriptor": self.descriptor.to_dict(),
-            "old": str(self.old.digest),
-            "images": [c.to_dict() for c in self.images],
-            "attestations": [a.to_dict() for a in self.attestations],
-        }
+        return self._changes(self.descriptor)
 
     def default_tags(self, address: Address) -> list[str]:
         """A layout or archive target named without a tag gets the source's tag."""
@@ -445,7 +457,7 @@ def _check_selection(
 
 
 @dataclass
-class Result:
+class Result(_Changed):
     """What :func:`mutate` did: the new descriptor, every image's old → new digest, the
     plan of each destination, and notes (attestations dropped or re-pointed, ...)."""
 
@@ -457,19 +469,8 @@ class Result:
     notes: list[str]
     pushed: bool
 
-    @property
-    def mapping(self) -> dict[Digest, Digest]:
-        """Old → new digest of every image (unchanged ones map to themselves)."""
-        return {c.old.digest: c.new.digest for c in self.images}
-
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "descriptor": self.descriptor.to_dict(),
-            "old": str(self.old.digest),
-            "images": [c.to_dict() for c in self.images],
-            "attestations": [a.to_dict() for a in self.attestations],
-            "notes": list(self.notes),
-        }
+        return {**self._changes(self.descriptor), "notes": list(self.notes)}
 
 
 def mutate(

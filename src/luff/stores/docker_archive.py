@@ -45,7 +45,6 @@ from luff.model.digest import Digest, VerifyingReader, is_digest
 from luff.model.manifest import MAX_MANIFEST, Manifest
 from luff.model.reference import Reference
 from luff.pool import Pool
-from luff.stores.base import Store
 from luff.stores.layout import (
     INDEX_FILE,
     LAYOUT_FILE,
@@ -54,13 +53,13 @@ from luff.stores.layout import (
 )
 
 if TYPE_CHECKING:
-    from luff.context import Context
-    from luff.model.address import Address
+    pass
 from luff.stores.tarball import (
     CHUNK,
     GZIP_LEVEL,
     GZIP_MAGIC,
     ZSTD_MAGIC,
+    ArchiveStore,
     SafeTar,
     clean_member,
     staging_dir,
@@ -118,7 +117,7 @@ def _expected_digest(member: str) -> Digest | None:
     return None
 
 
-class DockerArchiveStore(Store):
+class DockerArchiveStore(ArchiveStore):
     """A ``docker save`` tarball (``docker-archive:FILE[:REPO:TAG]``)."""
 
     path: Path
@@ -130,24 +129,6 @@ class DockerArchiveStore(Store):
         if write:
             return _DockerArchiveWriter(Path(path))
         return _DockerArchiveReader(Path(path))
-
-    @classmethod
-    def open_source(cls, address: Address, ctx: Context) -> Store:
-        """The archive an address names, for reading."""
-        return cls.open(address.path)
-
-    @classmethod
-    def open_target(cls, address: Address, ctx: Context, *, create: bool = True) -> Store:
-        """A new archive at the address's path, written on close (replacing any there).
-
-        Without *create* (to plan a write) it is empty and in memory: the
-        archive will hold only what is written.
-        """
-        if not create:
-            from luff.stores.memory import MemoryStore
-
-            return MemoryStore(str(address))
-        return cls.open(address.path, write=True)
 
     def entries(self) -> list[Descriptor]:
         """One descriptor per image (ref.name annotation: its first RepoTag)."""

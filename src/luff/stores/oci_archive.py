@@ -26,7 +26,7 @@ from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.model.referrers import ReferrerList
-from luff.stores.base import Store, scan_referrers
+from luff.stores.base import scan_referrers
 from luff.stores.layout import (
     INDEX_FILE,
     LAYOUT_FILE,
@@ -37,9 +37,9 @@ from luff.stores.layout import (
 )
 
 if TYPE_CHECKING:
-    from luff.context import Context
-    from luff.model.address import Address
+    pass
 from luff.stores.tarball import (
+    ArchiveStore,
     SafeTar,
     staging_dir,
     write_tar,
@@ -48,7 +48,7 @@ from luff.stores.tarball import (
 # --- oci-archive ------------------------------------------------------------------
 
 
-class OciArchiveStore(Store):
+class OciArchiveStore(ArchiveStore):
     """A tar of an OCI image layout (``oci-archive:FILE[:TAG]``)."""
 
     path: Path
@@ -59,24 +59,6 @@ class OciArchiveStore(Store):
         if write:
             return _OciArchiveWriter(Path(path))
         return _OciArchiveReader(Path(path))
-
-    @classmethod
-    def open_source(cls, address: Address, ctx: Context) -> Store:
-        """The archive an address names, for reading."""
-        return cls.open(address.path)
-
-    @classmethod
-    def open_target(cls, address: Address, ctx: Context, *, create: bool = True) -> Store:
-        """A new archive at the address's path, written on close (replacing any there).
-
-        Without *create* (to plan a write) it is empty and in memory: the
-        archive will hold only what is written.
-        """
-        if not create:
-            from luff.stores.memory import MemoryStore
-
-            return MemoryStore(str(address))
-        return cls.open(address.path, write=True)
 
     def entries(self) -> list[Descriptor]:
         """The manifests listed in the archive's ``index.json``."""

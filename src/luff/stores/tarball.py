@@ -20,7 +20,7 @@ import tempfile
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from luff.errors import (
     InvalidManifest,
@@ -29,7 +29,12 @@ from luff.errors import (
     UsageError,
 )
 from luff.model.manifest import MAX_MANIFEST
+from luff.stores.base import Store
 from luff.stores.files import open_regular
+
+if TYPE_CHECKING:
+    from luff.context import Context
+    from luff.model.address import Address
 
 CHUNK = 1 << 20
 GZIP_LEVEL = 6
@@ -242,3 +247,32 @@ def staging_dir(dest: Path) -> Path:
         raise UsageError("is a directory, not an archive", where=dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
+
+
+class ArchiveStore(Store):
+    """A store that is one archive file: opened to read, or staged and written on close."""
+
+    path: Path
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], write: bool = False) -> ArchiveStore:
+        """Open *path* for reading, or (``write``) stage a new archive written on close."""
+        raise NotImplementedError
+
+    @classmethod
+    def open_source(cls, address: Address, ctx: Context) -> Store:
+        """The archive an address names, for reading."""
+        return cls.open(address.path)
+
+    @classmethod
+    def open_target(cls, address: Address, ctx: Context, *, create: bool = True) -> Store:
+        """A new archive at the address's path, written on close (replacing any there).
+
+        Without *create* (to plan a write) it is empty and in memory: the
+        archive will hold only what is written.
+        """
+        if not create:
+            from luff.stores.memory import MemoryStore
+
+            return MemoryStore(str(address))
+        return cls.open(address.path, write=True)

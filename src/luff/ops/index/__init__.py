@@ -54,7 +54,6 @@ __all__ = [
     "SourceSyntaxError",
     "Written",
     "append",
-    "append_index",
     "apply_edits",
     "build",
     "build_append",
@@ -63,7 +62,6 @@ __all__ = [
     "create",
     "destinations",
     "filter",
-    "filter_index",
     "is_attestation",
     "list_entries",
     "load_spec",
@@ -186,42 +184,6 @@ def _write(
         r.abort()
 
 
-def append_index(
-    base: str,
-    sources: Iterable[str | Source] = (),
-    *,
-    targets: Sequence[str] = (),
-    options: IndexOptions | None = None,
-    concurrent: bool = False,
-    window: float | None = None,
-    referrers: Referrers | bool | None = None,
-    ctx: Context | None = None,
-    progress: Progress | None = None,
-    on_plan: Callable[[Plan], None] | None = None,
-    **kw: Any,
-) -> Written[BuiltIndex]:
-    """:func:`append`, returning what was written and how often it was tried again."""
-    dests = targets_of(base, targets, options.tags if options else ())
-    r, opened, onto, new = prepare_append(base, sources, options, ctx, **kw)
-
-    def added(built: BuiltIndex) -> list[Digest]:
-        return [e.digest for e in built.entries if e.digest in new]
-
-    return _write(
-        base,
-        r,
-        opened,
-        onto,
-        dests,
-        added=added,
-        concurrent=concurrent,
-        window=window,
-        referrers=referrers,
-        progress=progress,
-        on_plan=on_plan,
-    )
-
-
 def append(
     base: str,
     sources: Iterable[str | Source] = (),
@@ -239,6 +201,7 @@ def append(
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
+    on_written: Callable[[Written[BuiltIndex]], None] | None = None,
 ) -> Descriptor:
     """Add *sources* to the index (or image) at *base* and push it back, or to *targets*.
 
@@ -246,57 +209,40 @@ def append(
     allows it (a writer that lost a race re-reads and re-applies its
     change); with *concurrent*, also where it does not, at the cost of a
     wait of *window* seconds (see :mod:`luff.ops.index.update`).
+    *on_written* receives what was written and how often it was tried again.
     """
-    return append_index(
+    dests = targets_of(base, targets, options.tags if options else ())
+    r, opened, onto, new = prepare_append(
         base,
         sources,
-        targets=targets,
-        options=options,
-        concurrent=concurrent,
-        window=window,
-        referrers=referrers,
-        ctx=ctx,
-        progress=progress,
-        on_plan=on_plan,
+        options,
+        ctx,
         annotations=annotations,
         edits=edits,
         format=format,
         allow_duplicate_platforms=allow_duplicate_platforms,
         flatten=flatten,
-    ).descriptor
+    )
 
+    def added(built: BuiltIndex) -> list[Digest]:
+        return [e.digest for e in built.entries if e.digest in new]
 
-def filter_index(
-    ref: str,
-    *,
-    platforms: Iterable[Platform | str] = (),
-    exclude: Iterable[Platform | str] = (),
-    targets: Sequence[str] = (),
-    options: IndexOptions | None = None,
-    concurrent: bool = False,
-    window: float | None = None,
-    referrers: Referrers | bool | None = None,
-    ctx: Context | None = None,
-    progress: Progress | None = None,
-    on_plan: Callable[[Plan], None] | None = None,
-    **kw: Any,
-) -> Written[BuiltIndex]:
-    """:func:`filter`, returning what was written and how often it was tried again."""
-    dests = targets_of(ref, targets)
-    r, opened, onto = prepare_filter(ref, platforms, exclude, options, ctx, **kw)
-    return _write(
-        ref,
+    written = _write(
+        base,
         r,
         opened,
         onto,
         dests,
-        added=lambda built: [],
+        added=added,
         concurrent=concurrent,
         window=window,
         referrers=referrers,
         progress=progress,
         on_plan=on_plan,
     )
+    if on_written is not None:
+        on_written(written)
+    return written.descriptor
 
 
 def filter(
@@ -315,27 +261,32 @@ def filter(
     ctx: Context | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
+    on_written: Callable[[Written[BuiltIndex]], None] | None = None,
 ) -> Descriptor:
     """Keep (or drop) entries of the index at *ref* by platform and push the result.
 
     Writing back to *ref*'s tag is guarded as in :func:`append`.
     """
-    return filter_index(
+    dests = targets_of(ref, targets)
+    r, opened, onto = prepare_filter(
+        ref, platforms, exclude, options, ctx, annotations=annotations, edits=edits, format=format
+    )
+    written = _write(
         ref,
-        platforms=platforms,
-        exclude=exclude,
-        targets=targets,
-        options=options,
+        r,
+        opened,
+        onto,
+        dests,
+        added=lambda built: [],
         concurrent=concurrent,
         window=window,
         referrers=referrers,
-        ctx=ctx,
         progress=progress,
         on_plan=on_plan,
-        annotations=annotations,
-        edits=edits,
-        format=format,
-    ).descriptor
+    )
+    if on_written is not None:
+        on_written(written)
+    return written.descriptor
 
 
 @dataclass
