@@ -16,6 +16,7 @@ from luff.cli.common import (
     out,
     out_json,
     plan_hook,
+    referrer_options,
     referrer_policy,
     state,
     transfer_progress,
@@ -69,30 +70,11 @@ def _edit_options(f: F) -> F:
             click.option(
                 "--dry-run", is_flag=True, help="Print the index and the plan; push nothing."
             ),
-            click.option(
-                "--referrers",
-                is_flag=True,
-                help="Copy what is attached to each source image (signatures, SBOMs) into "
-                "the target repository. The new index has no signature of its own: sign the "
-                "descriptor --json prints.",
-            ),
-            click.option(
-                "--referrers-type",
-                "referrers_types",
-                multiple=True,
-                metavar="TYPE",
-                help="Only referrers of this artifact type (repeatable; implies --referrers).",
-            ),
-            click.option(
-                "--referrers-best-effort",
-                is_flag=True,
-                help="Pass over malformed referrer lists (implies --referrers).",
-            ),
             click.option("--json", "as_json", is_flag=True, help="Print JSON (the descriptor)."),
         ]
     ):
         f = opt(f)
-    return f
+    return referrer_options(f)
 
 
 def _source_options(f: F) -> F:
@@ -257,7 +239,9 @@ def create(
 ) -> None:
     """Create the index TARGET from the images and indexes SOURCE... .
 
-    Prints the pinned reference TARGET_REPO@sha256:… .
+    Prints the pinned reference TARGET_REPO@sha256:… . With --referrers, the
+    signatures and SBOMs of each source image come along; the new index has
+    none of its own: sign the descriptor --json prints.
     """
     opts = _options(
         spec_file, sources, tags, annotations, edits, fmt, allow_duplicate_platforms, no_flatten
