@@ -99,3 +99,34 @@ def test_signals_racing_the_restore_still_reach_their_handlers() -> None:
     finally:
         gc.enable()
         signal.signal(signal.SIGTERM, old)
+
+
+def test_nested_pools_share_one_limit() -> None:
+    """-j is one limit for a whole operation: work started inside a task runs in that
+    task's slot instead of adding threads, so nesting never exceeds the limit."""
+    import threading
+    import time
+
+    from luff.pool import Limiter, run_all
+
+    limiter = Limiter(3)
+    lock = threading.Lock()
+    busy = 0
+    most = 0
+
+    def leaf(_: int) -> None:
+        nonlocal busy, most
+        with lock:
+            busy += 1
+            most = max(most, busy)
+        time.sleep(0.01)
+        with lock:
+            busy -= 1
+
+    def parent(_: int) -> None:
+        leaf(0)
+        run_all(leaf, list(range(5)), limiter)  # nested: no new slots
+
+    run_all(parent, list(range(8)), limiter)
+    assert most <= 3
+    assert most >= 2  # it did run concurrently
