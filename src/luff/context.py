@@ -64,6 +64,9 @@ class Settings:
     credentials: Callable[[str], Credentials] | None = None
     ca_file: str | None = None
     certs_dirs: tuple[str, ...] = ("/etc/containers/certs.d", "/etc/docker/certs.d")
+    #: With ``--concurrent``: the window that makes shared tags safe among luff writers on a
+    #: registry that ignores conditional writes (the referrers tag schema); None: no wait.
+    concurrent_window: float | None = None
     log: Callable[[str], None] | None = None
     #: Receives warnings, which the user should see even without -v (a corrupt blob found
     #: and written again); ``log`` receives them when this is not set.

@@ -94,23 +94,47 @@ def referrer_policy(referrers: bool, types: tuple[str, ...], best_effort: bool) 
 
 
 _CONCURRENT_HELP = (
-    "Safe alongside other luff writers of the same tag on a registry that ignores "
-    "conditional writes (distribution 2.8, most today): bound the read-to-write time, then "
-    "wait --concurrent-window seconds and check that nothing this writer added was lost "
-    "(luff's registry and layouts refuse stale writes anyway)."
+    "Safe alongside other luff writers of the same tags (a tag written back, the sha256-<hex> "
+    "referrers tags) on a registry that ignores conditional writes (distribution 2.8, most "
+    "today): bound the read-to-write time, then wait --concurrent-window seconds and check "
+    "that nothing this writer added was lost (luff's registry and layouts refuse stale writes "
+    "anyway)."
 )
+
+#: The referrers tag schema's window under --concurrent, when none is given.
+REFERRERS_WINDOW = 2.0
+
+
+def _concurrent_window(
+    ctx: click.Context, param: click.Parameter, value: float | None
+) -> float | None:
+    if value is not None:
+        state().ctx.settings.concurrent_window = value
+    return value
+
+
+def _concurrent(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    settings = state().ctx.settings
+    if value and settings.concurrent_window is None:
+        settings.concurrent_window = REFERRERS_WINDOW
+    return value
 
 
 def concurrent_options(f: F) -> F:
-    """``--concurrent`` and ``--concurrent-window`` (commands that write back to a tag)."""
+    """``--concurrent`` and ``--concurrent-window`` (commands that write to shared tags)."""
     f = click.option(
         "--concurrent-window",
         type=click.FloatRange(0.5, 600),
         default=None,
         metavar="SECONDS",
-        help="The window of --concurrent (default 4): reading to writing takes at most half.",
+        is_eager=True,
+        callback=_concurrent_window,
+        help="The window of --concurrent (default 4 for a tag written back, 2 for referrers "
+        "tags): reading to writing takes at most half.",
     )(f)
-    return click.option("--concurrent", is_flag=True, help=_CONCURRENT_HELP)(f)
+    return click.option("--concurrent", is_flag=True, callback=_concurrent, help=_CONCURRENT_HELP)(
+        f
+    )
 
 
 def annotation_options(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:

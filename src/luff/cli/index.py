@@ -220,6 +220,7 @@ _TARGET_HELP = (
     help=_TARGET_HELP.format(where="TARGET"),
 )
 @_source_options
+@concurrent_options
 @_edit_options
 def create(
     target: str | None,
@@ -228,6 +229,8 @@ def create(
     tags: tuple[str, ...],
     allow_duplicate_platforms: bool,
     no_flatten: bool,
+    concurrent: bool,
+    concurrent_window: float | None,
     edits: tuple[str, ...],
     annotations: tuple[str, ...],
     fmt: str | None,

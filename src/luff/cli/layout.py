@@ -7,6 +7,7 @@ import click
 from luff.cli.common import (
     PLATFORM_METAVAR,
     annotation_options,
+    concurrent_options,
     log,
     out,
     out_json,
@@ -164,8 +165,17 @@ def fill_(directory: str) -> None:
     is_flag=True,
     help="Leave out the signatures and SBOMs the layout holds for what is pushed.",
 )
+@concurrent_options
 @click.option("--json", "as_json", is_flag=True, help="Print the descriptor as JSON.")
-def push(path: str, target: str, index: bool, no_referrers: bool, as_json: bool) -> None:
+def push(
+    path: str,
+    target: str,
+    index: bool,
+    no_referrers: bool,
+    concurrent: bool,
+    concurrent_window: float | None,
+    as_json: bool,
+) -> None:
     """Push the layout or archive at PATH (or PATH:TAG) to TARGET.
 
     What the layout holds attached to it (signatures, SBOMs) is pushed too.

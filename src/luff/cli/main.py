@@ -14,6 +14,7 @@ from luff import __version__
 from luff.cli.common import (
     PLATFORM_METAVAR,
     State,
+    concurrent_options,
     log,
     out,
     out_bytes,
@@ -179,6 +180,7 @@ def cli(
     "of just those platforms.",
 )
 @referrer_options
+@concurrent_options
 @click.option("--json", "as_json", is_flag=True, help="Print the descriptor as JSON.")
 def copy(
     source: str,
@@ -189,6 +191,8 @@ def copy(
     referrers: bool,
     referrers_types: tuple[str, ...],
     referrers_best_effort: bool,
+    concurrent: bool,
+    concurrent_window: float | None,
     as_json: bool,
 ) -> None:
     """Copy an image or index from SOURCE to TARGET, keeping its digest.

@@ -7,6 +7,7 @@ import click
 from luff.cli.common import (
     PLATFORM_METAVAR,
     annotation_options,
+    concurrent_options,
     out,
     out_json,
     plan_hook,
@@ -81,6 +82,7 @@ def referrers(
 @click.option(
     "--platform", metavar=PLATFORM_METAVAR, help="Attach to this platform's image of an index."
 )
+@concurrent_options
 @click.option("--json", "as_json", is_flag=True, help="Print the artifact's descriptor as JSON.")
 def attach(
     ref: str,
@@ -88,6 +90,8 @@ def attach(
     artifact_type: str,
     annotations: tuple[str, ...],
     platform: str | None,
+    concurrent: bool,
+    concurrent_window: float | None,
     as_json: bool,
 ) -> None:
     """Attach FILE... to REF as an OCI 1.1 artifact (its subject is REF's manifest).

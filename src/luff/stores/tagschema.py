@@ -9,13 +9,16 @@ lose an entry. luff narrows this as far as the registry allows:
 - each write is conditional (``If-Match`` on the index read): a registry
   that honours it refuses a stale write, and the writer re-reads and
   re-merges;
-- where the registry ignores conditions, a writer re-reads before it
-  writes when its read is older than half a window, and after all its
-  writes it waits one window (:meth:`TagSchema.settle`, run when the store
-  is closed) and checks that its entries are still listed, adding them
-  again if not. Another luff process that overwrote an entry must have read
-  before that write and written within the window, so the loss is seen.
-  Tools other than luff get no such promise.
+- every write is read back at once, and written again if an entry is gone
+  (this catches a writer that wrote in between, not one that is about to);
+- with ``Settings.concurrent_window`` (``--concurrent``), where the registry
+  ignores conditions, a writer re-reads before it writes when its read is
+  older than half the window, and after all its writes it waits one window
+  (:meth:`TagSchema.settle`, run when the store is closed) and checks that
+  its entries are still listed, adding them again if not. Another luff
+  process that overwrote an entry must have read before that write and
+  written within the window, so the loss is seen. Tools other than luff get
+  no such promise.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from luff.model.referrers import fallback_tag, index_of_referrers
 if TYPE_CHECKING:
     from luff.stores.registry import RegistryStore
 
-#: Seconds; a write follows its read within half of it, and is checked a window later.
+#: Seconds (``--concurrent``'s default): a write follows its read within half of it,
+#: and is checked a window later.
 WINDOW = 2.0
 TRIES = 8
 ROUNDS = 4
@@ -88,8 +92,12 @@ class TagSchema:
             with self._lock:
                 self._written.setdefault(subject, []).extend(entries)
 
+    def _window(self) -> float | None:
+        return self.store.client.settings.concurrent_window
+
     def _add(self, subject: Digest, entries: list[Descriptor]) -> None:
         tag = fallback_tag(subject)
+        window = self._window() or WINDOW
         for attempt in range(TRIES):
             started = time.monotonic()
             cur = self.store.read_tag(tag)
@@ -98,7 +106,7 @@ class TagSchema:
             new = [e for e in entries if e.digest not in have]
             if not new:
                 return
-            if time.monotonic() - started > WINDOW / 2:
+            if time.monotonic() - started > window / 2:
                 continue  # a slow read: what it saw may be stale by the time we write
             index = index_of_referrers(subject, [*listed, *new])
             try:
@@ -106,7 +114,10 @@ class TagSchema:
             except PreconditionFailed:
                 cancel.sleep(min(1.0, 0.05 * 2**attempt) * (0.5 + random.random()))
                 continue
-            return
+            listed_now = {d.digest for d in self.read(subject)}
+            if all(e.digest in listed_now for e in new):
+                return
+            cancel.sleep(min(1.0, 0.05 * 2**attempt) * (0.5 + random.random()))
         raise RegistryError(
             f"could not list referrers in {tag}: other writers kept changing it",
             where=self.store.name,
@@ -122,15 +133,17 @@ class TagSchema:
         self.flush()
         with self._lock:
             written, self._written = self._written, {}
-        if not written or self.store.enforces_conditions():
+        window = self._window()
+        if not written or window is None or self.store.enforces_conditions():
             return
         for _ in range(ROUNDS):
-            cancel.sleep(WINDOW)
-            lost = {
-                s: [e for e in entries if e.digest not in {d.digest for d in self.read(s)}]
-                for s, entries in written.items()
-            }
-            lost = {s: es for s, es in lost.items() if es}
+            cancel.sleep(window)
+            lost: dict[Digest, list[Descriptor]] = {}
+            for s, entries in written.items():
+                listed = {d.digest for d in self.read(s)}
+                missing = [e for e in entries if e.digest not in listed]
+                if missing:
+                    lost[s] = missing
             if not lost:
                 return
             for s, es in lost.items():
