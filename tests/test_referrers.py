@@ -406,6 +406,8 @@ def test_a_thousand_referrers_are_listed_and_copied(
 def test_concurrent_attaches_on_the_tag_schema_lose_nothing(
     dist: DistributionRegistry, tmp_path: Path
 ) -> None:
+    """Six luff processes attach to one image at once on a registry without the referrers
+    API: with --concurrent, every attachment ends up listed in the sha256-<hex> index."""
     img = random_image(size=100)
     img.push(f"{dist.host}/ref/race:1")
     files = []
@@ -420,6 +422,7 @@ def test_concurrent_attaches_on_the_tag_schema_lose_nothing(
                 "-m",
                 "luff",
                 "attach",
+                "--concurrent",
                 f"{dist.host}/ref/race:1",
                 "--artifact-type",
                 "x/race",
