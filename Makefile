@@ -13,7 +13,7 @@ test:
 	bash scripts/test.sh
 
 bench:
-	for b in copy pull index mutate server; do $(VENV)/bin/python bench/bench_$$b.py --runs 9 || exit 1; done
+	for b in copy pull index mutate server referrers append_race; do $(VENV)/bin/python bench/bench_$$b.py --runs 9 || exit 1; done
 
 # make soak: 1,000 copies per registry kind through proxies that inject random faults (15 %).
 soak:

@@ -244,3 +244,37 @@ def clean_env() -> dict[str, str]:
         for k, v in os.environ.items()
         if "proxy" not in k.lower() and k != "PYTHONDONTWRITEBYTECODE"
     }
+
+
+class LoadAverage:
+    """Samples the 1-minute load average every few seconds in a thread, for the report.
+
+    ``with LoadAverage() as load: ...`` then ``str(load)`` is ``"2.9-4.3"``
+    (the lowest and highest sample).
+    """
+
+    def __init__(self, every: float = 5.0) -> None:
+        import threading
+
+        self.every = every
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self._stop.wait(self.every):
+                return
+
+    def __enter__(self) -> LoadAverage:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __str__(self) -> str:
+        s = self.samples or [os.getloadavg()[0]]
+        return f"{min(s):.1f}-{max(s):.1f}"
