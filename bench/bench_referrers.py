@@ -166,15 +166,6 @@ def bench_kind(kind: str, args: argparse.Namespace, env: dict[str, str]) -> dict
         f"\n{kind}: median ratio referrers/plain {ratio:.2f} (target <= 1.30), "
         f"{extra:+.3f} s; every run checked ({len(attached)} referrers by {VIA[kind]})"
     )
-    if kind == "distribution":
-        from luff.stores.tagschema import WINDOW
-
-        plain = statistics.median(t.wall for t in times["plain"])
-        print(
-            f"  of which {WINDOW:.1f} s is the tag schema's settle wait (luff waits one window "
-            "after writing sha256-<hex> tags on a registry that ignores If-Match, then checks "
-            f"them); without it the ratio would be {(plain + extra - WINDOW) / plain:.2f}"
-        )
     return {
         "ratio": ratio,
         "extra": extra,

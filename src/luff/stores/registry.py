@@ -46,6 +46,9 @@ class RegistryStore(Store):
         self.repo = Repository(client, repository, self.name)
         self._uploads: dict[Digest, str] = {}
         self.tag_schema = TagSchema(self)
+        #: The tags as last listed (kept up to date with this handle's own writes), which
+        #: spares a lookup of a ``sha256-<hex>`` tag that is not there.
+        self.known_tags: set[str] | None = None
 
     @classmethod
     def for_reference(cls, ref: Reference, ctx: Context) -> RegistryStore:
@@ -156,6 +159,8 @@ class RegistryStore(Store):
     def push_manifest(self, manifest: Manifest, tag: str = "") -> Descriptor:
         ident = tag or str(manifest.digest)
         stored = self.repo.put_manifest(ident, manifest.data, manifest.media_type)
+        if tag and self.known_tags is not None:
+            self.known_tags.add(tag)
         if manifest.subject is not None and not stored.subject and not tag:
             # The registry did not index the referrer: list it under the tag schema
             # (at the next flush: one write per subject for many referrers).
@@ -176,7 +181,9 @@ class RegistryStore(Store):
         return bool(self.client.capabilities.get("referrers-api"))
 
     def tags(self) -> list[str]:
-        return self.repo.tags()
+        tags = self.repo.tags()
+        self.known_tags = set(tags)
+        return tags
 
     def delete(self, identifier: str) -> None:
         digest = identifier if is_digest(identifier) else str(self.resolve(identifier).digest)
@@ -227,6 +234,8 @@ class RegistryStore(Store):
             self.repo.put_manifest(tag, manifest.data, manifest.media_type, if_none_match="*")
         else:
             self.repo.put_manifest(tag, manifest.data, manifest.media_type, if_match=token)
+        if self.known_tags is not None:
+            self.known_tags.add(tag)
         return manifest.descriptor()
 
     def enforces_conditions(self, probe: Manifest | None = None) -> bool:

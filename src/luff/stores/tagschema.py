@@ -33,6 +33,7 @@ from luff.errors import InvalidManifest, PreconditionFailed, RegistryError
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.referrers import fallback_tag, index_of_referrers
+from luff.pool import Limiter, run_all
 
 if TYPE_CHECKING:
     from luff.stores.registry import RegistryStore
@@ -56,6 +57,9 @@ class TagSchema:
 
     def read(self, subject: Digest) -> tuple[Descriptor, ...]:
         """The referrers the tag schema lists for *subject* (none when the tag is absent)."""
+        known = self.store.known_tags
+        if known is not None and fallback_tag(subject) not in known:
+            return ()
         cur = self.store.read_tag(fallback_tag(subject))
         if cur is None:
             return ()
@@ -84,13 +88,19 @@ class TagSchema:
         """Write what :meth:`queue` collected: one read-merge-write per subject."""
         with self._lock:
             pending, self._pending = self._pending, {}
-        for subject, entries in pending.items():
+        if not pending:
+            return
+
+        def write(item: tuple[Digest, list[Descriptor]]) -> None:
+            subject, entries = item
             with self._lock:
                 lock = self._locks.setdefault(subject, threading.Lock())
             with lock:
                 self._add(subject, entries)
             with self._lock:
                 self._written.setdefault(subject, []).extend(entries)
+
+        run_all(write, list(pending.items()), Limiter(self.store.client.settings.jobs))
 
     def _window(self) -> float | None:
         return self.store.client.settings.concurrent_window
