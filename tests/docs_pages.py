@@ -1,0 +1,221 @@
+"""What each documentation page's examples need before they run: registries and content.
+
+One function per page, registered with ``@setup("docs/…/page.md")``. It starts
+the registries the page names (``s.registry("localhost:5000")``: an embedded
+registry whose host replaces that name in the page's commands) and pushes or
+writes what the page's first command expects to find. Pages without a
+set-up run with no registry.
+
+Content is deterministic (:func:`image`): the same page gives the same digests
+and sizes on every run, so the sizes a page shows can be compared too.
+
+``python -m tests.docs_pages PAGE`` runs a page and prints what every example
+printed (to write or update a page's expected output).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import socket
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from luff.model import mediatypes as mt
+from luff.model.manifest import Manifest
+from luff.model.platform import Platform
+from luff.stores.memory import MemoryStore
+from luff.testing import Image, Registry
+from tests.docs_harness import ROOT, Page, parse_blocks
+
+# --- deterministic content --------------------------------------------------------------------
+
+
+def _bytes(seed: str, size: int) -> bytes:
+    out = bytearray()
+    n = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}/{n}".encode()).digest()
+        n += 1
+    return bytes(out[:size])
+
+
+def layer(seed: str, size: int = 2048, files: dict[str, bytes] | None = None) -> tuple[bytes, str]:
+    """A gzipped tar (``(blob, diff_id)``) of pseudo-random bytes named by *seed*, or *files*."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (files or {f"data/{seed}.bin": _bytes(seed, size)}).items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    tar_bytes = raw.getvalue()
+    return gzip.compress(tar_bytes, 6, mtime=0), "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
+
+
+def image(
+    platform: str,
+    seed: str,
+    *,
+    layers: int = 1,
+    size: int = 2048,
+    media: str = "oci",
+    store: MemoryStore | None = None,
+    labels: dict[str, str] | None = None,
+) -> Image:
+    """An image of *platform* whose content depends only on the arguments."""
+    plat = Platform.parse(platform)
+    store = store if store is not None else MemoryStore()
+    docker = media == "docker"
+    descs, diff_ids = [], []
+    for n in range(layers):
+        blob, diff_id = layer(f"{seed}-{n}", size)
+        descs.append(store.add_blob(blob, mt.DOCKER_LAYER_GZIP if docker else mt.OCI_LAYER_GZIP))
+        diff_ids.append(diff_id)
+    cfg: dict[str, object] = {
+        "architecture": plat.architecture,
+        "os": plat.os,
+        "created": "2026-01-01T00:00:00Z",
+        "config": {
+            "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
+            **({"Labels": labels} if labels else {}),
+        },
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }
+    if plat.variant:
+        cfg["variant"] = plat.variant
+    if plat.os_version:
+        cfg["os.version"] = plat.os_version
+    config = store.add_blob(
+        json.dumps(cfg, indent=2).encode(), mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG
+    )
+    m = Manifest.from_dict(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.DOCKER_MANIFEST if docker else mt.OCI_MANIFEST,
+            "config": config.to_dict(),
+            "layers": [d.to_dict() for d in descs],
+        }
+    )
+    store.push_manifest(m)
+    return Image(m.descriptor(platform=plat), m, store)
+
+
+def index(platforms: list[str], seed: str, *, layers: int = 1, size: int = 2048) -> Image:
+    """An OCI index of one :func:`image` per platform."""
+    store = MemoryStore()
+    children = [image(p, f"{seed}-{p}", layers=layers, size=size, store=store) for p in platforms]
+    m = Manifest.from_dict(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_INDEX,
+            "manifests": [c.descriptor.to_dict() for c in children],
+        }
+    )
+    store.push_manifest(m)
+    return Image(m.descriptor(), m, store, children)
+
+
+# --- set-ups ----------------------------------------------------------------------------------
+
+
+class Setup:
+    """What a set-up function works with: the page being run, and its registries."""
+
+    def __init__(self, page: Page, stack: ExitStack) -> None:
+        self.page = page
+        self.stack = stack
+
+    @property
+    def dir(self) -> Path:
+        return self.page.workdir
+
+    def registry(self, name: str, **kw: object) -> Registry:
+        """Start an embedded registry that stands for *name* on the page."""
+        reg = self.stack.enter_context(Registry(**kw))  # type: ignore[arg-type]
+        self.page.names[name] = reg.host
+        return reg
+
+    def port(self, name: str) -> str:
+        """A free loopback port for a registry the page itself starts as *name*."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            host = f"127.0.0.1:{s.getsockname()[1]}"
+        self.page.names[name] = host
+        return host
+
+    def push(self, img: Image, ref: str, reg: Registry | None = None) -> None:
+        """Push *img* to *ref*, written with the names the page shows."""
+        img.push(self.page.to_real(ref), reg.context() if reg else None)
+
+    def file(self, path: str, data: str | bytes) -> Path:
+        p = self.dir / path
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, str):
+            p.write_text(data)
+        else:
+            p.write_bytes(data)
+        return p
+
+
+SetupFn = Callable[[Setup], None]
+SETUPS: dict[str, SetupFn] = {}
+
+
+def setup(*paths: str) -> Callable[[SetupFn], SetupFn]:
+    def register(fn: SetupFn) -> SetupFn:
+        for p in paths:
+            SETUPS[p] = fn
+        return fn
+
+    return register
+
+
+@contextmanager
+def prepared(path: str, workdir: Path, *, record: bool = False) -> Iterator[Page]:
+    """The page *path*, its set-up done, in *workdir*; registries stop on exit."""
+    page = Page(path, workdir, record=record)
+    with ExitStack() as stack:
+        fn = SETUPS.get(path)
+        if fn is not None:
+            fn(Setup(page, stack))
+        yield page
+
+
+def run_page(path: str, workdir: Path, *, record: bool = False) -> Page:
+    """Run every example of *path*; raises ExampleFailed (unless *record*)."""
+    blocks = parse_blocks(path, (ROOT / path).read_text())
+    with prepared(path, workdir, record=record) as page:
+        page.run(blocks)
+    return page
+
+
+# --- the pages' set-ups -------------------------------------------------------------------------
+
+
+@setup("docs/tutorials/multi-platform-release.md")
+def _release(s: Setup) -> None:
+    s.registry("ci-x86.internal:5000")
+    s.registry("ci-arm.internal:5000")
+    s.registry("registry.example.com")
+    s.push(image("linux/amd64", "app-amd64", layers=2), "ci-x86.internal:5000/app:1.4")
+    s.push(image("linux/amd64", "app-amd64-fix", layers=2), "ci-x86.internal:5000/app:1.4-fix")
+    s.push(image("linux/arm64", "app-arm64", layers=2), "ci-arm.internal:5000/app:1.4")
+    s.push(image("linux/s390x", "app-s390x", layers=2), f"oci-archive:{s.dir}/app-s390x.tar")
+
+
+def main(argv: list[str]) -> None:
+    for arg in argv:
+        with tempfile.TemporaryDirectory() as tmp:
+            pg = run_page(arg, Path(tmp), record=True)
+            print("\n".join(pg.log))
+            print(f"== {arg}: {pg.ran} run, skipped: {pg.skipped}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
