@@ -209,6 +209,16 @@ def _release(s: Setup) -> None:
     s.push(image("linux/s390x", "app-s390x", layers=2), f"oci-archive:{s.dir}/app-s390x.tar")
 
 
+@setup("docs/tutorials/air-gap.md")
+def _air_gap(s: Setup) -> None:
+    s.registry("registry.example.com")
+    s.registry("registry.airgap.internal:5000")
+    s.push(index(["linux/amd64", "linux/arm64"], "app", layers=2), "registry.example.com/acme/app:1.4")
+    s.push(image("linux/amd64", "tools"), "registry.example.com/acme/tools:2")
+    s.page.names["/tmp/inside"] = str(s.dir / "inside")
+    (s.dir / "inside").mkdir()
+
+
 def main(argv: list[str]) -> None:
     for arg in argv:
         with tempfile.TemporaryDirectory() as tmp:
