@@ -63,6 +63,7 @@ class Block:
     attrs: dict[str, str]
     text: str
     skip: str | None = None  # the reason, when marked "Not tested"
+    indent: str = ""
 
     @property
     def where(self) -> str:
@@ -102,7 +103,7 @@ def parse_blocks(page: str, text: str) -> list[Block]:
             j -= 1
         if j >= 0 and (s := _SKIP.search(lines[j])):
             skip = s["reason"].strip() or "(no reason given)"
-        blocks.append(Block(page, start + 1, lang, attrs, "\n".join(body) + "\n", skip))
+        blocks.append(Block(page, start + 1, lang, attrs, "\n".join(body) + "\n", skip, indent))
     return blocks
 
 
@@ -204,6 +205,8 @@ class Page:
     skipped: list[str] = field(default_factory=list)
     record: bool = False  # print what each example printed instead of comparing
     log: list[str] = field(default_factory=list)
+    # with record: (first line, number of lines, new text, indent) of outputs that differ
+    fills: list[tuple[int, int, str, str]] = field(default_factory=list)
     _background: list[subprocess.Popen[str]] = field(default_factory=list)
     _namespace: dict[str, object] = field(default_factory=dict)
 
@@ -241,8 +244,8 @@ class Page:
                     continue
                 if block.lang == "python" and not block.title:
                     nxt = blocks[n + 1] if n + 1 < len(blocks) else None
-                    want = nxt.text if nxt and nxt.title == "Output" else None
-                    self.run_python(block, want)
+                    out = nxt if nxt and nxt.title == "Output" else None
+                    self.run_python(block, out)
                 elif block.title and block.title != "Output":
                     self.write_file(block)
                 elif block.lang == "console":
@@ -264,13 +267,19 @@ class Page:
         diff = "\n".join(difflib.unified_diff(e, a, "page shows", "command printed", lineterm=""))
         return ExampleFailed(f"{where}: {what}\n{diff or actual}")
 
-    def compare(self, where: str, what: str, expected: str, actual: str) -> None:
+    def compare(
+        self, where: str, what: str, expected: str, actual: str, span: tuple[int, str] = (0, "")
+    ) -> None:
         hosts = list(self.names)
+        ok = matches(normalize(expected, hosts), normalize(actual, hosts))
         if self.record:
-            short = re.sub(r"(sha256[:-][0-9a-f]{12})[0-9a-f]{52}", r"\1…", actual)
-            self.log.append(f"--- {where} {what}\n{short.rstrip()}")
+            short = abbreviate(actual)
+            self.log.append(f"--- {where} {what}{'' if ok else ' (differs)'}\n{short}")
+            if not ok and span[0]:
+                n = len(expected.splitlines())
+                self.fills.append((span[0], n, short, span[1]))
             return
-        if not matches(normalize(expected, hosts), normalize(actual, hosts)):
+        if not ok:
             raise self.fail(where, what, expected, actual)
 
     def run_command(self, block: Block, cmd: Command) -> None:
@@ -296,7 +305,14 @@ class Page:
         actual = self.to_shown(p.stdout)
         if p.returncode != 0 and "luff: error:" not in cmd.expected and not self.record:
             raise self.fail(where, f"`{text}` exited {p.returncode}", cmd.expected, actual)
-        self.compare(where, f"`{text}` printed something else", cmd.expected, actual)
+        first_out = cmd.line + text.count("\n") + 1
+        self.compare(
+            where,
+            f"`{text}` printed something else",
+            cmd.expected,
+            actual,
+            (first_out, block.indent),
+        )
 
     def start_background(self, where: str, real: str, cmd: Command) -> None:
         p = subprocess.Popen(
@@ -344,7 +360,7 @@ class Page:
                 f"{block.where}: script exited {p.returncode}:\n{self.to_shown(p.stdout)}"
             )
 
-    def run_python(self, block: Block, expected: str | None) -> None:
+    def run_python(self, block: Block, out: Block | None) -> None:
         self.ran += 1
         code = compile(self.to_real(block.text), block.where, "exec")
         buf = io.StringIO()
@@ -353,13 +369,36 @@ class Page:
                 exec(code, self._namespace)
             except Exception as e:
                 raise ExampleFailed(f"{block.where}: {type(e).__name__}: {e}") from e
-        if expected is not None:
+        if out is not None:
+            text = out.text if out.text.strip() else ""
             self.compare(
                 block.where,
                 "Python printed something else",
-                expected,
+                text,
                 self.to_shown(buf.getvalue()),
+                (out.line + 1, out.indent),
             )
+
+
+def abbreviate(text: str) -> str:
+    """*text* with digests cut to 12 digits and ``…``, tables re-aligned (to write pages)."""
+    text = re.sub(r"(sha256[:-][0-9a-f]{12})[0-9a-f]{52}", r"\1…", text)
+    text = re.sub(r"^DIGEST {51}( {2,})", r"DIGEST\1", text, flags=re.M)
+    text = re.sub(r"^(\S+ +)DIGEST {51}( {2,})", r"\1DIGEST\2", text, flags=re.M)
+    return "\n".join(line.rstrip() for line in text.rstrip().splitlines())
+
+
+def fill(path: Path, fills: list[tuple[int, int, str, str]]) -> None:
+    """Write recorded outputs into the page at *path* (bottom up, so line numbers hold)."""
+    lines = path.read_text().splitlines()
+    for first, n, text, indent in sorted(fills, reverse=True):
+        new = [(indent + t) if t else t for t in text.splitlines()] if text else []
+        # keep the blank lines that ended the old output (before the next command)
+        old = lines[first - 1 : first - 1 + n]
+        while old and not old[-1].strip():
+            new.append(old.pop())
+        lines[first - 1 : first - 1 + n] = new
+    path.write_text("\n".join(lines) + "\n")
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ from luff.model.manifest import Manifest
 from luff.model.platform import Platform
 from luff.stores.memory import MemoryStore
 from luff.testing import Image, Registry
-from tests.docs_harness import ROOT, Page, parse_blocks
+from tests.docs_harness import ROOT, Page, fill, parse_blocks
 
 # --- deterministic content --------------------------------------------------------------------
 
@@ -117,6 +117,28 @@ def index(platforms: list[str], seed: str, *, layers: int = 1, size: int = 2048)
             "manifests": [c.descriptor.to_dict() for c in children],
         }
     )
+    store.push_manifest(m)
+    return Image(m.descriptor(), m, store, children)
+
+
+def index_of(children: list[Image], *, attest: int | None = None) -> Image:
+    """An OCI index over *children* (sharing one store), with a BuildKit attestation of
+    ``children[attest]`` when given."""
+    store = children[0].store
+    entries = [c.descriptor.to_dict() for c in children]
+    if attest is not None:
+        subject = children[attest]
+        att = image("unknown/unknown", f"att-{subject.digest.hex[:8]}", store=store)
+        entries.append(
+            att.descriptor.with_(
+                annotations={
+                    mt.REFERENCE_TYPE: "attestation-manifest",
+                    mt.REFERENCE_DIGEST: str(subject.digest),
+                }
+            ).to_dict()
+        )
+        children = [*children, att]
+    m = Manifest.from_dict({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries})
     store.push_manifest(m)
     return Image(m.descriptor(), m, store, children)
 
@@ -213,18 +235,50 @@ def _release(s: Setup) -> None:
 def _air_gap(s: Setup) -> None:
     s.registry("registry.example.com")
     s.registry("registry.airgap.internal:5000")
-    s.push(index(["linux/amd64", "linux/arm64"], "app", layers=2), "registry.example.com/acme/app:1.4")
+    s.push(
+        index(["linux/amd64", "linux/arm64"], "app", layers=2), "registry.example.com/acme/app:1.4"
+    )
     s.push(image("linux/amd64", "tools"), "registry.example.com/acme/tools:2")
     s.page.names["/tmp/inside"] = str(s.dir / "inside")
     (s.dir / "inside").mkdir()
 
 
+@setup("docs/how-to/filter-platforms.md")
+def _filter(s: Setup) -> None:
+    s.registry("registry.example.com")
+    st = MemoryStore()
+    kids = [
+        image(p, f"app-{p}", store=st)
+        for p in ("linux/amd64", "linux/arm64", "linux/arm/v7", "windows/amd64:10.0.17763.1234")
+    ]
+    s.push(index_of(kids, attest=0), "registry.example.com/acme/app:1.4")
+
+
+@setup("docs/how-to/override-platform.md", "docs/how-to/edit-with-jq.md")
+def _override(s: Setup) -> None:
+    s.registry("registry.example.com")
+    s.push(image("linux/amd64", "app-amd64"), "registry.example.com/acme/app-amd64:1")
+    s.push(image("linux/arm", "app-armv6"), "registry.example.com/acme/app-armv6:1")
+    s.push(image("linux/arm", "app-arm"), "registry.example.com/acme/app-arm:1")
+    s.push(image("windows/amd64", "app-win"), "registry.example.com/acme/app-win:1")
+    st = MemoryStore()
+    kids = [
+        image(p, f"multi-{p}", store=st) for p in ("linux/amd64", "linux/arm64", "windows/amd64")
+    ]
+    s.push(index_of(kids), "registry.example.com/acme/multi:1")
+
+
 def main(argv: list[str]) -> None:
-    for arg in argv:
+    """Print what each example of the pages printed; with ``--fill``, write what differs
+    into the pages (review the diff!)."""
+    write = "--fill" in argv
+    for arg in (a for a in argv if a != "--fill"):
         with tempfile.TemporaryDirectory() as tmp:
             pg = run_page(arg, Path(tmp), record=True)
             print("\n".join(pg.log))
-            print(f"== {arg}: {pg.ran} run, skipped: {pg.skipped}")
+            print(f"== {arg}: {pg.ran} run, {len(pg.fills)} differ, skipped: {pg.skipped}")
+            if write and pg.fills:
+                fill(ROOT / arg, pg.fills)
 
 
 if __name__ == "__main__":
