@@ -222,7 +222,18 @@ class Page:
     def to_shown(self, text: str) -> str:
         for name, host in self.names.items():
             text = re.sub(re.escape(host) + r"(?!\d)", name, text)
-        return text.replace(str(self.workdir), "$PWD")
+        return text.replace(str(self.workdir), "~")
+
+    def isolation(self) -> dict[str, str]:
+        """The page's directory is its home: no credentials of the user running the tests."""
+        home = str(self.workdir)
+        return {
+            "HOME": home,
+            "DOCKER_CONFIG": f"{home}/.docker",
+            "XDG_RUNTIME_DIR": f"{home}/.run",
+            "XDG_CONFIG_HOME": f"{home}/.config",
+            "REGISTRY_AUTH_FILE": "",
+        }
 
     def command_env(self) -> dict[str, str]:
         bindir = str(Path(sys.executable).parent)
@@ -231,6 +242,7 @@ class Page:
             "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
+            **self.isolation(),
             **self.env,
         }
 
@@ -364,7 +376,8 @@ class Page:
         self.ran += 1
         code = compile(self.to_real(block.text), block.where, "exec")
         buf = io.StringIO()
-        with _chdir(self.workdir), _environ(self.env), contextlib.redirect_stdout(buf):
+        env = {**self.isolation(), **self.env}
+        with _chdir(self.workdir), _environ(env), contextlib.redirect_stdout(buf):
             try:
                 exec(code, self._namespace)
             except Exception as e:

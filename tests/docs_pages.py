@@ -268,6 +268,87 @@ def _override(s: Setup) -> None:
     s.push(index_of(kids), "registry.example.com/acme/multi:1")
 
 
+@setup("docs/how-to/embedded-registry.md")
+def _embedded(s: Setup) -> None:
+    for name in ("127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5443"):
+        s.port(name)
+    image("linux/amd64", "app").push(f"oci:{s.dir}/app:1.0")
+
+
+@setup("docs/how-to/private-ca-credentials.md")
+def _private_ca(s: Setup) -> None:
+    from tests.registries import self_signed
+
+    cert, key = self_signed(s.dir, ["127.0.0.1", "localhost"])
+    cert.rename(s.dir / "ca.pem")
+    reg = s.registry(
+        "registry.internal:5443",
+        auth="basic",
+        username="alice",
+        password="s3cret",
+        tls_cert=s.dir / "ca.pem",
+        tls_key=key,
+    )
+    s.push(image("linux/amd64", "app"), "registry.internal:5443/app:1.0", reg)
+
+
+def distribution(s: Setup, name: str) -> None:
+    """A distribution registry (``docker-registry``: no referrers API) standing for *name*."""
+    from tests.registries import DistributionRegistry
+
+    reg = DistributionRegistry(s.dir / f".distribution-{len(s.page.names)}").start()
+    s.stack.callback(reg.stop)
+    s.page.names[name] = reg.host
+
+
+def cosign_signature(subject: Image) -> tuple[Image, str]:
+    """A cosign signature of *subject* in cosign's classic form, and its tag."""
+    from tests.images import cosign_signature as sig
+
+    return sig(subject), f"sha256-{subject.digest.hex}.sig"
+
+
+@setup("docs/how-to/signatures-sboms.md")
+def _signatures(s: Setup) -> None:
+    s.registry("registry.example.com")
+    distribution(s, "mirror.internal:5000")
+    app = index(["linux/amd64", "linux/arm64"], "app")
+    s.push(app, "registry.example.com/acme/app:1.4")
+    signature, tag = cosign_signature(app)
+    s.push(signature, f"registry.example.com/acme/app:{tag}")
+
+
+@setup("docs/how-to/mutate.md")
+def _mutate(s: Setup) -> None:
+    s.registry("registry.example.com")
+    s.registry("build.internal:5000")
+    s.registry("ghcr.io")
+    s.push(index(["linux/amd64", "linux/arm64"], "base"), "registry.example.com/acme/base:1")
+    s.push(image("linux/amd64", "app-amd64"), "build.internal:5000/app-amd64:1")
+    s.push(image("linux/arm64", "app-arm64"), "build.internal:5000/app-arm64:1")
+    s.file(
+        "corp-bundle.pem",
+        "-----BEGIN CERTIFICATE-----\nMIIB (a CA of yours)\n-----END CERTIFICATE-----\n",
+    )
+
+
+@setup("docs/how-to/many-writers.md")
+def _many_writers(s: Setup) -> None:
+    s.registry("registry.example.com")
+    s.registry("ci.internal:5000")
+    distribution(s, "dist.internal:5000")
+    for arch in ("amd64", "arm64", "ppc64le", "s390x"):
+        s.push(image(f"linux/{arch}", f"app-{arch}"), f"ci.internal:5000/app-{arch}:1")
+
+
+@setup("docs/how-to/verify.md")
+def _verify(s: Setup) -> None:
+    s.registry("registry.example.com")
+    app = image("linux/amd64", "verify-app", layers=2)
+    s.push(app, "registry.example.com/acme/app:1.0")
+    app.push(f"oci:{s.dir}/app:1.0")
+
+
 def main(argv: list[str]) -> None:
     """Print what each example of the pages printed; with ``--fill``, write what differs
     into the pages (review the diff!)."""
