@@ -349,6 +349,70 @@ def _verify(s: Setup) -> None:
     app.push(f"oci:{s.dir}/app:1.0")
 
 
+@setup("docs/concepts/addresses.md")
+def _addresses(s: Setup) -> None:
+    s.registry("registry.example.com")
+    s.push(image("linux/amd64", "addr-app"), "registry.example.com/acme/app:1.4")
+
+
+@setup("docs/concepts/platforms.md")
+def _platforms(s: Setup) -> None:
+    s.registry("registry.example.com")
+    st = MemoryStore()
+    written = {  # entries' platforms exactly as the index writes them
+        "linux/amd64": {"os": "linux", "architecture": "amd64"},
+        "linux/arm64": {"os": "linux", "architecture": "aarch64"},
+        "linux/arm/v6": {"os": "linux", "architecture": "arm", "variant": "v6"},
+        "linux/arm/v7": {"os": "linux", "architecture": "arm", "variant": "v7"},
+        "windows/amd64:10.0.17763.1234": {
+            "os": "windows",
+            "architecture": "amd64",
+            "os.version": "10.0.17763.1234",
+        },
+    }
+    entries = []
+    for plat, as_written in written.items():
+        d = image(plat, f"plat-{plat}", store=st).descriptor.to_dict()
+        d["platform"] = as_written
+        entries.append(d)
+    m = Manifest.from_dict({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries})
+    st.push_manifest(m)
+    s.push(Image(m.descriptor(), m, st), "registry.example.com/acme/app:1")
+
+
+@setup("docs/concepts/copy-plan.md")
+def _copy_plan(s: Setup) -> None:
+    s.registry("registry.example.com")
+    s.registry("mirror.example.com")
+    s.push(
+        index(["linux/amd64", "linux/arm64"], "plan", layers=2), "registry.example.com/acme/app:1.4"
+    )
+
+
+@setup("docs/concepts/safety.md")
+def _safety(s: Setup) -> None:
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html><body>Not Found</body></html>"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    s.stack.callback(srv.server_close)
+    s.stack.callback(srv.shutdown)
+    s.page.names["web.example.com"] = f"127.0.0.1:{srv.server_address[1]}"
+
+
 def main(argv: list[str]) -> None:
     """Print what each example of the pages printed; with ``--fill``, write what differs
     into the pages (review the diff!)."""
