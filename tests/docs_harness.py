@@ -90,7 +90,12 @@ def parse_blocks(page: str, text: str) -> list[Block]:
         i += 1
         while i < len(lines):
             close = lines[i].strip()
-            if close.startswith(fence[0] * len(fence)) and not close.strip(fence[0]):
+            lead = len(lines[i]) - len(lines[i].lstrip())
+            if (
+                close.startswith(fence[0] * len(fence))
+                and not close.strip(fence[0])
+                and lead <= len(indent) + 3
+            ):
                 break
             body.append(lines[i][len(indent) :] if lines[i].startswith(indent) else lines[i])
             i += 1

@@ -220,7 +220,7 @@ def run_page(path: str, workdir: Path, *, record: bool = False) -> Page:
 # --- the pages' set-ups -------------------------------------------------------------------------
 
 
-@setup("docs/tutorials/multi-platform-release.md")
+@setup("docs/tutorials/multi-platform-release.md", "docs/index.md")
 def _release(s: Setup) -> None:
     s.registry("ci-x86.internal:5000")
     s.registry("ci-arm.internal:5000")
@@ -411,6 +411,28 @@ def _safety(s: Setup) -> None:
     s.stack.callback(srv.server_close)
     s.stack.callback(srv.shutdown)
     s.page.names["web.example.com"] = f"127.0.0.1:{srv.server_address[1]}"
+
+
+@setup("docs/reference/api/index.md")
+def _api(s: Setup) -> None:
+    s.registry("registry.lan:5000")
+    s.registry("registry.example.com")
+    s.push(index(["linux/amd64", "linux/arm64"], "api"), "registry.lan:5000/app:1.4")
+
+
+@setup("docs/reference/index-sources.md")
+def _index_sources(s: Setup) -> None:
+    s.registry("registry.example.com")
+    s.push(image("linux/amd64", "src-amd64"), "registry.example.com/acme/app-amd64:1.4")
+    s.push(image("linux/arm", "src-armv6"), "registry.example.com/acme/app-armv6:1.4")
+    s.push(index(["linux/amd64", "linux/arm64", "linux/s390x"], "src-base"), "registry.example.com/acme/base:3")
+    image("windows/amd64", "src-win").push(f"oci:{s.dir}/out/windows:1.4")
+
+
+@setup("docs/reference/layouts.md")
+def _layouts(s: Setup) -> None:
+    s.registry("registry.example.com")
+    s.push(index(["linux/amd64", "linux/arm64"], "app", layers=2), "registry.example.com/acme/app:1.4")
 
 
 def main(argv: list[str]) -> None:
