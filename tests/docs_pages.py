@@ -425,14 +425,19 @@ def _index_sources(s: Setup) -> None:
     s.registry("registry.example.com")
     s.push(image("linux/amd64", "src-amd64"), "registry.example.com/acme/app-amd64:1.4")
     s.push(image("linux/arm", "src-armv6"), "registry.example.com/acme/app-armv6:1.4")
-    s.push(index(["linux/amd64", "linux/arm64", "linux/s390x"], "src-base"), "registry.example.com/acme/base:3")
+    s.push(
+        index(["linux/amd64", "linux/arm64", "linux/s390x"], "src-base"),
+        "registry.example.com/acme/base:3",
+    )
     image("windows/amd64", "src-win").push(f"oci:{s.dir}/out/windows:1.4")
 
 
 @setup("docs/reference/layouts.md")
 def _layouts(s: Setup) -> None:
     s.registry("registry.example.com")
-    s.push(index(["linux/amd64", "linux/arm64"], "app", layers=2), "registry.example.com/acme/app:1.4")
+    s.push(
+        index(["linux/amd64", "linux/arm64"], "app", layers=2), "registry.example.com/acme/app:1.4"
+    )
 
 
 def main(argv: list[str]) -> None:

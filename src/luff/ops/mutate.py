@@ -472,7 +472,7 @@ class Result(_Changed):
     pushed: bool
 
     def to_dict(self) -> dict[str, Any]:
-        """The result as JSON: descriptor, old digest, images, attestations, notes (``luff mutate --json``)."""
+        """The result as JSON: descriptor, old digest, images, attestations, notes."""
         return {**self._changes(self.descriptor), "notes": list(self.notes)}
 
 
