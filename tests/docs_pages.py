@@ -220,6 +220,22 @@ def run_page(path: str, workdir: Path, *, record: bool = False) -> Page:
 # --- the pages' set-ups -------------------------------------------------------------------------
 
 
+@setup("README.md")
+def _readme(s: Setup) -> None:
+    from tests.images import sbom
+
+    _release(s)
+    s.registry("ci-s390x.internal:5000")
+    s.registry("mirror.example.com")
+    for arch, host in (("amd64", "ci-x86"), ("arm64", "ci-arm"), ("s390x", "ci-s390x")):
+        img = image(f"linux/{arch}", f"readme-{arch}")
+        s.push(img, f"{host}.internal:5000/app:2.0")
+        s.push(
+            sbom(img, seed=len(arch)),
+            f"{host}.internal:5000/app@{sbom(img, seed=len(arch)).digest}",
+        )
+
+
 @setup("docs/tutorials/multi-platform-release.md", "docs/index.md")
 def _release(s: Setup) -> None:
     s.registry("ci-x86.internal:5000")
