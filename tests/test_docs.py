@@ -230,3 +230,23 @@ def test_completion_lists_lazy_commands_and_options() -> None:
     }
     p = subprocess.run([str(luff)], env=env, capture_output=True, text=True, timeout=60)
     assert "plain,--dry-run" in p.stdout, p.stdout
+
+
+def test_cli_reference_sees_the_lazy_commands() -> None:
+    """mkdocs-click lists a group's loaded commands; docs/hooks.py loads the lazy ones first."""
+    import importlib.util
+
+    import click
+
+    from luff.cli.main import _LAZY, cli
+
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs/hooks.py")
+    assert spec is not None and spec.loader is not None
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    hooks.on_config({})
+    assert set(_LAZY) <= set(cli.commands)
+    ctx = click.Context(cli, info_name="luff")
+    assert sorted(cli.commands) == cli.list_commands(ctx)
+    text = (ROOT / "docs/reference/cli.md").read_text()
+    assert ":module: luff.cli.main" in text and ":command: cli" in text
