@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 
-.PHONY: demo test bench soak
+.PHONY: demo test docs bench soak
 
 demo:
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -11,6 +11,12 @@ demo:
 
 test:
 	bash scripts/test.sh
+
+# make docs: serve the documentation site at http://127.0.0.1:8000 while you edit it.
+docs:
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 bench:
 	for b in copy pull index mutate server referrers append_race; do $(VENV)/bin/python bench/bench_$$b.py --runs 9 || exit 1; done

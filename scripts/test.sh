@@ -18,12 +18,16 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,docs]'
 
 echo "+ ruff" >&2
 .venv/bin/ruff check src tests bench examples
 .venv/bin/ruff format --check -q src tests bench examples || { echo "ruff format: run .venv/bin/ruff format" >&2; exit 1; }
 echo "+ mypy --strict" >&2
 .venv/bin/mypy
+echo "+ mkdocs build --strict" >&2
+site=$(mktemp -d)
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$site" || { rm -rf "$site"; exit 1; }
+rm -rf "$site"
 echo "+ pytest" >&2
 exec .venv/bin/pytest -n "${LUFF_TEST_JOBS:-2}" -q "$@"

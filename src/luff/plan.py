@@ -38,6 +38,7 @@ class PlanItem:
 
     @property
     def size(self) -> int:
+        """The blob's size in bytes."""
         return self.descriptor.size
 
 
@@ -97,6 +98,7 @@ class Plan:
 
     @property
     def bytes_to_copy(self) -> int:
+        """Bytes of the blobs whose action is ``copy``."""
         return sum(b.size for b in self.blobs if b.action == COPY)
 
     def lines(self) -> list[str]:
@@ -162,9 +164,17 @@ def _human(n: int) -> str:
 class Progress(Protocol):
     """Receives transfer events; the CLI draws them with rich."""
 
-    def planned(self, plan: Plan) -> None: ...
-    def advance(self, item: PlanItem, nbytes: int) -> None: ...
-    def finished(self, item: PlanItem) -> None: ...
+    def planned(self, plan: Plan) -> None:
+        """The plan is made; transfers start."""
+        ...
+
+    def advance(self, item: PlanItem, nbytes: int) -> None:
+        """*nbytes* more of *item* were transferred."""
+        ...
+
+    def finished(self, item: PlanItem) -> None:
+        """*item* is transferred and verified."""
+        ...
 
 
 @dataclass(frozen=True)

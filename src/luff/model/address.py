@@ -102,6 +102,7 @@ class Address:
 
     @property
     def is_registry(self) -> bool:
+        """True for a registry address (not a layout or an archive)."""
         return self.transport == REGISTRY
 
     @property

@@ -78,6 +78,8 @@ class VerifyingReader:
         self._done = False
 
     def read(self, n: int = -1) -> bytes:
+        """Up to *n* bytes (all, when negative), hashed on the way; at the end of the
+        stream, raises :class:`~luff.errors.DigestMismatch` if size or digest differ."""
         if self._done or n == 0:
             return b""
         data = self._stream.read(n)
@@ -106,14 +108,17 @@ class VerifyingReader:
             )
 
     def readinto(self, b: bytearray | memoryview) -> int:
+        """Read into *b*, as :meth:`read` does; returns the number of bytes."""
         data = self.read(len(b))
         b[: len(data)] = data
         return len(data)
 
     def readable(self) -> bool:
+        """Always True."""
         return True
 
     def close(self) -> None:
+        """Close the underlying stream (without checking what was not read)."""
         self._stream.close()
 
     def __enter__(self) -> VerifyingReader:

@@ -76,6 +76,7 @@ class Manifest:
 
     @property
     def size(self) -> int:
+        """The size of the exact bytes."""
         return len(self.data)
 
     def descriptor(self, **kw: Any) -> Descriptor:
@@ -84,6 +85,7 @@ class Manifest:
 
     @property
     def is_index(self) -> bool:
+        """True for an OCI image index or a Docker manifest list."""
         return mt.is_index(self.media_type)
 
     def validate(self) -> None:
@@ -137,6 +139,7 @@ class Manifest:
 
     @property
     def annotations(self) -> dict[str, str]:
+        """The manifest's ``annotations`` (empty when it has none)."""
         a = self.json.get("annotations") or {}
         return dict(a)
 

@@ -163,6 +163,7 @@ class Append:
 
     @classmethod
     def coerce(cls, value: str | os.PathLike[str] | Append) -> Append:
+        """An :class:`Append` as given, or parsed from ``[PLATFORM=]PATH`` or a path."""
         if isinstance(value, Append):
             return value
         return cls.parse(value) if isinstance(value, str) else cls(os.fspath(value))
@@ -421,6 +422,7 @@ class AttestationChange:
     kept: bool
 
     def to_dict(self) -> dict[str, Any]:
+        """The change as JSON (``luff mutate --json``)."""
         return {
             "digest": str(self.digest),
             "subject": str(self.subject),

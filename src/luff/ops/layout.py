@@ -213,10 +213,12 @@ class LayoutEntry:
 
     @property
     def ref_name(self) -> str:
+        """The entry's ``org.opencontainers.image.ref.name`` ("" when it has none)."""
         return ref_name(self.descriptor)
 
     @property
     def platform(self) -> Platform | None:
+        """The platform the entry's descriptor declares, or None."""
         return self.descriptor.platform
 
     @property
@@ -225,6 +227,7 @@ class LayoutEntry:
         return bool(self.missing)
 
     def to_dict(self) -> dict[str, Any]:
+        """The entry as JSON (``luff layout list --json``)."""
         return {
             "refName": self.ref_name,
             "descriptor": self.descriptor.to_dict(),

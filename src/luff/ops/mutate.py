@@ -68,9 +68,11 @@ class ImageChange:
 
     @property
     def changed(self) -> bool:
+        """True when the image got a new digest."""
         return self.old.digest != self.new.digest
 
     def to_dict(self) -> dict[str, Any]:
+        """The change as JSON: platform, old and new digest (``luff mutate --json``)."""
         return {
             "platform": str(self.platform) if self.platform is not None else None,
             "old": str(self.old.digest),
@@ -470,6 +472,7 @@ class Result(_Changed):
     pushed: bool
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON: descriptor, old digest, images, attestations, notes."""
         return {**self._changes(self.descriptor), "notes": list(self.notes)}
 
 

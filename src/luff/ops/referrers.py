@@ -49,6 +49,7 @@ class Referrer:
         return self.descriptor.annotations.get(CREATED, "")
 
     def to_dict(self) -> dict[str, Any]:
+        """The descriptor as JSON, with ``via`` and nested ``referrers`` (``--json``)."""
         out = {**self.descriptor.to_dict(), "via": self.via}
         if self.referrers:
             out["referrers"] = [r.to_dict() for r in self.referrers]
@@ -64,6 +65,7 @@ class Node:
     children: list[Node] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The descriptor as JSON, with its ``referrers`` and child ``manifests`` (``--json``)."""
         out: dict[str, Any] = {**self.descriptor.to_dict()}
         out["referrers"] = [r.to_dict() for r in self.referrers]
         if self.children:

@@ -49,6 +49,7 @@ class Problem:
 
     @property
     def digest(self) -> Digest:
+        """The digest of the missing, corrupt or invalid item."""
         return self.descriptor.digest
 
     def line(self) -> str:
@@ -57,6 +58,7 @@ class Problem:
         return f"{self.kind} {self.digest} ({self.role}{of}): {self.message}"
 
     def to_dict(self) -> dict[str, object]:
+        """The problem as JSON (``luff verify --json``)."""
         out: dict[str, object] = {
             "kind": self.kind,
             "digest": str(self.digest),
@@ -99,6 +101,7 @@ class Report:
         )
 
     def to_dict(self) -> dict[str, object]:
+        """The report as JSON (``luff verify --json``)."""
         return {
             "where": self.where,
             "digest": str(self.root.digest),

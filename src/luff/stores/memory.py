@@ -81,10 +81,12 @@ class MemoryStore(Store):
         return manifest.descriptor()
 
     def tags(self) -> list[str]:
+        """The tags this store holds, sorted."""
         with self._lock:
             return sorted(self.tag_map)
 
     def delete(self, identifier: str) -> None:
+        """Delete the manifest named by a tag or digest (and the tags pointing at it)."""
         d = self.resolve(identifier).digest
         with self._lock:
             self.manifests.pop(d, None)
@@ -115,6 +117,7 @@ class MemoryStore(Store):
         return True
 
     def untag(self, tag: str) -> None:
+        """Remove *tag*; the manifest stays."""
         with self._lock:
             if self.tag_map.pop(tag, None) is None:
                 raise NotFound("manifest unknown", where=f"{self.name}:{tag}")

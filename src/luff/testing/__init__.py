@@ -35,6 +35,7 @@ class Image:
 
     @property
     def digest(self) -> Digest:
+        """The digest of the image's (or index's) manifest."""
         return self.descriptor.digest
 
     def push(self, address: str, ctx: Context | None = None) -> Descriptor:

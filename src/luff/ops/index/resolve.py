@@ -51,10 +51,12 @@ class Entry:
 
     @property
     def digest(self) -> Digest:
+        """The digest of the entry's manifest."""
         return self.descriptor.digest
 
     @property
     def platform(self) -> Platform | None:
+        """The platform of the entry (as its descriptor writes it), or None."""
         return self.descriptor.platform
 
     @property
