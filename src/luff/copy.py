@@ -336,6 +336,7 @@ class Copier:
         return sorted(items.values(), key=lambda m: m.level)
 
     def _add_blob(self, source: Store, desc: Descriptor, action: str = "") -> None:
+        source = origin_of(source, desc)  # the repository the blob really comes from
         with self._lock:
             if desc.digest in self._blobs:
                 prev = self._blobs[desc.digest]

@@ -107,7 +107,8 @@ class LuffGroup(click.Group):
 @click.option(
     "--platform",
     metavar=PLATFORM_METAVAR,
-    help="Choose the image of this platform from an index (config, copy, digest, manifest).",
+    help="Choose the image of this platform from an index (config, copy, digest, manifest); "
+    "a single OS or architecture word (arm64, windows) works as in docker.",
 )
 @click.option(
     "-j",

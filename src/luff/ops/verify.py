@@ -120,10 +120,13 @@ def verify(address: str | Address, *, ctx: Context | None = None) -> Report:
     address that cannot be opened or resolved; reports the rest.
     """
     ctx = ctx or default_context()
-    store, ident = open_source(as_address(address), ctx)
+    addr = as_address(address)
+    store, ident = open_source(addr, ctx)
     with store:
         desc = store.resolve(ident or only_identifier(store))
-        return verify_store(store, desc, ctx=ctx)
+        report = verify_store(store, desc, ctx=ctx)
+    report.where = addr.repository  # as the user wrote it (a store may shorten a path)
+    return report
 
 
 @dataclass

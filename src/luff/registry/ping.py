@@ -97,7 +97,7 @@ def ping(
                 cancel.check()
                 failure = e  # it speaks this scheme; the answer was cut off
                 break
-            if resp.status in (200, 401):
+            if resp.status in (200, 401) and not _web_page(resp):
                 return Ping(scheme, resp.status, resp.headers.get("WWW-Authenticate", ""))
             if resp.status == 404 and _is_json(body):
                 return Ping(scheme, 404, "")  # odd, but it speaks the API's error format
@@ -132,12 +132,17 @@ def _speaks_tls(resp: urllib3.BaseHTTPResponse, body: bytes) -> bool:
     return b"HTTPS server" in body[:500]
 
 
+def _web_page(resp: urllib3.BaseHTTPResponse) -> bool:
+    """An HTML answer to ``/v2/``: a web server, not a registry (which answers JSON or nothing)."""
+    return resp.headers.get("Content-Type", "").split(";")[0].strip().lower() == "text/html"
+
+
 def _unexpected(resp: urllib3.BaseHTTPResponse, body: bytes, host: str) -> LuffError:
-    if resp.status == 404:
+    if resp.status == 404 or _web_page(resp):
         ctype = resp.headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
         return RegistryError(
-            f"does not look like an OCI registry (GET /v2/ answered 404 {ctype})",
-            404,
+            f"does not look like an OCI registry (GET /v2/ answered {resp.status} {ctype})",
+            resp.status,
             where=host,
         )
     return error_from(resp.status, resp.headers, body, host)

@@ -178,7 +178,7 @@ def _rebase(address: str, base_dir: Path | None) -> str:
         prefix = t + ":"
         if address.startswith(prefix):
             rest = address[len(prefix) :]
-            if rest and not os.path.isabs(rest):
+            if rest and not os.path.isabs(rest) and str(base_dir) not in ("", "."):
                 return prefix + os.path.join(str(base_dir), rest)
     return address
 
