@@ -12,11 +12,11 @@ an operation, and the progress receiver.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
+
+from luff.record import Record
 
 if TYPE_CHECKING:
     from luff.copy import Progress
@@ -35,14 +35,27 @@ def is_local_host(host: str) -> bool:
         h = h.split(":")[0]
     if h == "localhost" or h.endswith(".localhost"):
         return True
+    if ":" not in h:
+        # A dotted quad (as ipaddress reads one: no leading zeros) in 127.0.0.0/8, or else a
+        # name or no address: only localhost is taken as loopback.
+        parts = h.split(".")
+        return (
+            len(parts) == 4
+            and parts[0] == "127"
+            and all(
+                p.isascii() and p.isdigit() and (p == "0" or p[0] != "0") and int(p) < 256
+                for p in parts
+            )
+        )
+    import ipaddress
+
     try:
         return ipaddress.ip_address(h).is_loopback
     except ValueError:
         return False
 
 
-@dataclass
-class Settings:
+class Settings(Record):
     """The user's choices for one run: hosts, credentials, limits and policies.
 
     ``jobs`` bounds the concurrent transfers and lookups of a whole
@@ -56,21 +69,42 @@ class Settings:
     Docker's ``certs.d`` by default).
     """
 
-    insecure: set[str] = field(default_factory=set)
-    jobs: int = 4
-    max_attempts: int = 5
-    backoff: float = 0.25
-    timeout: float = 30.0
-    credentials: Callable[[str], Credentials] | None = None
-    ca_file: str | None = None
-    certs_dirs: tuple[str, ...] = ("/etc/containers/certs.d", "/etc/docker/certs.d")
-    log: Callable[[str], None] | None = None
+    insecure: set[str]
+    jobs: int
+    max_attempts: int
+    backoff: float
+    timeout: float
+    credentials: Callable[[str], Credentials] | None
+    ca_file: str | None
+    certs_dirs: tuple[str, ...]
+    log: Callable[[str], None] | None
     #: Receives warnings, which the user should see even without -v (a corrupt blob found
     #: and written again); ``log`` receives them when this is not set.
-    warn_log: Callable[[str], None] | None = None
+    warn_log: Callable[[str], None] | None
 
-    def __post_init__(self) -> None:
-        self.insecure = set(self.insecure)
+    def __init__(
+        self,
+        insecure: Iterable[str] = (),
+        jobs: int = 4,
+        max_attempts: int = 5,
+        backoff: float = 0.25,
+        timeout: float = 30.0,
+        credentials: Callable[[str], Credentials] | None = None,
+        ca_file: str | None = None,
+        certs_dirs: tuple[str, ...] = ("/etc/containers/certs.d", "/etc/docker/certs.d"),
+        log: Callable[[str], None] | None = None,
+        warn_log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.insecure = set(insecure)
+        self.jobs = jobs
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.timeout = timeout
+        self.credentials = credentials
+        self.ca_file = ca_file
+        self.certs_dirs = certs_dirs
+        self.log = log
+        self.warn_log = warn_log
 
     def add_insecure(self, hosts: Iterable[str]) -> None:
         """Treat *hosts* as plain-HTTP (or unverified TLS) registries."""
@@ -92,7 +126,7 @@ class Settings:
             sink(message)
 
 
-_SETTINGS_FIELDS = frozenset(f.name for f in fields(Settings))
+_SETTINGS_FIELDS = frozenset(Settings._fields)
 
 
 class Context:
@@ -116,7 +150,7 @@ class Context:
         if settings is None:
             settings = Settings(**options)
         elif options:
-            from dataclasses import replace
+            from luff.record import replace
 
             settings = replace(settings, **options)
         self.settings = settings

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from luff import cancel
@@ -52,6 +51,7 @@ from luff.plan import (
     as_referrers,
 )
 from luff.pool import run_all
+from luff.record import Record, setfields
 from luff.registry.retry import RetryPolicy
 from luff.stores.base import (
     ConditionalTagger,
@@ -94,16 +94,38 @@ class _Counting:
         self._s.close()
 
 
-@dataclass(frozen=True)
-class _Visit:
+class _Visit(Record, frozen=True):
     source: Store
     desc: Descriptor
-    manifest: Manifest | None = None
-    root: bool = False
-    known: bool = False  # the target has it (its parent is there, on a closure target)
-    subject: Digest | None = None  # a referrer of this manifest
-    tag: str = ""  # found under this tag (cosign's), written under it too
-    after: Digest | None = None
+    manifest: Manifest | None
+    root: bool
+    known: bool  # the target has it (its parent is there, on a closure target)
+    subject: Digest | None  # a referrer of this manifest
+    tag: str  # found under this tag (cosign's), written under it too
+    after: Digest | None
+
+    def __init__(
+        self,
+        source: Store,
+        desc: Descriptor,
+        manifest: Manifest | None = None,
+        root: bool = False,
+        known: bool = False,
+        subject: Digest | None = None,
+        tag: str = "",
+        after: Digest | None = None,
+    ) -> None:
+        setfields(
+            self,
+            source=source,
+            desc=desc,
+            manifest=manifest,
+            root=root,
+            known=known,
+            subject=subject,
+            tag=tag,
+            after=after,
+        )
 
 
 def _deps(item: ManifestItem) -> list[Digest]:

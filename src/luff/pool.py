@@ -13,12 +13,15 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from luff import cancel
+
+if TYPE_CHECKING:
+    from luff.threadpool import Pool
+
+__all__ = ["Limiter", "Pool", "run_all", "signals_deferred"]
 
 _T = TypeVar("_T")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -79,41 +82,6 @@ def _deliver(signums: list[int]) -> None:
         _deliver(signums[1:])
 
 
-class Pool(ThreadPoolExecutor):
-    """``ThreadPoolExecutor`` that cannot lose track of a worker to a signal.
-
-    Its tasks run in a :class:`~luff.cancel.CancelScope` (a child of the
-    caller's). Leaving the ``with`` block on an exception (an interrupt, say)
-    cancels that scope, so running tasks' connections are shut down, drops
-    the tasks that have not started, and waits for the running ones.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.scope = cancel.CancelScope(parent=cancel.current())
-
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
-        scope = self.scope
-
-        def run() -> _T:
-            with cancel.entered(scope):
-                return fn(*args, **kwargs)
-
-        with signals_deferred():
-            return super().submit(run)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            self.scope.cancel()
-        self.shutdown(wait=True, cancel_futures=exc_type is not None)
-        self.scope.close()
-
-
 class Limiter:
     """At most *size* tasks of one operation at work at once, however their pools nest.
 
@@ -151,6 +119,16 @@ class Limiter:
 _R = TypeVar("_R")
 
 
+def __getattr__(name: str) -> object:
+    # Pool is in its own module: concurrent.futures (and logging with it) is imported
+    # only by work that runs in threads.
+    if name == "Pool":
+        from luff.threadpool import Pool
+
+        return Pool
+    raise AttributeError(f"module 'luff.pool' has no attribute {name!r}")
+
+
 def run_all(fn: Callable[[_T], _R], items: list[_T], limiter: Limiter) -> list[_R]:
     """``[fn(x) for x in items]``, up to ``limiter.size`` at a time; results in order.
 
@@ -164,6 +142,8 @@ def run_all(fn: Callable[[_T], _R], items: list[_T], limiter: Limiter) -> list[_
         return []
     if limiter.held() or len(items) == 1:
         return [fn(x) for x in items]
+    from luff.threadpool import Pool
+
     errors: list[BaseException] = []
     results: list[Any] = [None] * len(items)
     with Pool(max_workers=min(limiter.size, len(items))) as pool:

@@ -8,7 +8,7 @@ serves every entry's content from the store that provided it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from luff.context import Context, default_context
@@ -20,6 +20,7 @@ from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.model.reference import valid_tag
 from luff.ops.index.resolve import Entry
+from luff.record import replace
 from luff.stores import open_target
 from luff.stores.base import Store
 from luff.stores.memory import OverlayStore
