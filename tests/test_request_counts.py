@@ -175,3 +175,26 @@ def test_a_warm_copy_within_one_registry_makes_two_requests(logged: Logged) -> N
         ("GET", "/v2/warm/src/manifests/1", 200),
         ("HEAD", "/v2/warm/dst/manifests/1", 200),
     ]
+
+
+def test_a_warm_index_create_reads_each_source_once_and_heads_the_target(
+    logged: Logged, logged2: Logged
+) -> None:
+    """Each source: its manifest and its config (for the platform), one GET each; the
+    target: one HEAD of the tag. No ping, no token, nothing twice."""
+    imgs = _images("build/app", logged.host)
+    srcs = [f"{logged.host}/build/app{i}:1" for i in range(3)]
+    target = f"{logged2.host}/rel/app:1"
+    p = luff("index", "create", target, *srcs)
+    assert p.returncode == 0, p.stderr
+    logged.clear()
+    logged2.clear()
+    p = luff("index", "create", target, *srcs)
+    assert p.returncode == 0, p.stderr
+    assert logged2.everything() == [("HEAD", "/v2/rel/app/manifests/1", 200)]
+    got = Counter(logged.everything())
+    want = Counter()
+    for i, img in enumerate(imgs):
+        want[("GET", f"/v2/build/app{i}/manifests/1", 200)] += 1
+        want[("GET", f"/v2/build/app{i}/blobs/{img.manifest.config.digest}", 200)] += 1
+    assert got == want

@@ -180,6 +180,8 @@ class Context:
             if self._limiter is None or self._limiter.size != max(1, self.settings.jobs):
                 from luff.pool import Limiter
 
+                if self._limiter is not None:
+                    self._limiter.close(wait=False)
                 self._limiter = Limiter(max(1, self.settings.jobs))
             return self._limiter
 
@@ -204,12 +206,15 @@ class Context:
         self.settings.warn(message)
 
     def close(self) -> None:
-        """Close pooled connections and forget clients (tokens, ping results)."""
+        """Close pooled connections, end the worker threads, forget clients (tokens, pings)."""
         with self._lock:
             if self._transport is not None:
                 self._transport.close()
                 self._transport = None
             self._clients.clear()
+            limiter, self._limiter = self._limiter, None
+        if limiter is not None:
+            limiter.close()
 
 
 _default: Context | None = None

@@ -13,6 +13,23 @@ from luff.pool import signals_deferred
 _T = TypeVar("_T")
 
 
+class Workers(ThreadPoolExecutor):
+    """The threads of a :class:`~luff.pool.Limiter`: started as work comes (at most its
+    size), then kept, so that an operation's pools do not each start their own.
+
+    Submitting defers SIGINT and SIGTERM as :class:`Pool` does; the tasks
+    bring their own cancel scope (see :func:`luff.pool.run_all`).
+    """
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        # Signals are deferred while a submit may start a thread (see luff.pool); once
+        # every worker runs, a submit only queues the task.
+        if len(self._threads) < self._max_workers:
+            with signals_deferred():
+                return super().submit(fn, *args, **kwargs)
+        return super().submit(fn, *args, **kwargs)
+
+
 class Pool(ThreadPoolExecutor):
     """``ThreadPoolExecutor`` that cannot lose track of a worker to a signal.
 

@@ -138,13 +138,9 @@ class Resolver:
         return root.store, root.descriptor, root.manifest
 
     def resolve_all(self, sources: Sequence[Source]) -> list[list[Entry]]:
-        """The entries of every source, in order; the sources are opened concurrently."""
-        opened = run_all(self.open, list(sources), self.ctx.limiter)
-        return run_all(
-            lambda t: self.expand(*t),
-            [(s, *o) for s, o in zip(sources, opened, strict=True)],
-            self.ctx.limiter,
-        )
+        """The entries of every source, in order; the sources are opened and read
+        concurrently (one task per source: opened, then its platforms read)."""
+        return run_all(lambda s: self.expand(s, *self.open(s)), list(sources), self.ctx.limiter)
 
     def expand(self, src: Source, store: Store, desc: Descriptor, m: Manifest) -> list[Entry]:
         """The entries *src* contributes, with overrides applied."""
