@@ -32,7 +32,7 @@ from luff.errors import (
 )
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
-from luff.model.digest import Digest
+from luff.model.digest import Digest, readinto
 from luff.model.manifest import Manifest
 from luff.model.referrers import ReferrerList, artifact_type, cosign_tags
 from luff.plan import (
@@ -89,6 +89,17 @@ class _Counting:
         if data:
             self._cb(len(data))
         return data
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        cancel.check()
+        n = readinto(self._s, b)
+        if n is None:
+            data = self._s.read(len(b))
+            n = len(data)
+            b[:n] = data
+        if n:
+            self._cb(n)
+        return int(n)
 
     def close(self) -> None:
         self._s.close()

@@ -140,6 +140,17 @@ def is_digest(text: str) -> bool:
     return True
 
 
+def readinto(stream: Any, b: bytearray | memoryview) -> int | None:
+    """``stream.readinto(b)``, or None when the stream has no (working) ``readinto``."""
+    into = getattr(stream, "readinto", None)
+    if into is None:
+        return None
+    try:
+        return int(into(b))
+    except NotImplementedError:  # an io.RawIOBase that only implements read()
+        return None
+
+
 class VerifyingReader:
     """Wraps a binary stream; raises :class:`DigestMismatch` when it ends wrong.
 
@@ -184,9 +195,25 @@ class VerifyingReader:
             )
 
     def readinto(self, b: bytearray | memoryview) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
+        """Fill *b* from the stream (its own ``readinto`` when it has one), hashed."""
+        if self._done or not len(b):
+            return 0
+        n = readinto(self._stream, b)
+        if n is None:
+            data = self.read(len(b))
+            b[: len(data)] = data
+            return len(data)
+        if n:
+            self._count += n
+            self._hash.update(memoryview(b)[:n])
+            if self.size is not None and self._count > self.size:
+                self._done = True
+                raise DigestMismatch(
+                    f"{self.digest}: received more than the expected {self.size} bytes"
+                )
+        else:
+            self._finish()
+        return int(n)
 
     def readable(self) -> bool:
         return True

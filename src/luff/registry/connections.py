@@ -239,6 +239,17 @@ class Connection:
             except OSError:
                 pass
 
+    def abort(self) -> None:
+        """Shut the connection down (a read blocked in another thread returns), then close it."""
+        sock = self.sock
+        if sock is not None:
+            try:
+                # The plain socket's shutdown: an SSL socket's would run the TLS close.
+                _socket.socket.shutdown(sock, _socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.close()
+
     # --- I/O --------------------------------------------------------------------
     def _sock(self) -> _socket.socket:
         if self.sock is None:
@@ -370,7 +381,12 @@ class Connection:
 
     def _send_stream(self, stream: Any, chunked: bool) -> None:
         chunks: Iterable[Any]
-        chunks = iter(lambda: stream.read(SEND_CHUNK), b"") if hasattr(stream, "read") else stream
+        if hasattr(stream, "readinto"):
+            chunks = _chunks_into(stream)
+        elif hasattr(stream, "read"):
+            chunks = iter(lambda: stream.read(SEND_CHUNK), b"")
+        else:
+            chunks = stream
         for chunk in chunks:
             if not chunk:
                 continue
@@ -397,6 +413,19 @@ class Connection:
                 continue
             headers.add(name.strip().decode("latin-1"), value.strip().decode("latin-1"))
         return Response(self, method, version, status, reason, headers)
+
+
+def _chunks_into(stream: Any) -> Iterator[bytes | memoryview]:
+    """The bytes of *stream*, read into one buffer (each chunk is sent before the next read)."""
+    buf = memoryview(bytearray(SEND_CHUNK))
+    try:
+        n = stream.readinto(buf)
+    except NotImplementedError:  # an io.RawIOBase that only implements read()
+        yield from iter(lambda: stream.read(SEND_CHUNK), b"")
+        return
+    while n:
+        yield buf[:n]
+        n = stream.readinto(buf)
 
 
 def _status(line: bytes) -> tuple[int, int, str]:
@@ -591,11 +620,15 @@ class Response:
                 self._conn.close()
 
     def close(self) -> None:
-        """Close the connection (it is not reused)."""
+        """Done with the answer: a body read to its end leaves the connection to its pool;
+        otherwise the connection is shut down (a read in another thread ends) and closed."""
+        if self._done and self._keep:
+            self.release_conn()
+            return
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.leave_scope()
-            conn.close()
+            conn.abort()
 
     def release_conn(self) -> None:
         """Hand the connection back to its pool if the body was read to its end, else close it."""

@@ -514,6 +514,7 @@ class BlobStream:
         self._skip = 0  # bytes of the current body to drop (a restart without Range)
         self._failures = 0
         self._resumes = 0
+        self._closed = False
 
     def read(self, n: int | None = -1) -> bytes:
         if n is None or n < 0:
@@ -533,8 +534,31 @@ class BlobStream:
                 self._failures = 0
             return data
 
+    def readinto(self, view: memoryview | bytearray) -> int:
+        """Fill *view* (fewer bytes only at the end); resumes as :meth:`read` does."""
+        view = memoryview(view)
+        while True:
+            try:
+                n = self._body.readinto(view)
+                while n and self._skip:
+                    drop = min(self._skip, n)
+                    self._skip -= drop
+                    view[: n - drop] = view[drop:n]
+                    n -= drop
+                    if not n:
+                        n = self._body.readinto(view)
+            except TransportError as e:
+                self._resume(e)
+                continue
+            if n:
+                self._offset += n
+                self._failures = 0
+            return n
+
     def _resume(self, error: TransportError) -> None:
         cancel.check()  # the connection was shut down on purpose
+        if self._closed:
+            raise error  # closed by its reader's owner (another thread): no new request
         client = self._repo.client
         policy = client.policy
         self._failures += 1
@@ -571,6 +595,7 @@ class BlobStream:
         return True
 
     def close(self) -> None:
+        self._closed = True
         self._body.close()
 
     def __enter__(self) -> BlobStream:

@@ -57,7 +57,7 @@ from luff.errors import (
 from luff.model import jsonutil
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
-from luff.model.digest import Digest, VerifyingReader, is_digest, verified_digest
+from luff.model.digest import Digest, VerifyingReader, is_digest, readinto, verified_digest
 from luff.model.manifest import MAX_MANIFEST, Manifest, sniff_media_type
 from luff.model.platform import Platform
 from luff.model.referrers import ReferrerList, referrer_descriptor
@@ -706,9 +706,8 @@ class LayoutStore(Store):
             src = VerifyingReader(stream, desc.digest, desc.size)  # type: ignore[assignment]
         fd, tmp = self._tmp()
         try:
-            with os.fdopen(fd, "wb") as f:
-                while chunk := src.read(CHUNK):
-                    f.write(chunk)
+            with os.fdopen(fd, "wb", buffering=0) as f:
+                _copy_into(src, f)
             self._install(tmp, desc.digest)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -918,3 +917,19 @@ def _merge(
 
 def _dump(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _copy_into(src: BinaryIO, f: Any) -> None:
+    """Write *src* to the unbuffered file *f*, read into one reused buffer when it can."""
+    buf = memoryview(bytearray(CHUNK))
+    first = readinto(src, buf)
+    if first is None:
+        while chunk := src.read(CHUNK):
+            f.write(chunk)
+        return
+    n = first
+    while n:
+        view = buf[:n]
+        while view:  # a raw write may be short
+            view = view[f.write(view) :]
+        n = src.readinto(buf)  # type: ignore[attr-defined]
