@@ -59,8 +59,10 @@ class Settings(Record):
     """The user's choices for one run: hosts, credentials, limits and policies.
 
     ``jobs`` bounds the concurrent transfers and lookups of a whole
-    operation (nested work shares it). ``max_attempts`` and ``backoff`` set
-    the retry policy (:class:`luff.registry.retry.RetryPolicy`); ``timeout``
+    operation (nested work shares it); its default, 8, comes from
+    ``bench/bench_small.py`` and ``bench/bench_copy.py`` (small blobs wait on
+    the registry: more requests in flight hide the wait). ``max_attempts``
+    and ``backoff`` set the retry policy (:class:`luff.registry.retry.RetryPolicy`); ``timeout``
     bounds connecting and every wait for a byte from a peer (a peer that does
     not answer in time is not retried). ``credentials`` overrides the lookup
     in Docker's and podman's auth files (``host -> Credentials``). ``ca_file``
@@ -85,7 +87,7 @@ class Settings(Record):
     def __init__(
         self,
         insecure: Iterable[str] = (),
-        jobs: int = 4,
+        jobs: int = 8,
         max_attempts: int = 5,
         backoff: float = 0.25,
         timeout: float = 30.0,

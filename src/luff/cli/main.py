@@ -153,7 +153,7 @@ class LuffGroup(click.Group):
     "-j",
     "--jobs",
     type=click.IntRange(1, 64),
-    default=4,
+    default=8,
     show_default=True,
     help="Concurrent transfers.",
 )
