@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from luff.context import Context
@@ -24,6 +23,7 @@ from luff.model.platform import Platform
 from luff.ops.common import config_platform, get_root, open_root
 from luff.ops.index.sources import Source
 from luff.pool import run_all
+from luff.record import Record
 from luff.stores.base import Store
 
 
@@ -36,18 +36,23 @@ def is_attestation(desc: Descriptor) -> bool:
     )
 
 
-@dataclass
-class Entry:
+class Entry(Record):
     """One entry of an index: its JSON form, where its content is, who provided it."""
 
     raw: dict[str, Any]
     source: str
     store: Store
-    manifest: Manifest | None = None
-    descriptor: Descriptor = field(init=False)
+    manifest: Manifest | None
+    descriptor: Descriptor  # parsed from raw
 
-    def __post_init__(self) -> None:
-        self.descriptor = Descriptor.from_dict(self.raw)
+    def __init__(
+        self, raw: dict[str, Any], source: str, store: Store, manifest: Manifest | None = None
+    ) -> None:
+        self.raw = raw
+        self.source = source
+        self.store = store
+        self.manifest = manifest
+        self.descriptor = Descriptor.from_dict(raw)
 
     @property
     def digest(self) -> Digest:
@@ -81,15 +86,28 @@ class Entry:
         return f"<Entry {self.digest.short} {kind} from {self.source}>"
 
 
-@dataclass
-class Content:
+class Content(Record):
     """A manifest some source provides: where, what kind, how big."""
 
     store: Store
     media_type: str
     size: int
     source: str
-    manifest: Manifest | None = None
+    manifest: Manifest | None
+
+    def __init__(
+        self,
+        store: Store,
+        media_type: str,
+        size: int,
+        source: str,
+        manifest: Manifest | None = None,
+    ) -> None:
+        self.store = store
+        self.media_type = media_type
+        self.size = size
+        self.source = source
+        self.manifest = manifest
 
 
 def bare(desc: Descriptor) -> Descriptor:
