@@ -91,3 +91,38 @@ def test_the_default_jobs_of_the_cli_and_the_library_agree() -> None:
 
     jobs = next(p for p in cli.params if p.name == "jobs")
     assert jobs.default == Settings().jobs
+
+
+#: Never needed by a copy between plain-HTTP (loopback) registries.
+_NOT_FOR_PLAIN_HTTP = (
+    "ssl",
+    "_ssl",
+    "socket",
+    "urllib3",
+    "http.client",
+    "encodings.idna",
+    "rich",
+    "aiohttp",
+    "jq",
+    "yaml",
+    "email",
+    "dataclasses",
+    "pathlib",
+    "subprocess",
+    "luff.server",
+    "luff.ops.index",
+)
+
+
+def test_a_plain_http_copy_loads_no_tls_and_a_warm_one_no_threads(tmp_path: Path) -> None:
+    from luff.testing import Registry, random_index
+
+    with Registry() as a, Registry() as b:
+        src, dst = f"{a.host}/imports/app:1", f"{b.host}/imports/app:1"
+        random_index(size=2000).push(src)
+        cold = imported(tmp_path, "copy", src, dst)
+        assert loaded(cold, _NOT_FOR_PLAIN_HTTP) == []
+        assert "hashlib" in cold and "concurrent.futures" in cold  # blobs, in threads
+        warm = imported(tmp_path, "copy", src, dst)  # the target has it: two requests
+        assert loaded(warm, _NOT_FOR_PLAIN_HTTP) == []
+        assert loaded(warm, ("hashlib", "concurrent", "luff.threadpool", "logging")) == []
