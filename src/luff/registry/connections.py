@@ -225,7 +225,9 @@ class Connection:
         if sock is None:
             return True
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
+            poller = select.poll()  # not select.select: no limit on the descriptor's number
+            poller.register(sock, select.POLLIN)
+            readable = poller.poll(0)
         except (OSError, ValueError):
             return True
         return bool(readable) or bool(self._buf)

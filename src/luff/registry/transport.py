@@ -70,6 +70,14 @@ def split_url(url: str) -> tuple[str, str, str, int, str]:
     return scheme, hostport, host, port, target
 
 
+#: Requests sent again on a new connection when a kept-alive one fails before any answer
+#: (as Go's net/http does: methods without a body, whose repetition changes nothing).
+_AGAIN_ON_A_NEW_CONNECTION = frozenset({"GET", "HEAD"})
+_CLOSED_WHILE_IDLE = frozenset(
+    {"connection closed without an answer", "connection reset", "connection closed while sending"}
+)
+
+
 def url_netloc(url: str) -> str:
     """The ``host[:port]`` of an absolute URL ("" for a relative one)."""
     _, sep, rest = url.partition("://")
@@ -132,15 +140,28 @@ class Transport:
         key = (scheme, netloc, verify)
         conn = self.pool.get(key)
         try:
+            if conn is not None and method in _AGAIN_ON_A_NEW_CONNECTION:
+                # A kept-alive connection the server closed just now (as idle) fails
+                # before any answer: a GET or HEAD goes again at once on a new one.
+                conn.join_scope()
+                try:
+                    resp = conn.request(method, target, netloc, headers, body)
+                except WireError as e:
+                    if e.reason not in _CLOSED_WHILE_IDLE:
+                        raise
+                    _drop(conn)
+                    cancel.check()
+                    conn = None
             if conn is None:
                 tls = self.tls_context(netloc, verify) if scheme == "https" else None
                 timeout = self.settings.timeout
                 conn = Connection(key, hostname, port, tls, min(timeout, 15.0), timeout)
                 conn.join_scope()
                 conn.connect()
-            else:
+                resp = conn.request(method, target, netloc, headers, body)
+            elif method not in _AGAIN_ON_A_NEW_CONNECTION:
                 conn.join_scope()
-            resp = conn.request(method, target, netloc, headers, body)
+                resp = conn.request(method, target, netloc, headers, body)
         except TLSFailure as e:
             _drop(conn)
             cancel.check()
