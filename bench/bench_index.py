@@ -29,11 +29,24 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import LUFF, Registry, Timing, alternate, clean_env, need, report, run
+from common import (
+    Registry,
+    Timing,
+    alternate,
+    busy,
+    clean_env,
+    loadavg,
+    luff_options,
+    luffs,
+    need,
+    report,
+    run,
+)
 
 PLATFORMS = {"amd64": "linux/amd64", "arm64": "linux/arm64", "armv7": "linux/arm/v7"}
 
@@ -79,17 +92,18 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=65.0, help="total layer MB (default 65)")
     ap.add_argument("--layers", type=int, default=2, help="layers per image (default 2)")
     ap.add_argument("--json", metavar="FILE", help="also write the raw times as JSON")
+    luff_options(ap)
     args = ap.parse_args()
     buildah = need("buildah")
     need("skopeo")
     if os.geteuid() != 0:
         sys.exit("bench: buildah with --root needs root here; run as root")
-    if not Path(LUFF).exists():
-        sys.exit(f"bench: {LUFF} not found; run with the venv's python")
+    tools = luffs(args)
     env = clean_env()
     # An installed luff has compiled bytecode; don't time compiling it on every start.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    run([LUFF, "version"], env=env)
+    for exe in tools.values():
+        run([exe, "version"], env=env)
     benv = {**env, "STORAGE_DRIVER": "vfs"}
 
     with Registry("src") as src:
@@ -100,12 +114,15 @@ def main() -> None:
             f"{nbytes / 1e6:.1f} MB (pushed in {time.perf_counter() - t0:.1f} s)"
         )
 
-        def luff_run(i: int) -> Timing:
-            with Registry("dst") as dst:
-                ref = f"{dst.host}/bench/app:v1"
-                dt = run([LUFF, "index", "create", ref, *sources], env=env)
-                check_index(ref, len(sources))
-            return dt
+        def luff_run(exe: str) -> Callable[[int], Timing]:
+            def runner(i: int) -> Timing:
+                with Registry("dst") as dst:
+                    ref = f"{dst.host}/bench/app:v1"
+                    dt = run([exe, "index", "create", ref, *sources], env=env)
+                    check_index(ref, len(sources))
+                return dt
+
+            return runner
 
         def buildah_run(i: int) -> Timing:
             tmp = Path(tempfile.mkdtemp(prefix="bench-buildah-"))
@@ -125,20 +142,29 @@ def main() -> None:
                 shutil.rmtree(tmp, ignore_errors=True)
             return Timing(sum(t.wall for t in steps), sum(t.cpu for t in steps))
 
-        times = alternate({"luff": luff_run, "buildah": buildah_run}, args.runs, warmup=args.warmup)
+        runners = {name: luff_run(exe) for name, exe in tools.items()}
+        with busy(args.busy):
+            times = alternate({**runners, "buildah": buildah_run}, args.runs, warmup=args.warmup)
+        print(f"\n{loadavg()}")
         ratio = report(times, "buildah", nbytes=nbytes)
         print(f"\nmedian ratio luff/buildah (cold): {ratio:.2f} (target <= 1.00)")
 
         with Registry("dst") as dst:
             ref = f"{dst.host}/bench/app:v1"
-            create = [LUFF, "index", "create", ref, *sources]
-            run(create, env=env)
-            reruns = [run(create, env=env).wall for _ in range(args.rerun)]
-        med = statistics.median(reruns)
-        print(
-            f"luff re-run onto the filled target: median {med:.3f} s over {len(reruns)} runs "
-            f"(min {min(reruns):.3f}, max {max(reruns):.3f}; target < 0.5 s)"
-        )
+            creates = {n: [exe, "index", "create", ref, *sources] for n, exe in tools.items()}
+            for create in creates.values():
+                run(create, env=env)
+            all_reruns: dict[str, list[float]] = {n: [] for n in tools}
+            for _ in range(args.rerun):  # alternating
+                for n, create in creates.items():
+                    all_reruns[n].append(run(create, env=env).wall)
+        for n, rr in all_reruns.items():
+            med = statistics.median(rr)
+            print(
+                f"{n} re-run onto the filled target: median {med:.3f} s over {len(rr)} runs "
+                f"(min {min(rr):.3f}, max {max(rr):.3f}; target < 0.5 s)"
+            )
+        reruns = all_reruns["luff"]
         if args.json:
             raw = {n: [[t.wall, t.cpu] for t in ts] for n, ts in times.items()}
             Path(args.json).write_text(

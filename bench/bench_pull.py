@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Registry, need
+from common import Registry, busy, loadavg, luff_options, luffs, need
 
 from luff.context import Context
 from luff.testing import random_index
@@ -46,9 +46,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--mb", type=float, default=65.0, help="total layer megabytes")
     ap.add_argument("--jobs", type=int, default=0, help="pass -j N to luff (default: its own)")
+    luff_options(ap)
     args = ap.parse_args()
     need("skopeo")
-    luff = str(Path(sys.executable).parent / "luff")
+    tools = luffs(args)
+    names = [*tools, "skopeo"]
     with tempfile.TemporaryDirectory(prefix="luff-bench-pull-") as tmp:
         work = Path(tmp)
         with Registry("pull") as reg:
@@ -65,30 +67,33 @@ def main() -> None:
             print(f"registry {host}; index {idx.digest} with {total / 1e6:.1f} MB of blobs")
             policy = work / "policy.json"
             policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
-            times: dict[str, list[float]] = {"luff": [], "skopeo": []}
-            for i in range(-1, args.runs):  # run -1 warms caches and is not counted
-                order = ("luff", "skopeo") if i % 2 == 0 else ("skopeo", "luff")
-                for who in order:
-                    out = work / f"{who}-{i}"
-                    if who == "luff":
-                        jobs = ["-j", str(args.jobs)] if args.jobs else []
-                        cmd = [luff, *jobs, "pull", ref, str(out)]
-                    else:
-                        cmd = [
-                            "skopeo", "--policy", str(policy), "copy", "--all", "-q",
-                            "--src-tls-verify=false", f"docker://{ref}", f"oci:{out}:1",
-                        ]  # fmt: skip
-                    times[who].append(timed(cmd))
-                    shutil.rmtree(out)
-                if i < 0:
-                    times = {"luff": [], "skopeo": []}
-                    continue
-                print(
-                    f"run {i + 1}: luff {times['luff'][-1]:.3f}s  skopeo {times['skopeo'][-1]:.3f}s"
-                )
-            lm, sm = statistics.median(times["luff"]), statistics.median(times["skopeo"])
-            print(f"median luff pull     {lm:.3f} s")
+            times: dict[str, list[float]] = {n: [] for n in names}
+            with busy(args.busy):
+                for i in range(-1, args.runs):  # run -1 warms caches and is not counted
+                    k = i % len(names)
+                    for who in names[k:] + names[:k]:  # the first of each round rotates
+                        out = work / f"{who}-{i}"
+                        if who in tools:
+                            jobs = ["-j", str(args.jobs)] if args.jobs else []
+                            cmd = [tools[who], *jobs, "pull", ref, str(out)]
+                        else:
+                            cmd = [
+                                "skopeo", "--policy", str(policy), "copy", "--all", "-q",
+                                "--src-tls-verify=false", f"docker://{ref}", f"oci:{out}:1",
+                            ]  # fmt: skip
+                        times[who].append(timed(cmd))
+                        shutil.rmtree(out)
+                    if i < 0:
+                        times = {n: [] for n in names}
+                        continue
+                    print(f"run {i + 1}: " + "  ".join(f"{n} {times[n][-1]:.3f}s" for n in names))
+            sm = statistics.median(times["skopeo"])
+            print(loadavg())
+            for n in tools:
+                m = statistics.median(times[n])
+                print(f"median {n:<6} pull   {m:.3f} s   ratio to skopeo {m / sm:.2f}x")
             print(f"median skopeo copy   {sm:.3f} s")
+            lm = statistics.median(times["luff"])
             print(f"ratio luff/skopeo    {lm / sm:.2f}x  (target <= 1.0)")
 
 

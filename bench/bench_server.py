@@ -32,8 +32,12 @@ from common import (
     Registry,
     Timing,
     alternate,
+    busy,
     clean_env,
     index_bytes,
+    loadavg,
+    luff_options,
+    luffs,
     need,
     push_random_index,
     remote_digest,
@@ -45,14 +49,15 @@ from common import (
 class Embedded:
     """``luff registry serve`` on a free port (disk storage in a temp dir, or memory)."""
 
-    def __init__(self, memory: bool = False) -> None:
+    def __init__(self, memory: bool = False, luff: str = LUFF) -> None:
         self.memory = memory
+        self.luff = luff
         self.dir = Path(tempfile.mkdtemp(prefix="luff-bench-embedded-"))
         self.host = ""
         self._proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Embedded:
-        cmd = [LUFF, "registry", "serve", "--address", "127.0.0.1:0", "--quiet"]
+        cmd = [self.luff, "registry", "serve", "--address", "127.0.0.1:0", "--quiet"]
         if not self.memory:
             cmd += ["--storage", str(self.dir / "data")]
         self._proc = subprocess.Popen(
@@ -79,8 +84,10 @@ def main() -> int:
     ap.add_argument("--mb", type=float, default=65.0, help="index payload in MB (default 65)")
     ap.add_argument("--layers", type=int, default=2, help="layers per image (default 2)")
     ap.add_argument("--memory", action="store_true", help="also time the in-memory storage")
+    luff_options(ap)
     args = ap.parse_args()
     skopeo = need("skopeo")
+    tools = luffs(args)
     env = clean_env()
 
     with Registry("source") as src:
@@ -113,12 +120,16 @@ def main() -> int:
 
         runners = {
             "distrib": copy_into(lambda: Registry("dest")),
-            "embedded": copy_into(lambda: Embedded()),
+            "embedded": copy_into(lambda: Embedded(luff=tools["luff"])),
         }
+        if "before" in tools:
+            runners["emb-old"] = copy_into(lambda: Embedded(luff=tools["before"]))
         if args.memory:
             runners["emb-mem"] = copy_into(lambda: Embedded(memory=True))
         print(f"\nskopeo copy --all into a fresh registry, {args.runs} runs each:", flush=True)
-        times = alternate(runners, args.runs)
+        with busy(args.busy):
+            times = alternate(runners, args.runs)
+    print(f"\n{loadavg()}")
     ratio = report(times, "distrib", nbytes=index_bytes(args.mb, args.layers))
     verdict = "meets" if ratio <= 1.5 else "MISSES"
     print(f"\nembedded/distribution median ratio {ratio:.2f} ({verdict} the target <= 1.5)")

@@ -6,6 +6,9 @@
   of incompressible layers by default) with :mod:`luff.testing`.
 - :func:`alternate` runs several commands in alternating order and
   :func:`report` prints medians and the median ratio.
+- :func:`luff_options` adds ``--luff PATH`` (the luff to measure) and
+  ``--before PATH`` (another luff, the old one say, measured in the same run
+  as ``before``); :func:`loadavg` is the load average, printed with every result.
 
 Run a bench as ``.venv/bin/python bench/bench_copy.py`` from the repository
 root; see bench/README.md.
@@ -13,6 +16,8 @@ root; see bench/README.md.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import resource
@@ -25,7 +30,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -116,6 +121,59 @@ class Registry:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def busy(n: int) -> Iterator[None]:
+    """*n* processes spinning on the CPU for the block (CPU contention; 0: none)."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(0, n))]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def luff_options(ap: argparse.ArgumentParser) -> None:
+    """``--luff PATH``, ``--before PATH`` and ``--busy N``."""
+    ap.add_argument(
+        "--luff", default=LUFF, metavar="PATH", help="the luff to measure (default: the venv's)"
+    )
+    ap.add_argument(
+        "--before",
+        metavar="PATH",
+        help="also measure this luff, as 'before' (the old one: /work/before/.venv/bin/luff)",
+    )
+    ap.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep N processes spinning on the CPU during the runs (contention)",
+    )
+
+
+def luffs(args: argparse.Namespace) -> dict[str, str]:
+    """``{"luff": PATH}``, plus ``"before"`` when ``--before`` was given; exits if one is missing."""
+    out = {"luff": str(args.luff)}
+    if args.before:
+        out["before"] = str(args.before)
+    for name, path in out.items():
+        if not Path(path).exists():
+            sys.exit(f"bench: {path} ({name}) not found")
+    return out
+
+
+def loadavg() -> str:
+    """The 1, 5 and 15-minute load averages, as text."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
+
+
+def median(ts: Sequence[Timing]) -> float:
+    """The median wall time of *ts*."""
+    return statistics.median(t.wall for t in ts)
 
 
 def remote_digest(ref: str) -> str:

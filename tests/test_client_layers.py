@@ -38,7 +38,10 @@ def pings(p: FaultProxy) -> int:
 # --- ping -----------------------------------------------------------------------------
 
 
-def test_each_host_is_pinged_once_per_context(registry: Reg, registry2: Reg) -> None:
+def test_each_host_is_pinged_at_most_once_per_context(registry: Reg, registry2: Reg) -> None:
+    """The ping is lazy: a host is pinged when its first answer is a 4xx (here the 404s of
+    the first pushes), at most once per context, and not at all when the first answer is a
+    success (the second context)."""
     src, dst = FaultProxy(registry.host), FaultProxy(registry2.host)
     ctx = Context(credentials=lambda h: ANONYMOUS, backoff=0.01)
     try:
@@ -50,7 +53,9 @@ def test_each_host_is_pinged_once_per_context(registry: Reg, registry2: Reg) -> 
         assert (pings(src), pings(dst)) == (1, 1)
         other = Context(credentials=lambda h: ANONYMOUS)
         basic.digest(f"{dst.host}/ping/app:1", ctx=other)
-        assert pings(dst) == 2  # a new context pings again
+        assert pings(dst) == 1  # a new context's first answer, a 200, stands for the ping
+        assert other.client(dst.host).scheme == "http"
+        assert pings(dst) == 1
     finally:
         src.stop()
         dst.stop()
@@ -59,9 +64,23 @@ def test_each_host_is_pinged_once_per_context(registry: Reg, registry2: Reg) -> 
 def test_a_failed_ping_is_not_kept(ctx: Context, proxy: FaultProxy, registry: Reg) -> None:
     random_image(size=300).push(f"{registry.host}/ping/later:1", ctx)
     proxy.add(Rule("GET", r"^/v2/$", "status", status=400, times=1))
+    client = ctx.client(proxy.host)
     with pytest.raises(RegistryError, match="injected fault"):
-        basic.digest(f"{proxy.host}/ping/later:1", ctx=ctx)
+        client.ping()
+    client.ping()
+    assert pings(proxy) == 2
     basic.digest(f"{proxy.host}/ping/later:1", ctx=ctx)
+    assert pings(proxy) == 2
+
+
+def test_a_first_answer_that_is_not_found_pings(ctx: Context, proxy: FaultProxy) -> None:
+    """A 404 from a host not yet known may come from a web server that is no registry: the
+    ping tells (here it is a registry, and the 404 stands)."""
+    proxy.add(Rule("GET", r"^/v2/$", "status", status=400, times=1))
+    with pytest.raises(RegistryError, match="injected fault"):
+        basic.digest(f"{proxy.host}/ping/missing:1", ctx=ctx)
+    with pytest.raises(NotFound, match="manifest unknown"):
+        basic.digest(f"{proxy.host}/ping/missing:1", ctx=ctx)
     assert pings(proxy) == 2
 
 
@@ -114,6 +133,7 @@ def test_a_new_challenge_fetches_a_new_token(dist_token_registry: Reg, auth_ctx:
                 headers={"WWW-Authenticate": challenge},
             )
         )
+        c.client(front.host).ping()  # learn the registry's challenge first
         before = len(ts.requests)
         assert basic.digest(f"{front.host}/scope/app:1", ctx=c).digest == img.digest
         assert rule.hits == 1

@@ -2,7 +2,9 @@
 
 The target of ``luff index create`` sees at most one HEAD per blob and per
 manifest, then the uploads (or mounts) and the manifest PUTs; a re-run sees
-one HEAD per tag and nothing else.
+one HEAD per tag and nothing else. A copy onto a target that has it already
+reads the source manifest and makes one HEAD of the target: no ``/v2/``
+ping, no token, nothing else.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import io
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -29,16 +32,38 @@ class Logged:
         self.reg = Registry(log=self.log).start()
         self.host = self.reg.host
 
+    def settled(self) -> str:
+        """The log, once no line was added for 0.1 s: the server writes a request's line
+        after its answer went out, so the last one may still be on its way."""
+        text = self.log.getvalue()
+        for _ in range(50):
+            time.sleep(0.1)
+            now = self.log.getvalue()
+            if now == text:
+                break
+            text = now
+        return text
+
     def requests(self, repo: str) -> list[tuple[str, str, int]]:
         """``(method, path, status)`` of every request to repository *repo*."""
         out = []
-        for line in self.log.getvalue().splitlines():
+        for line in self.settled().splitlines():
             m = _LINE.search(line)
             if m and m[2].startswith(f"/v2/{repo}/"):
                 out.append((m[1], m[2].split("?")[0], int(m[3])))
         return out
 
+    def everything(self) -> list[tuple[str, str, int]]:
+        """``(method, path, status)`` of every request."""
+        out = []
+        for line in self.settled().splitlines():
+            m = _LINE.search(line)
+            if m:
+                out.append((m[1], m[2].split("?")[0], int(m[3])))
+        return out
+
     def clear(self) -> None:
+        self.settled()  # the lines of requests already answered are in
         self.log.seek(0)
         self.log.truncate()
 
@@ -112,3 +137,64 @@ def test_index_create_mounts_from_the_same_registry_and_reruns_cost_one_head(
     p = luff("index", "create", f"{logged.host}/rel/app:1", *srcs)
     assert p.returncode == 0, p.stderr
     assert [(m, s) for m, _, s in logged.requests("rel/app")] == [("HEAD", 200)]
+
+
+@pytest.fixture
+def logged2() -> Iterator[Logged]:
+    reg = Logged()
+    yield reg
+    reg.reg.stop()
+
+
+@pytest.mark.parametrize("what", ["image", "index"])
+def test_a_warm_copy_reads_the_source_manifest_and_heads_the_target(
+    logged: Logged, logged2: Logged, what: str
+) -> None:
+    src, dst = f"{logged.host}/warm/app:1", f"{logged2.host}/warm/app:1"
+    img = random_image(size=500) if what == "image" else random_index(size=500)
+    img.push(src)
+    p = luff("copy", src, dst)
+    assert p.returncode == 0, p.stderr
+    logged.clear()
+    logged2.clear()
+    p = luff("copy", src, dst)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == f"{logged2.host}/warm/app@{img.digest}"
+    assert logged.everything() == [("GET", "/v2/warm/app/manifests/1", 200)]
+    assert logged2.everything() == [("HEAD", "/v2/warm/app/manifests/1", 200)]
+
+
+def test_a_warm_copy_within_one_registry_makes_two_requests(logged: Logged) -> None:
+    random_image(size=500).push(f"{logged.host}/warm/src:1")
+    p = luff("copy", f"{logged.host}/warm/src:1", f"{logged.host}/warm/dst:1")
+    assert p.returncode == 0, p.stderr
+    logged.clear()
+    p = luff("copy", f"{logged.host}/warm/src:1", f"{logged.host}/warm/dst:1")
+    assert p.returncode == 0, p.stderr
+    assert logged.everything() == [
+        ("GET", "/v2/warm/src/manifests/1", 200),
+        ("HEAD", "/v2/warm/dst/manifests/1", 200),
+    ]
+
+
+def test_a_warm_index_create_reads_each_source_once_and_heads_the_target(
+    logged: Logged, logged2: Logged
+) -> None:
+    """Each source: its manifest and its config (for the platform), one GET each; the
+    target: one HEAD of the tag. No ping, no token, nothing twice."""
+    imgs = _images("build/app", logged.host)
+    srcs = [f"{logged.host}/build/app{i}:1" for i in range(3)]
+    target = f"{logged2.host}/rel/app:1"
+    p = luff("index", "create", target, *srcs)
+    assert p.returncode == 0, p.stderr
+    logged.clear()
+    logged2.clear()
+    p = luff("index", "create", target, *srcs)
+    assert p.returncode == 0, p.stderr
+    assert logged2.everything() == [("HEAD", "/v2/rel/app/manifests/1", 200)]
+    got = Counter(logged.everything())
+    want = Counter()
+    for i, img in enumerate(imgs):
+        want[("GET", f"/v2/build/app{i}/manifests/1", 200)] += 1
+        want[("GET", f"/v2/build/app{i}/blobs/{img.manifest.config.digest}", 200)] += 1
+    assert got == want

@@ -10,8 +10,8 @@ backoff sleeps in the scope end with :class:`Cancelled`.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +23,7 @@ class Cancelled(BaseException):
 
 
 class _HasSocket(Protocol):
-    sock: socket.socket | None
+    sock: _socket.socket | None
 
 
 class CancelScope:
@@ -66,10 +66,10 @@ class CancelScope:
         for c in conns:
             sock = c.sock
             if sock is not None:
-                # socket.socket's own shutdown: SSLSocket's would tear down its TLS state
+                # The plain socket's shutdown: SSLSocket's would tear down its TLS state
                 # under a thread that is still reading.
                 with contextlib.suppress(OSError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                    _socket.socket.shutdown(sock, _socket.SHUT_RDWR)
 
     def track(self, conn: _HasSocket) -> None:
         """Record a connection this scope's thread is about to use (raises when cancelled).

@@ -12,11 +12,11 @@ an operation, and the progress receiver.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
+
+from luff.record import Record
 
 if TYPE_CHECKING:
     from luff.copy import Progress
@@ -35,19 +35,34 @@ def is_local_host(host: str) -> bool:
         h = h.split(":")[0]
     if h == "localhost" or h.endswith(".localhost"):
         return True
+    if ":" not in h:
+        # A dotted quad (as ipaddress reads one: no leading zeros) in 127.0.0.0/8, or else a
+        # name or no address: only localhost is taken as loopback.
+        parts = h.split(".")
+        return (
+            len(parts) == 4
+            and parts[0] == "127"
+            and all(
+                p.isascii() and p.isdigit() and (p == "0" or p[0] != "0") and int(p) < 256
+                for p in parts
+            )
+        )
+    import ipaddress
+
     try:
         return ipaddress.ip_address(h).is_loopback
     except ValueError:
         return False
 
 
-@dataclass
-class Settings:
+class Settings(Record):
     """The user's choices for one run: hosts, credentials, limits and policies.
 
     ``jobs`` bounds the concurrent transfers and lookups of a whole
-    operation (nested work shares it). ``max_attempts`` and ``backoff`` set
-    the retry policy (:class:`luff.registry.retry.RetryPolicy`); ``timeout``
+    operation (nested work shares it); its default, 8, comes from
+    ``bench/bench_small.py`` and ``bench/bench_copy.py`` (small blobs wait on
+    the registry: more requests in flight hide the wait). ``max_attempts``
+    and ``backoff`` set the retry policy (:class:`luff.registry.retry.RetryPolicy`); ``timeout``
     bounds connecting and every wait for a byte from a peer (a peer that does
     not answer in time is not retried). ``credentials`` overrides the lookup
     in Docker's and podman's auth files (``host -> Credentials``). ``ca_file``
@@ -56,24 +71,47 @@ class Settings:
     Docker's ``certs.d`` by default).
     """
 
-    insecure: set[str] = field(default_factory=set)
-    jobs: int = 4
-    max_attempts: int = 5
-    backoff: float = 0.25
-    timeout: float = 30.0
-    credentials: Callable[[str], Credentials] | None = None
-    ca_file: str | None = None
-    certs_dirs: tuple[str, ...] = ("/etc/containers/certs.d", "/etc/docker/certs.d")
+    insecure: set[str]
+    jobs: int
+    max_attempts: int
+    backoff: float
+    timeout: float
+    credentials: Callable[[str], Credentials] | None
+    ca_file: str | None
+    certs_dirs: tuple[str, ...]
     #: With ``--concurrent``: the window that makes shared tags safe among luff writers on a
     #: registry that ignores conditional writes (the referrers tag schema); None: no wait.
-    concurrent_window: float | None = None
-    log: Callable[[str], None] | None = None
+    concurrent_window: float | None
+    log: Callable[[str], None] | None
     #: Receives warnings, which the user should see even without -v (a corrupt blob found
     #: and written again); ``log`` receives them when this is not set.
-    warn_log: Callable[[str], None] | None = None
+    warn_log: Callable[[str], None] | None
 
-    def __post_init__(self) -> None:
-        self.insecure = set(self.insecure)
+    def __init__(
+        self,
+        insecure: Iterable[str] = (),
+        jobs: int = 8,
+        max_attempts: int = 5,
+        backoff: float = 0.25,
+        timeout: float = 30.0,
+        credentials: Callable[[str], Credentials] | None = None,
+        ca_file: str | None = None,
+        certs_dirs: tuple[str, ...] = ("/etc/containers/certs.d", "/etc/docker/certs.d"),
+        concurrent_window: float | None = None,
+        log: Callable[[str], None] | None = None,
+        warn_log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.insecure = set(insecure)
+        self.jobs = jobs
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.timeout = timeout
+        self.credentials = credentials
+        self.ca_file = ca_file
+        self.certs_dirs = certs_dirs
+        self.concurrent_window = concurrent_window
+        self.log = log
+        self.warn_log = warn_log
 
     def add_insecure(self, hosts: Iterable[str]) -> None:
         """Treat *hosts* as plain-HTTP (or unverified TLS) registries."""
@@ -95,7 +133,7 @@ class Settings:
             sink(message)
 
 
-_SETTINGS_FIELDS = frozenset(f.name for f in fields(Settings))
+_SETTINGS_FIELDS = frozenset(Settings._fields)
 
 
 class Context:
@@ -119,7 +157,7 @@ class Context:
         if settings is None:
             settings = Settings(**options)
         elif options:
-            from dataclasses import replace
+            from luff.record import replace
 
             settings = replace(settings, **options)
         self.settings = settings
@@ -149,6 +187,8 @@ class Context:
             if self._limiter is None or self._limiter.size != max(1, self.settings.jobs):
                 from luff.pool import Limiter
 
+                if self._limiter is not None:
+                    self._limiter.close(wait=False)
                 self._limiter = Limiter(max(1, self.settings.jobs))
             return self._limiter
 
@@ -173,12 +213,15 @@ class Context:
         self.settings.warn(message)
 
     def close(self) -> None:
-        """Close pooled connections and forget clients (tokens, ping results)."""
+        """Close pooled connections, end the worker threads, forget clients (tokens, pings)."""
         with self._lock:
             if self._transport is not None:
                 self._transport.close()
                 self._transport = None
             self._clients.clear()
+            limiter, self._limiter = self._limiter, None
+        if limiter is not None:
+            limiter.close()
 
 
 _default: Context | None = None

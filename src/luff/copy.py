@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from luff import cancel
@@ -33,7 +32,7 @@ from luff.errors import (
 )
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
-from luff.model.digest import Digest
+from luff.model.digest import Digest, readinto
 from luff.model.manifest import Manifest
 from luff.model.referrers import ReferrerList, artifact_type, cosign_tags
 from luff.plan import (
@@ -53,6 +52,7 @@ from luff.plan import (
     as_referrers,
 )
 from luff.pool import run_all
+from luff.record import Record, setfields
 from luff.registry.retry import RetryPolicy
 from luff.stores.base import (
     ConditionalTagger,
@@ -92,20 +92,53 @@ class _Counting:
             self._cb(len(data))
         return data
 
+    def readinto(self, b: bytearray | memoryview) -> int:
+        cancel.check()
+        n = readinto(self._s, b)
+        if n is None:
+            data = self._s.read(len(b))
+            n = len(data)
+            b[:n] = data
+        if n:
+            self._cb(n)
+        return int(n)
+
     def close(self) -> None:
         self._s.close()
 
 
-@dataclass(frozen=True)
-class _Visit:
+class _Visit(Record, frozen=True):
     source: Store
     desc: Descriptor
-    manifest: Manifest | None = None
-    root: bool = False
-    known: bool = False  # the target has it (its parent is there, on a closure target)
-    subject: Digest | None = None  # a referrer of this manifest
-    tag: str = ""  # found under this tag (cosign's), written under it too
-    after: Digest | None = None
+    manifest: Manifest | None
+    root: bool
+    known: bool  # the target has it (its parent is there, on a closure target)
+    subject: Digest | None  # a referrer of this manifest
+    tag: str  # found under this tag (cosign's), written under it too
+    after: Digest | None
+
+    def __init__(
+        self,
+        source: Store,
+        desc: Descriptor,
+        manifest: Manifest | None = None,
+        root: bool = False,
+        known: bool = False,
+        subject: Digest | None = None,
+        tag: str = "",
+        after: Digest | None = None,
+    ) -> None:
+        setfields(
+            self,
+            source=source,
+            desc=desc,
+            manifest=manifest,
+            root=root,
+            known=known,
+            subject=subject,
+            tag=tag,
+            after=after,
+        )
 
 
 def _deps(item: ManifestItem) -> list[Digest]:

@@ -9,13 +9,13 @@ along; :class:`Expect` makes the root's tag write conditional.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.model.referrers import artifact_type
+from luff.record import Record, setfields
 from luff.stores.base import Store
 
 EXISTS = "exists"
@@ -27,14 +27,25 @@ REMOTE = "remote"  # a layer left where it is (a sparse layout records where)
 TAG = "tag"  # the root, pushed under its tags last
 
 
-@dataclass
-class PlanItem:
+class PlanItem(Record):
     """What happens to one blob."""
 
     descriptor: Descriptor
     action: str
     source: Store
-    mount_from: str = ""
+    mount_from: str
+
+    def __init__(
+        self,
+        descriptor: Descriptor,
+        action: str,
+        source: Store,
+        mount_from: str = "",
+    ) -> None:
+        self.descriptor = descriptor
+        self.action = action
+        self.source = source
+        self.mount_from = mount_from
 
     @property
     def size(self) -> int:
@@ -42,8 +53,7 @@ class PlanItem:
         return self.descriptor.size
 
 
-@dataclass
-class ManifestItem:
+class ManifestItem(Record, hide=("children",)):
     """A manifest to write, with its exact bytes (empty when the target has it).
 
     Manifests are written by ``level``, lowest first; everything a manifest
@@ -55,16 +65,37 @@ class ManifestItem:
     descriptor: Descriptor
     manifest: Manifest
     source: Store
-    level: int = 0
-    action: str = COPY
-    children: list[Digest] = field(default_factory=list, repr=False)
-    kind: str = "manifest"
-    after: Digest | None = None
-    tags: list[str] = field(default_factory=list)
+    level: int
+    action: str
+    children: list[Digest]
+    kind: str
+    after: Digest | None
+    tags: list[str]
+
+    def __init__(
+        self,
+        descriptor: Descriptor,
+        manifest: Manifest,
+        source: Store,
+        level: int = 0,
+        action: str = COPY,
+        children: list[Digest] | None = None,
+        kind: str = "manifest",
+        after: Digest | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
+        self.descriptor = descriptor
+        self.manifest = manifest
+        self.source = source
+        self.level = level
+        self.action = action
+        self.children = [] if children is None else children
+        self.kind = kind
+        self.after = after
+        self.tags = [] if tags is None else tags
 
 
-@dataclass(frozen=True)
-class Referrers:
+class Referrers(Record, frozen=True):
     """Which referrers a copy takes along: signatures, SBOMs, attestations.
 
     Every referrer of every manifest in the graph is copied (and referrers of
@@ -75,18 +106,40 @@ class Referrers:
     passed over.
     """
 
-    types: tuple[str, ...] = ()
-    strict: bool = True
-    cosign_tags: bool = True
+    types: tuple[str, ...]
+    strict: bool
+    cosign_tags: bool
+
+    def __init__(
+        self,
+        types: tuple[str, ...] = (),
+        strict: bool = True,
+        cosign_tags: bool = True,
+    ) -> None:
+        setfields(
+            self,
+            types=types,
+            strict=strict,
+            cosign_tags=cosign_tags,
+        )
 
 
-@dataclass
-class Plan:
+class Plan(Record):
     """The transfer plan of one copy: blobs and manifests with their actions."""
 
     target: Store
-    blobs: list[PlanItem] = field(default_factory=list)
-    manifests: list[ManifestItem] = field(default_factory=list)
+    blobs: list[PlanItem]
+    manifests: list[ManifestItem]
+
+    def __init__(
+        self,
+        target: Store,
+        blobs: list[PlanItem] | None = None,
+        manifests: list[ManifestItem] | None = None,
+    ) -> None:
+        self.target = target
+        self.blobs = [] if blobs is None else blobs
+        self.manifests = [] if manifests is None else manifests
 
     def totals(self) -> dict[str, tuple[int, int]]:
         """``{action: (count, bytes)}`` over blobs."""
@@ -177,8 +230,7 @@ class Progress(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Expect:
+class Expect(Record, frozen=True):
     """Write the root's (first) tag only if it still points where it was read.
 
     ``token`` is the version read (a registry's ``ETag``), or None for "the
@@ -187,6 +239,15 @@ class Expect:
     """
 
     token: str | None
+
+    def __init__(
+        self,
+        token: str | None,
+    ) -> None:
+        setfields(
+            self,
+            token=token,
+        )
 
 
 def as_referrers(value: Referrers | bool | None) -> Referrers | None:

@@ -13,12 +13,17 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from luff import cancel
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from luff.threadpool import Pool, Workers
+
+__all__ = ["Limiter", "Pool", "run_all", "signals_deferred"]
 
 _T = TypeVar("_T")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -79,41 +84,6 @@ def _deliver(signums: list[int]) -> None:
         _deliver(signums[1:])
 
 
-class Pool(ThreadPoolExecutor):
-    """``ThreadPoolExecutor`` that cannot lose track of a worker to a signal.
-
-    Its tasks run in a :class:`~luff.cancel.CancelScope` (a child of the
-    caller's). Leaving the ``with`` block on an exception (an interrupt, say)
-    cancels that scope, so running tasks' connections are shut down, drops
-    the tasks that have not started, and waits for the running ones.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.scope = cancel.CancelScope(parent=cancel.current())
-
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
-        scope = self.scope
-
-        def run() -> _T:
-            with cancel.entered(scope):
-                return fn(*args, **kwargs)
-
-        with signals_deferred():
-            return super().submit(run)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            self.scope.cancel()
-        self.shutdown(wait=True, cancel_futures=exc_type is not None)
-        self.scope.close()
-
-
 class Limiter:
     """At most *size* tasks of one operation at work at once, however their pools nest.
 
@@ -127,6 +97,24 @@ class Limiter:
         self.size = max(1, size)
         self._sem = threading.Semaphore(self.size)
         self._local = threading.local()
+        self._workers: Workers | None = None
+        self._lock = threading.Lock()
+
+    def workers(self) -> Workers:
+        """The threads that run this limiter's tasks (made on first use, then kept)."""
+        with self._lock:
+            if self._workers is None:
+                from luff.threadpool import Workers
+
+                self._workers = Workers(max_workers=self.size, thread_name_prefix="luff")
+            return self._workers
+
+    def close(self, wait: bool = True) -> None:
+        """End the worker threads (once the tasks given to them are done, with *wait*)."""
+        with self._lock:
+            workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.shutdown(wait=wait)
 
     def held(self) -> bool:
         """True when the calling thread holds a slot."""
@@ -151,14 +139,27 @@ class Limiter:
 _R = TypeVar("_R")
 
 
+def __getattr__(name: str) -> object:
+    # Pool is in its own module: concurrent.futures (and logging with it) is imported
+    # only by work that runs in threads.
+    if name == "Pool":
+        from luff.threadpool import Pool
+
+        return Pool
+    raise AttributeError(f"module 'luff.pool' has no attribute {name!r}")
+
+
 def run_all(fn: Callable[[_T], _R], items: list[_T], limiter: Limiter) -> list[_R]:
     """``[fn(x) for x in items]``, up to ``limiter.size`` at a time; results in order.
 
-    After the first error (or an interrupt of the caller) the pool's cancel
-    scope is cancelled: no further call starts, and running ones stop at once
-    (their connections are shut down, see :mod:`luff.cancel`). The running
-    calls are awaited, then the first error is raised. Called from a task
-    that already holds a slot, the items run one by one in this thread.
+    The calls run in the limiter's worker threads (started once, then reused
+    by every call of an operation: a thread start is a wait for the scheduler,
+    long on a busy machine), in a cancel scope of their own, a child of the
+    caller's. After the first error (or an interrupt of the caller) the scope
+    is cancelled: no further call starts, and running ones stop at once (their
+    connections are shut down, see :mod:`luff.cancel`). The running calls are
+    awaited, then the first error is raised. Called from a task that already
+    holds a slot, the items run one by one in this thread.
     """
     if not items:
         return []
@@ -166,12 +167,12 @@ def run_all(fn: Callable[[_T], _R], items: list[_T], limiter: Limiter) -> list[_
         return [fn(x) for x in items]
     errors: list[BaseException] = []
     results: list[Any] = [None] * len(items)
-    with Pool(max_workers=min(limiter.size, len(items))) as pool:
-        scope = pool.scope
+    scope = cancel.CancelScope(parent=cancel.current())
 
-        def run(i: int, x: _T) -> None:
-            if scope.cancelled:
-                return
+    def run(i: int, x: _T) -> None:
+        if scope.cancelled:
+            return
+        with cancel.entered(scope):
             try:
                 with limiter.slot():
                     if not scope.cancelled:
@@ -180,8 +181,25 @@ def run_all(fn: Callable[[_T], _R], items: list[_T], limiter: Limiter) -> list[_
                 errors.append(e)
                 scope.cancel()
 
-        for f in [pool.submit(run, i, x) for i, x in enumerate(items)]:
-            f.result()  # an interrupt here leaves the pool, which cancels its scope
+    futures: list[Future[None]] = []
+    try:
+        workers = limiter.workers()
+        for i, x in enumerate(items):
+            futures.append(workers.submit(run, i, x))
+        for f in futures:
+            f.result()
+    except BaseException:
+        # Interrupted (or the workers are shut down): stop the calls, drop those not
+        # started, and wait for the running ones before the caller cleans up.
+        scope.cancel()
+        for f in futures:
+            f.cancel()
+        from concurrent.futures import wait
+
+        wait(futures)
+        raise
+    finally:
+        scope.close()
     if errors:
         first = errors[0]
         errors.clear()  # the list and the traceback's frames would keep each other alive

@@ -1,18 +1,22 @@
-"""Shared CLI plumbing: the context object, output helpers, progress."""
+"""Shared CLI plumbing: the context object, output helpers, progress.
+
+Imported by every command, so it imports little itself: the library (the
+context, the copy engine, rich) is loaded when a command uses it, and
+``luff --help`` or ``luff version`` never loads it.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from luff.context import Context
-from luff.copy import Plan, PlanItem, Referrers
+if TYPE_CHECKING:
+    from luff.context import Context
+    from luff.copy import Plan, PlanItem, Referrers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -20,16 +24,38 @@ F = TypeVar("F", bound=Callable[..., Any])
 PLATFORM_METAVAR = "OS/ARCH[/VARIANT][:OS.VERSION]"
 
 
-@dataclass
 class State:
-    """What the global options set."""
+    """What the global options set; the :class:`~luff.context.Context` is made when first used."""
 
-    verbose: int = 0
-    platform: str | None = None
-    ctx: Context = field(default_factory=Context)
+    def __init__(
+        self,
+        verbose: int = 0,
+        platform: str | None = None,
+        ctx: Context | None = None,
+        *,
+        jobs: int | None = None,
+    ) -> None:
+        self.verbose = verbose
+        self.platform = platform
+        self.jobs = jobs
+        self._ctx = ctx
+        if ctx is not None:
+            self._setup(ctx)
 
-    def __post_init__(self) -> None:
-        self.ctx.settings.warn_log = warn
+    def _setup(self, ctx: Context) -> None:
+        ctx.settings.warn_log = warn
+        if self.jobs is not None:
+            ctx.settings.jobs = self.jobs
+
+    @property
+    def ctx(self) -> Context:
+        """The context of this run (made on first use: ``luff version`` needs none)."""
+        if self._ctx is None:
+            from luff.context import Context
+
+            self._ctx = Context()
+            self._setup(self._ctx)
+        return self._ctx
 
 
 def state() -> State:
@@ -88,7 +114,7 @@ def referrer_policy(referrers: bool, types: tuple[str, ...], best_effort: bool) 
     """The policy the ``--referrers*`` flags ask for (None: no referrers)."""
     if not (referrers or types or best_effort):
         return None
-    from luff.copy import Referrers
+    from luff.plan import Referrers
 
     return Referrers(types=tuple(types), strict=not best_effort)
 
@@ -183,6 +209,8 @@ def out(text: str) -> None:
 
 def out_json(obj: object) -> None:
     """Print *obj* as indented JSON on stdout."""
+    import json
+
     out(json.dumps(obj, indent=2))
 
 

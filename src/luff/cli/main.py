@@ -26,8 +26,10 @@ from luff.cli.common import (
     transfer_progress,
 )
 from luff.errors import LuffError, UsageError
-from luff.model.address import parse_address
-from luff.ops import basic
+
+# Only click and luff.cli.common are imported here: each command imports the
+# operations it runs, so ``luff --help`` and ``luff version`` load no library
+# code (tests/test_imports.py checks the module lists).
 
 
 class Terminated(KeyboardInterrupt):
@@ -38,17 +40,39 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-# Commands defined in other modules, imported only when used (a quicker start).
+# Commands defined in other modules, imported only when used (a quicker start):
+# name -> (module, attribute, the short help ``luff --help`` shows without importing it;
+# tests/test_imports.py checks that it is the command's own).
 _LAZY = {
-    "auth": ("luff.cli.auth", "auth"),
-    "index": ("luff.cli.index", "index"),
-    "layout": ("luff.cli.layout", "layout"),
-    "mutate": ("luff.cli.mutate", "mutate"),
-    "pull": ("luff.cli.layout", "pull"),
-    "push": ("luff.cli.layout", "push"),
-    "referrers": ("luff.cli.referrers", "referrers"),
-    "attach": ("luff.cli.referrers", "attach"),
-    "registry": ("luff.cli.registry", "registry"),
+    "auth": ("luff.cli.auth", "auth", "Log in to or out of a registry."),
+    "index": (
+        "luff.cli.index",
+        "index",
+        "Create, append to, filter and list multi-platform indexes.",
+    ),
+    "layout": ("luff.cli.layout", "layout", "Stage images in OCI image layouts on disk."),
+    "mutate": (
+        "luff.cli.mutate",
+        "mutate",
+        "Change the config, annotations and layers of every platform of REF at once.",
+    ),
+    "pull": ("luff.cli.layout", "pull", "Pull REF into a layout directory or archive at PATH."),
+    "push": (
+        "luff.cli.layout",
+        "push",
+        "Push the layout or archive at PATH (or PATH:TAG) to TARGET.",
+    ),
+    "referrers": (
+        "luff.cli.referrers",
+        "referrers",
+        "List what is attached to REF: signatures, SBOMs, attestations.",
+    ),
+    "attach": (
+        "luff.cli.referrers",
+        "attach",
+        "Attach FILE... to REF as an OCI 1.1 artifact (its subject is REF's manifest).",
+    ),
+    "registry": ("luff.cli.registry", "registry", "Run an embedded OCI registry."),
 }
 
 
@@ -58,11 +82,28 @@ class LuffGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *_LAZY})
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help``, without importing the commands not loaded yet."""
+        limit = formatter.width - 6 - max(len(n) for n in self.list_commands(ctx))
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.commands.get(name)
+            if cmd is not None:
+                if not cmd.hidden:
+                    rows.append((name, cmd.get_short_help_str(limit)))
+            else:
+                # Shortened as click shortens a command's own help.
+                stand_in = click.Command(name, help=_LAZY[name][2])
+                rows.append((name, stand_in.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in _LAZY:
             import importlib
 
-            module, attr = _LAZY[cmd_name]
+            module, attr, _ = _LAZY[cmd_name]
             cmd = getattr(importlib.import_module(module), attr)
             self.add_command(cmd, cmd_name)
             _add_global_options(self, only=cmd_name)
@@ -114,7 +155,7 @@ class LuffGroup(click.Group):
     "-j",
     "--jobs",
     type=click.IntRange(1, 64),
-    default=4,
+    default=8,
     show_default=True,
     help="Concurrent transfers.",
 )
@@ -147,9 +188,9 @@ def cli(
     creds_stdin: bool,
 ) -> None:
     """Assemble and ship multi-platform container images from images anywhere."""
-    st = State(verbose=verbose, platform=platform)
-    st.ctx.settings.add_insecure(insecure)
-    st.ctx.settings.jobs = jobs
+    st = State(verbose=verbose, platform=platform, jobs=jobs)
+    if insecure:
+        st.ctx.settings.add_insecure(insecure)
     if timeout is not None or ca_file or creds or creds_stdin:
         from luff.cli import auth as trust
 
@@ -200,6 +241,9 @@ def copy(
 
     A registry TARGET without a tag means TARGET:latest; TARGET@DIGEST pushes by digest.
     """
+    from luff.model.address import parse_address
+    from luff.ops import basic
+
     st = state()
     if jobs:
         st.ctx.settings.jobs = jobs
@@ -245,6 +289,8 @@ _PLATFORM_METAVAR = PLATFORM_METAVAR
 )
 def manifest(ref: str, platform: str | None) -> None:
     """Print the manifest of REF, byte for byte."""
+    from luff.ops import basic
+
     st = state()
     data = basic.manifest(ref, platform=platform or st.platform, ctx=st.ctx)
     out_bytes(_with_tty_newline(data))
@@ -259,6 +305,8 @@ def manifest(ref: str, platform: str | None) -> None:
 )
 def config(ref: str, platform: str | None) -> None:
     """Print the config blob of the image at REF (of --platform, for an index)."""
+    from luff.ops import basic
+
     st = state()
     data = basic.config(ref, platform=platform or st.platform, ctx=st.ctx)
     out_bytes(_with_tty_newline(data))
@@ -270,6 +318,8 @@ def config(ref: str, platform: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole descriptor.")
 def digest(ref: str, platform: str | None, as_json: bool) -> None:
     """Print the digest of REF (of --platform's image, for an index)."""
+    from luff.ops import basic
+
     st = state()
     desc = basic.digest(ref, platform=platform or st.platform, ctx=st.ctx)
     if as_json:
@@ -283,6 +333,8 @@ def digest(ref: str, platform: str | None, as_json: bool) -> None:
 def blob(ref: str) -> None:
     """Write the blob REPO@DIGEST to stdout, verified."""
     import tempfile
+
+    from luff.ops import basic
 
     st = state()
     # Spooled to a temporary file: nothing reaches stdout before the digest is checked.
@@ -305,6 +357,8 @@ def _with_tty_newline(data: bytes) -> bytes:
 @click.argument("repository")
 def ls_(repository: str) -> None:
     """List the tags of REPOSITORY (or the ref.names of oci:DIR or an archive)."""
+    from luff.ops import basic
+
     for t in basic.ls(repository, ctx=state().ctx):
         out(t)
 
@@ -313,6 +367,8 @@ def ls_(repository: str) -> None:
 @click.argument("registry")
 def catalog(registry: str) -> None:
     """List the repositories of REGISTRY."""
+    from luff.ops import basic
+
     for r in basic.catalog(registry, ctx=state().ctx):
         out(r)
 
@@ -322,6 +378,9 @@ def catalog(registry: str) -> None:
 @click.argument("tag")
 def tag(ref: str, tag: str) -> None:
     """Add TAG to the manifest at REF, in the same repository."""
+    from luff.model.address import parse_address
+    from luff.ops import basic
+
     desc = basic.tag(ref, tag, ctx=state().ctx)
     out(f"{parse_address(ref).with_tag(tag)}@{desc.digest}")
 
@@ -330,6 +389,8 @@ def tag(ref: str, tag: str) -> None:
 @click.argument("ref", metavar="REPOSITORY:TAG")
 def untag(ref: str) -> None:
     """Remove the tag REPOSITORY:TAG, and nothing else (the manifest stays)."""
+    from luff.ops import basic
+
     basic.untag(ref, ctx=state().ctx)
     log(f"untagged {ref}")
 
@@ -338,6 +399,9 @@ def untag(ref: str) -> None:
 @click.argument("ref")
 def delete(ref: str) -> None:
     """Delete the manifest at REF (a tag is resolved to its digest)."""
+    from luff.model.address import parse_address
+    from luff.ops import basic
+
     desc = basic.delete(ref, ctx=state().ctx)
     log(f"deleted {parse_address(ref).pinned(desc.digest)}")
 

@@ -12,11 +12,10 @@ stores branches on the transport.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 from luff.errors import InvalidDigest, InvalidReference, UsageError
 from luff.model.digest import Digest, is_digest
 from luff.model.reference import DEFAULT_TAG, Reference, valid_tag
+from luff.record import Record, replace, setfields
 
 REGISTRY = "docker"
 OCI = "oci"
@@ -24,8 +23,7 @@ OCI_ARCHIVE = "oci-archive"
 DOCKER_ARCHIVE = "docker-archive"
 
 
-@dataclass(frozen=True)
-class Transport:
+class Transport(Record, frozen=True):
     """What luff knows of one kind of address.
 
     ``store`` is ``"module:Class"`` of the store that opens it (imported only
@@ -40,11 +38,32 @@ class Transport:
 
     name: str
     store: str
-    stable_digests: bool = True
-    tag_kind: str = "ref-name"
-    digests: bool = True
-    default_tag: str = ""
-    single_file: bool = False
+    stable_digests: bool
+    tag_kind: str
+    digests: bool
+    default_tag: str
+    single_file: bool
+
+    def __init__(
+        self,
+        name: str,
+        store: str,
+        stable_digests: bool = True,
+        tag_kind: str = "ref-name",
+        digests: bool = True,
+        default_tag: str = "",
+        single_file: bool = False,
+    ) -> None:
+        setfields(
+            self,
+            name=name,
+            store=store,
+            stable_digests=stable_digests,
+            tag_kind=tag_kind,
+            digests=digests,
+            default_tag=default_tag,
+            single_file=single_file,
+        )
 
 
 TRANSPORTS: dict[str, Transport] = {
@@ -70,8 +89,7 @@ FILE_TRANSPORTS = tuple(t for t in TRANSPORTS if t != REGISTRY)
 _OTHER_TRANSPORTS = ("containers-storage", "dir", "docker-daemon", "ostree", "sif", "tarball")
 
 
-@dataclass(frozen=True)
-class Address:
+class Address(Record, frozen=True):
     """A parsed source or target address.
 
     ``tag`` and ``digest`` are what the text gave ("" when absent): a
@@ -82,8 +100,23 @@ class Address:
 
     transport: str
     path: str
-    tag: str = ""
-    digest: str = ""
+    tag: str
+    digest: str
+
+    def __init__(
+        self,
+        transport: str,
+        path: str,
+        tag: str = "",
+        digest: str = "",
+    ) -> None:
+        setfields(
+            self,
+            transport=transport,
+            path=path,
+            tag=tag,
+            digest=digest,
+        )
 
     @classmethod
     def parse(cls, text: str) -> Address:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from luff.errors import InvalidManifest
 from luff.model.digest import Digest
 from luff.model.platform import Platform
+from luff.record import Record, replace, setfields
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(Record, frozen=True):
     """Points at content by media type, digest and size (OCI image-spec).
 
     The platform is kept as written (``arm64`` with ``variant: v8`` stays
@@ -25,11 +23,34 @@ class Descriptor:
     media_type: str
     digest: Digest
     size: int
-    urls: tuple[str, ...] = ()
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    data: bytes | None = None
-    artifact_type: str = ""
-    platform: Platform | None = None
+    urls: tuple[str, ...]
+    annotations: Mapping[str, str]
+    data: bytes | None
+    artifact_type: str
+    platform: Platform | None
+
+    def __init__(
+        self,
+        media_type: str,
+        digest: Digest,
+        size: int,
+        urls: tuple[str, ...] = (),
+        annotations: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+        artifact_type: str = "",
+        platform: Platform | None = None,
+    ) -> None:
+        setfields(
+            self,
+            media_type=media_type,
+            digest=digest,
+            size=size,
+            urls=urls,
+            annotations={} if annotations is None else annotations,
+            data=data,
+            artifact_type=artifact_type,
+            platform=platform,
+        )
 
     @classmethod
     def for_bytes(cls, media_type: str, data: bytes, **kw: Any) -> Descriptor:
@@ -62,6 +83,8 @@ class Descriptor:
             raise InvalidManifest(f"descriptor {dg}: annotations must map strings to strings")
         data = None
         if "data" in obj:
+            import base64
+
             try:
                 data = base64.b64decode(obj["data"], validate=True)
             except Exception:
@@ -87,6 +110,8 @@ class Descriptor:
         if self.annotations:
             out["annotations"] = dict(self.annotations)
         if self.data is not None:
+            import base64
+
             out["data"] = base64.b64encode(self.data).decode()
         if self.artifact_type:
             out["artifactType"] = self.artifact_type

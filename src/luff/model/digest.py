@@ -2,23 +2,74 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from luff.errors import DigestMismatch, InvalidDigest
+
+if TYPE_CHECKING:
+    import hashlib
 
 _HEX = {"sha256": 64, "sha512": 128}
 _DIGEST_RE = re.compile(r"([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
 
 
-@dataclass(frozen=True, order=True)
 class Digest:
-    """A content digest such as ``sha256:<64 hex>``."""
+    """A content digest such as ``sha256:<64 hex>``: a frozen value, ordered by
+    ``(algorithm, hex)`` (written out, not a dataclass: it is made and compared often,
+    and its module is loaded by every command)."""
 
+    __slots__ = ("algorithm", "hex")
     algorithm: str
     hex: str
+
+    def __init__(self, algorithm: str, hex: str) -> None:
+        object.__setattr__(self, "algorithm", algorithm)
+        object.__setattr__(self, "hex", hex)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        from luff.record import FrozenInstanceError
+
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        from luff.record import FrozenInstanceError
+
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Digest, (self.algorithm, self.hex))
+
+    def __repr__(self) -> str:
+        return f"Digest(algorithm={self.algorithm!r}, hex={self.hex!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Digest:
+            return NotImplemented
+        return self.hex == other.hex and self.algorithm == other.algorithm
+
+    def __hash__(self) -> int:
+        return hash((self.algorithm, self.hex))
+
+    def __lt__(self, other: Digest) -> bool:
+        if other.__class__ is not Digest:
+            return NotImplemented
+        return (self.algorithm, self.hex) < (other.algorithm, other.hex)
+
+    def __le__(self, other: Digest) -> bool:
+        if other.__class__ is not Digest:
+            return NotImplemented
+        return (self.algorithm, self.hex) <= (other.algorithm, other.hex)
+
+    def __gt__(self, other: Digest) -> bool:
+        if other.__class__ is not Digest:
+            return NotImplemented
+        return (self.algorithm, self.hex) > (other.algorithm, other.hex)
+
+    def __ge__(self, other: Digest) -> bool:
+        if other.__class__ is not Digest:
+            return NotImplemented
+        return (self.algorithm, self.hex) >= (other.algorithm, other.hex)
 
     @classmethod
     def parse(cls, text: str) -> Digest:
@@ -38,10 +89,16 @@ class Digest:
     @classmethod
     def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
         """Digest of *data*."""
+        if algorithm == "sha256" and len(data) <= _SMALL:
+            return cls(algorithm, _small_sha256(data))
+        import hashlib
+
         return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
 
     def hasher(self) -> hashlib._Hash:
         """A fresh hash object of this digest's algorithm."""
+        import hashlib
+
         return hashlib.new(self.algorithm)
 
     def __str__(self) -> str:
@@ -53,6 +110,27 @@ class Digest:
         return self.hex[:12]
 
 
+#: Data up to this size (manifests, configs) is hashed by Python's own SHA-256: loading
+#: OpenSSL's (hashlib) costs more than it saves there. Blobs are hashed with hashlib.
+_SMALL = 1 << 20
+
+
+def _small_sha256(data: bytes) -> str:
+    global _sha256
+    if _sha256 is None:
+        # The builtin module: _sha256 up to Python 3.11, _sha2 since; hashlib without them.
+        for name in ("_sha256", "_sha2", "hashlib"):
+            try:
+                _sha256 = __import__(name).sha256
+                break
+            except ImportError:
+                continue
+    return str(_sha256(data).hexdigest())
+
+
+_sha256: Any = None
+
+
 def is_digest(text: str) -> bool:
     """True when *text* is a valid supported digest."""
     try:
@@ -60,6 +138,17 @@ def is_digest(text: str) -> bool:
     except InvalidDigest:
         return False
     return True
+
+
+def readinto(stream: Any, b: bytearray | memoryview) -> int | None:
+    """``stream.readinto(b)``, or None when the stream has no (working) ``readinto``."""
+    into = getattr(stream, "readinto", None)
+    if into is None:
+        return None
+    try:
+        return int(into(b))
+    except NotImplementedError:  # an io.RawIOBase that only implements read()
+        return None
 
 
 class VerifyingReader:
@@ -108,10 +197,25 @@ class VerifyingReader:
             )
 
     def readinto(self, b: bytearray | memoryview) -> int:
-        """Read into *b*, as :meth:`read` does; returns the number of bytes."""
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
+        """Fill *b* from the stream (its own ``readinto`` when it has one), hashed."""
+        if self._done or not len(b):
+            return 0
+        n = readinto(self._stream, b)
+        if n is None:
+            data = self.read(len(b))
+            b[: len(data)] = data
+            return len(data)
+        if n:
+            self._count += n
+            self._hash.update(memoryview(b)[:n])
+            if self.size is not None and self._count > self.size:
+                self._done = True
+                raise DigestMismatch(
+                    f"{self.digest}: received more than the expected {self.size} bytes"
+                )
+        else:
+            self._finish()
+        return int(n)
 
     def readable(self) -> bool:
         """Always True."""

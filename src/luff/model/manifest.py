@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -13,6 +12,7 @@ from luff.model import jsonutil
 from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
+from luff.record import Record, setfields
 
 MAX_MANIFEST = 4 * 1024 * 1024
 
@@ -39,12 +39,22 @@ def sniff_media_type(data: bytes, hint: str = "") -> str:
     raise InvalidManifest("cannot tell the manifest's media type")
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(Record, frozen=True):
     """A manifest or index: its exact bytes plus the parsed view of them."""
 
     data: bytes
     media_type: str
+
+    def __init__(
+        self,
+        data: bytes,
+        media_type: str,
+    ) -> None:
+        setfields(
+            self,
+            data=data,
+            media_type=media_type,
+        )
 
     @classmethod
     def parse(cls, data: bytes, media_type: str = "") -> Manifest:

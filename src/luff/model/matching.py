@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar, overload
 
 from luff.model.platform import Platform
+from luff.record import Record, replace, setfields
 
 __all__ = [
     "Matcher",
@@ -33,12 +33,26 @@ _LTSC2025 = 26100  # Windows Server 2025
 _COMPAT_LTSC = (_LTSC2022, _LTSC2025)  # stable-ABI LTSC releases, ascending
 
 
-@dataclass(frozen=True)
-class _WinVersion:
+class _WinVersion(Record, frozen=True):
     major: int
     minor: int
     build: int
-    revision: int = -1  # -1: none or not a number (ranks below any revision)
+    revision: int  # -1: none or not a number (ranks below any revision)
+
+    def __init__(
+        self,
+        major: int,
+        minor: int,
+        build: int,
+        revision: int = -1,
+    ) -> None:
+        setfields(
+            self,
+            major=major,
+            minor=minor,
+            build=build,
+            revision=revision,
+        )
 
     @classmethod
     def parse(cls, text: str) -> _WinVersion | None:

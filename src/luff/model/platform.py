@@ -19,10 +19,10 @@ import functools
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from luff.errors import InvalidPlatform
+from luff.record import Record, setfields
 
 __all__ = ["Platform", "detect_host_platform", "host_platform"]
 
@@ -99,16 +99,34 @@ def _encode_option(text: str) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(Record, frozen=True):
     """An OCI platform: os, architecture and optional details, kept as written."""
 
     os: str
     architecture: str
-    variant: str = ""
-    os_version: str = ""
-    os_features: tuple[str, ...] = field(default=())
-    features: tuple[str, ...] = field(default=())
+    variant: str
+    os_version: str
+    os_features: tuple[str, ...]
+    features: tuple[str, ...]
+
+    def __init__(
+        self,
+        os: str,
+        architecture: str,
+        variant: str = "",
+        os_version: str = "",
+        os_features: tuple[str, ...] = (),
+        features: tuple[str, ...] = (),
+    ) -> None:
+        setfields(
+            self,
+            os=os,
+            architecture=architecture,
+            variant=variant,
+            os_version=os_version,
+            os_features=os_features,
+            features=features,
+        )
 
     @classmethod
     def parse(cls, text: str, *, host: Platform | None = None) -> Platform:

@@ -8,12 +8,11 @@ Docker Hub defaults apply: ``ubuntu`` is ``docker.io/library/ubuntu:latest``.
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from dataclasses import dataclass, replace
 
 from luff.errors import InvalidDigest, InvalidReference
 from luff.model.digest import Digest
+from luff.record import Record, replace, setfields
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -43,14 +42,28 @@ def valid_tag(tag: str) -> bool:
     return bool(_TAG_RE.fullmatch(tag))
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(Record, frozen=True):
     """A registry reference: ``registry/repository[:tag][@digest]``."""
 
     registry: str
     repository: str
-    tag: str = ""
-    digest: str = ""
+    tag: str
+    digest: str
+
+    def __init__(
+        self,
+        registry: str,
+        repository: str,
+        tag: str = "",
+        digest: str = "",
+    ) -> None:
+        setfields(
+            self,
+            registry=registry,
+            repository=repository,
+            tag=tag,
+            digest=digest,
+        )
 
     @classmethod
     def parse(cls, text: str, *, default_tag: bool = True) -> Reference:
@@ -97,6 +110,8 @@ class Reference:
                 )
             if registry.startswith("["):
                 try:
+                    import ipaddress
+
                     ipaddress.IPv6Address(registry[1 : registry.index("]")])
                 except ValueError:
                     raise InvalidReference(

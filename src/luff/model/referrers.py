@@ -9,11 +9,11 @@ schema); layouts and memory stores find them among the manifests they hold.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
+from luff.record import Record, setfields
 
 
 def artifact_type(m: Manifest) -> str:
@@ -53,8 +53,7 @@ def cosign_tags(digest: Digest) -> list[str]:
     return [fallback_tag(digest) + s for s in COSIGN_SUFFIXES]
 
 
-@dataclass(frozen=True)
-class ReferrerList:
+class ReferrerList(Record, frozen=True):
     """The referrers of one subject, and how they were found.
 
     ``via`` is ``"referrers API"``, ``"tag schema"`` (the ``sha256-<hex>``
@@ -62,8 +61,21 @@ class ReferrerList:
     """
 
     subject: Digest
-    descriptors: tuple[Descriptor, ...] = ()
-    via: str = ""
+    descriptors: tuple[Descriptor, ...]
+    via: str
+
+    def __init__(
+        self,
+        subject: Digest,
+        descriptors: tuple[Descriptor, ...] = (),
+        via: str = "",
+    ) -> None:
+        setfields(
+            self,
+            subject=subject,
+            descriptors=descriptors,
+            via=via,
+        )
 
     def of_types(self, types: Sequence[str]) -> ReferrerList:
         """Only the referrers of these artifact types (all of them when *types* is empty)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from luff.context import Context, default_context
 from luff.copy import MAX_DEPTH
@@ -21,6 +20,7 @@ from luff.model.descriptor import Descriptor
 from luff.model.manifest import Manifest
 from luff.model.matching import best_match, only
 from luff.model.platform import Platform
+from luff.record import Record
 from luff.stores import open_source
 from luff.stores.base import EntryLister, Store
 
@@ -28,14 +28,25 @@ from luff.stores.base import EntryLister, Store
 CONFIG_LIMIT = 16 * 1024 * 1024
 
 
-@dataclass
-class Root:
+class Root(Record):
     """An opened source: its store, address, and the manifest it names."""
 
     store: Store
     address: Address
     descriptor: Descriptor
     manifest: Manifest
+
+    def __init__(
+        self,
+        store: Store,
+        address: Address,
+        descriptor: Descriptor,
+        manifest: Manifest,
+    ) -> None:
+        self.store = store
+        self.address = address
+        self.descriptor = descriptor
+        self.manifest = manifest
 
     def close(self) -> None:
         """Release the store (archives hold open files)."""

@@ -9,34 +9,46 @@ and ``auths``.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
-import stat
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from luff.errors import AuthError, UsageError
 from luff.model import jsonutil
+from luff.record import Record, setfields
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(Record, frozen=True):
     """A user name and secret, or an identity (refresh) token."""
 
-    username: str = ""
-    password: str = ""
-    identity_token: str = ""
+    username: str
+    password: str
+    identity_token: str
+
+    def __init__(
+        self,
+        username: str = "",
+        password: str = "",
+        identity_token: str = "",
+    ) -> None:
+        setfields(
+            self,
+            username=username,
+            password=password,
+            identity_token=identity_token,
+        )
 
     def basic(self) -> str:
         """The value of a Basic ``Authorization`` header."""
+        import base64
+
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode()
 
@@ -84,12 +96,16 @@ def parse_challenges(header: str) -> list[tuple[str, dict[str, str]]]:
 
 def docker_config_path() -> Path:
     """``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``."""
+    from pathlib import Path
+
     base = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
     return Path(base) / "config.json"
 
 
 def podman_auth_paths() -> list[Path]:
     """Podman/containers auth files, most specific first."""
+    from pathlib import Path
+
     paths = []
     if os.environ.get("REGISTRY_AUTH_FILE"):
         paths.append(Path(os.environ["REGISTRY_AUTH_FILE"]))
@@ -146,6 +162,8 @@ def _from_entry(entry: dict[str, Any], where: str) -> Credentials:
         )
     if entry.get("auth"):
         try:
+            import base64
+
             raw = base64.b64decode(entry["auth"]).decode()
         except Exception:
             raise AuthError(f"{where}: 'auth' is not base64 of user:password") from None
@@ -160,6 +178,8 @@ def _from_entry(entry: dict[str, Any], where: str) -> Credentials:
 
 def run_helper(helper: str, host: str) -> Credentials:
     """Ask ``docker-credential-HELPER get`` for *host*'s credentials."""
+    import subprocess
+
     exe = f"docker-credential-{helper}"
     for key in _keys_for(host):
         try:
@@ -217,6 +237,10 @@ def _write_atomic(path: Path, obj: dict[str, Any]) -> None:
     stays a link: the file it points to is replaced, as Docker does, and
     keeps its mode (a new file gets 0600).
     """
+    import stat
+    import tempfile
+    from pathlib import Path
+
     try:
         target = Path(os.path.realpath(path)) if path.is_symlink() else path
     except OSError as e:
@@ -247,6 +271,8 @@ def _write_atomic(path: Path, obj: dict[str, Any]) -> None:
 
 def login_config_path() -> Path:
     """Where ``luff auth login`` writes: ``REGISTRY_AUTH_FILE`` if set, else Docker's."""
+    from pathlib import Path
+
     env = os.environ.get("REGISTRY_AUTH_FILE")
     return Path(env) if env else docker_config_path()
 
@@ -265,6 +291,8 @@ def save(host: str, creds: Credentials) -> Path:
     if not isinstance(auths, dict):
         raise UsageError(f"{path}: 'auths' is not an object")
     raw = f"{creds.username}:{creds.password}".encode()
+    import base64
+
     auths[_store_key(host)] = {"auth": base64.b64encode(raw).decode()}
     _write_atomic(path, cfg)
     return path

@@ -19,12 +19,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from luff.errors import AuthError
 from luff.model import jsonutil
+from luff.record import Record
 from luff.registry.auth import Credentials, parse_challenges
 
 #: ``(method, url, headers, body) -> (status, body, error message)``: one token request.
@@ -33,10 +32,25 @@ TokenFetch = Callable[[str, str, Mapping[str, str], bytes | None], tuple[int, by
 Scopes = tuple[str, ...]
 
 
-@dataclass
-class _Token:
+def understood(header: str) -> bool:
+    """True when a ``WWW-Authenticate`` header holds a challenge luff can answer."""
+    for scheme, params in parse_challenges(header):
+        if scheme.lower() == "basic" or (scheme.lower() == "bearer" and params.get("realm")):
+            return True
+    return False
+
+
+class _Token(Record):
     value: str
     expires: float
+
+    def __init__(
+        self,
+        value: str,
+        expires: float,
+    ) -> None:
+        self.value = value
+        self.expires = expires
 
 
 class Authenticator:
@@ -137,6 +151,8 @@ class Authenticator:
             return tok
 
     def _fetch_token(self, scopes: Scopes, params: Mapping[str, str]) -> _Token:
+        import urllib.parse
+
         realm = params.get("realm", "")
         if not realm:
             raise AuthError("the registry asked for a token but named no realm", where=self.host)

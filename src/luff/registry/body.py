@@ -1,8 +1,8 @@
 """Response bodies read with bounds: decoded here, never more than asked for.
 
-urllib3 decodes a gzip body a whole network read at a time, so one read of
-a 1 MiB "gzip bomb" can become a gigabyte. :class:`Body` asks urllib3 for
-the raw bytes and inflates them itself, at most as many bytes as the caller
+The connection layer (:mod:`luff.registry.connections`) never decodes, and
+a "gzip bomb" of 1 MiB can inflate to a gigabyte: :class:`Body` takes the
+raw bytes and inflates them itself, at most as many bytes as the caller
 asked for; :func:`read_capped` reads a whole body up to a cap (after
 decoding) and raises :class:`LimitExceeded` beyond it.
 
@@ -17,18 +17,17 @@ Manifests use :data:`luff.model.manifest.MAX_MANIFEST` (4 MiB).
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from urllib3.exceptions import HTTPError as Urllib3Error
-
 from luff import cancel
 from luff.errors import LimitExceeded, RegistryError, TransportError
-from luff.registry.transport import reason
+from luff.registry.connections import WireError
 
 if TYPE_CHECKING:
-    import urllib3
+    import zlib
+
+    from luff.registry.connections import Response
 
 MAX_SMALL = 1 << 20
 MAX_PAGE = 4 << 20
@@ -43,7 +42,7 @@ class Body:
     ``Content-Encoding`` other than gzip, deflate or identity is refused.
     """
 
-    def __init__(self, resp: urllib3.BaseHTTPResponse, where: str) -> None:
+    def __init__(self, resp: Response, where: str) -> None:
         self._resp = resp
         self.where = where
         self.headers = resp.headers
@@ -51,6 +50,8 @@ class Body:
         enc = resp.headers.get("Content-Encoding", "").strip().lower()
         self._encoding = enc
         self._z: zlib._Decompress | None = None
+        if enc not in ("", "identity"):
+            import zlib
         if enc in ("gzip", "x-gzip"):
             self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif enc == "deflate":
@@ -63,12 +64,31 @@ class Body:
 
     def _raw(self, n: int) -> bytes:
         try:
-            return self._resp.read(n, decode_content=False)
-        except Urllib3Error as e:
+            return self._resp.read(n)
+        except WireError as e:
             cancel.check()  # the connection was shut down on purpose
             raise TransportError(
-                f"connection lost while reading: {reason(e)}", where=self.where
+                f"connection lost while reading: {e.reason}", where=self.where
             ) from None
+
+    def readinto(self, view: memoryview) -> int:
+        """Fill *view* with decoded bytes (fewer only at the end); 0 at the end."""
+        if self._z is not None:
+            data = self.read(len(view))
+            view[: len(data)] = data
+            return len(data)
+        if self._eof:
+            return 0
+        try:
+            n = self._resp.readinto(view)
+        except WireError as e:
+            cancel.check()
+            raise TransportError(
+                f"connection lost while reading: {e.reason}", where=self.where
+            ) from None
+        if n == 0:
+            self._eof = True
+        return n
 
     def read(self, n: int | None = -1) -> bytes:
         """Up to *n* decoded bytes (all of them for ``-1``); ``b""`` at the end."""
@@ -84,6 +104,8 @@ class Body:
         return self._inflate(n)
 
     def _inflate(self, n: int) -> bytes:
+        import zlib
+
         z = self._z
         assert z is not None
         out = bytearray()
@@ -138,7 +160,7 @@ def read_all(read: Callable[[int], bytes]) -> bytes:
     return b"".join(parts)
 
 
-def declared_length(resp: urllib3.BaseHTTPResponse) -> int | None:
+def declared_length(resp: Response) -> int | None:
     """The ``Content-Length`` of an unencoded body, if the server gave one."""
     value = resp.headers.get("Content-Length", "")
     if value.isdigit() and resp.headers.get("Content-Encoding", "identity") == "identity":
@@ -146,7 +168,7 @@ def declared_length(resp: urllib3.BaseHTTPResponse) -> int | None:
     return None
 
 
-def read_capped(resp: urllib3.BaseHTTPResponse, cap: int, what: str, where: str) -> bytes:
+def read_capped(resp: Response, cap: int, what: str, where: str) -> bytes:
     """The whole (decoded) body of *resp*; over *cap* bytes raises :class:`LimitExceeded`.
 
     *what* names the body in the error (``"token response"``). The response
@@ -165,7 +187,7 @@ def read_capped(resp: urllib3.BaseHTTPResponse, cap: int, what: str, where: str)
     return data
 
 
-def read_truncated(resp: urllib3.BaseHTTPResponse, cap: int = MAX_ERROR) -> bytes:
+def read_truncated(resp: Response, cap: int = MAX_ERROR) -> bytes:
     """At most *cap* bytes of the body (an error's): the rest is not read."""
     try:
         with Body(resp, "") as body:
@@ -174,7 +196,7 @@ def read_truncated(resp: urllib3.BaseHTTPResponse, cap: int = MAX_ERROR) -> byte
         return b""
 
 
-def discard(resp: urllib3.BaseHTTPResponse) -> None:
+def discard(resp: Response) -> None:
     """Finish with a response whose body does not matter.
 
     A short body is read so the connection can be reused; a long one is not
@@ -183,8 +205,8 @@ def discard(resp: urllib3.BaseHTTPResponse) -> None:
     try:
         length = declared_length(resp)
         if length is None or length <= MAX_ERROR:
-            resp.read(MAX_ERROR + 1, decode_content=False)
-            if resp.read(1, decode_content=False):
+            resp.read(MAX_ERROR + 1)
+            if resp.read(1):
                 resp.close()  # more to come: not worth reading
         else:
             resp.close()

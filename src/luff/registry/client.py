@@ -2,8 +2,14 @@
 
 - :mod:`~luff.registry.transport`: one request over a pooled, cancellable
   connection, with the host's TLS settings;
-- :mod:`~luff.registry.ping`: ``GET /v2/`` once per host (and
-  :class:`~luff.context.Context`), for the scheme and the auth challenge;
+- :mod:`~luff.registry.ping`: ``GET /v2/``, at most once per host (and
+  :class:`~luff.context.Context`), for the scheme and the auth challenge. It
+  is sent only when needed: the first answer from a host stands for it when
+  it shows a registry on the scheme tried first (a success, a 5xx, a 401
+  with a challenge); a failed connection (where another scheme may serve) or
+  another 4xx (a TLS port answering plain HTTP, a web server that is no
+  registry, credentials asked for at ``/v2/`` only) pings, and the request
+  is sent again when the ping changed the scheme or the credentials;
 - :mod:`~luff.registry.authn`: the ``Authorization`` header for the scopes
   of a request (basic, or bearer tokens cached per scope set);
 - :mod:`~luff.registry.retry`: which failures to try again, and the waits;
@@ -17,26 +23,25 @@
 from __future__ import annotations
 
 import threading
-import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from luff import __version__, cancel
 from luff.errors import LimitExceeded, NotFound, RegistryError, TransportError
 from luff.model import jsonutil
+from luff.record import Record
 from luff.registry import auth as authmod
-from luff.registry.authn import Authenticator
+from luff.registry.authn import Authenticator, understood
 from luff.registry.body import MAX_PAGE, MAX_SMALL, discard, read_capped, read_truncated
-from luff.registry.ping import Ping, ping
+from luff.registry.ping import Ping, ping, schemes
 from luff.registry.retry import RetryLater, RetryPolicy
 from luff.registry.status import error_from
 from luff.registry.transport import Body as RequestBody
+from luff.registry.transport import TimedOut, url_join, url_netloc
 
 if TYPE_CHECKING:
-    import urllib3
-
     from luff.context import Settings
+    from luff.registry.connections import Headers, Response
     from luff.registry.transport import Transport
 
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
@@ -48,13 +53,22 @@ MAX_LISTING = 64 << 20
 USER_AGENT = f"luff/{__version__}"
 
 
-@dataclass
-class Reply:
+class Reply(Record):
     """A response read whole: status, headers and (bounded) body."""
 
     status: int
-    headers: urllib3.HTTPHeaderDict
+    headers: Headers
     data: bytes
+
+    def __init__(
+        self,
+        status: int,
+        headers: Headers,
+        data: bytes,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.data = data
 
 
 class RegistryClient:
@@ -67,14 +81,12 @@ class RegistryClient:
         self.policy = RetryPolicy.from_settings(settings)
         # Loopback and --insecure hosts: TLS is not verified and either scheme may serve.
         self.insecure = settings.is_insecure(host)
-        if self.insecure:
-            import urllib3
-
-            # Skipping verification is what the user asked for; don't warn on every request.
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self.auth = Authenticator(host, self.credentials, self._token_request)
         self._ping: Ping | None = None
         self._ping_lock = threading.Lock()
+        self._schemes = schemes(host, self.insecure)
+        #: The scheme the host was found to speak (by the ping or a first answer).
+        self._scheme: str | None = None
         self._creds: authmod.Credentials | None = None
         self._creds_lock = threading.Lock()  # a credential helper runs once
         #: What this registry was found to do (``"referrers-api"``, ``"if-match"``), learnt once.
@@ -90,24 +102,61 @@ class RegistryClient:
                 p = ping(self.host, self._send_ping, self.insecure, self.policy, self._say)
                 if p.challenge:
                     self.auth.learn(p.challenge)
+                self._scheme = p.scheme
                 self._ping = p
             return self._ping
 
-    def _send_ping(self, url: str) -> urllib3.BaseHTTPResponse:
+    def _send_ping(self, url: str) -> Response:
         return self._send("GET", url, {"User-Agent": USER_AGENT}, None)
 
     @property
     def scheme(self) -> str:
-        """``https`` or ``http``, as the ping found."""
-        return self.ping().scheme
+        """``https`` or ``http``, as the host was found to speak (pinged if not known yet)."""
+        return self._scheme or self.ping().scheme
 
     @property
     def base(self) -> str:
         return f"{self.scheme}://{self.host}"
 
     def url(self, path: str) -> str:
-        """Absolute URL for an API path or an (absolute or relative) Location."""
-        return urllib.parse.urljoin(self.base + "/", path)
+        """Absolute URL for an API path or an (absolute or relative) Location.
+
+        Before the host has answered, the scheme is the first one to try.
+        """
+        return url_join(f"{self._scheme or self._schemes[0]}://{self.host}/", path)
+
+    def _pings_after(self, error: TransportError) -> bool:
+        """Whether a failed first connection is worth a ping: another scheme may serve."""
+        return (
+            self._scheme is None
+            and len(self._schemes) > 1
+            and not isinstance(error, TimedOut)
+            and error.message not in ("connection refused", "unknown host")
+        )
+
+    def _first_answer(self, resp: Response, url: str, sent: str | None) -> bool:
+        """Take the first answer of a host for the ping's, or ping; True when the request
+        should be sent again (the ping found another scheme, or credentials to send).
+
+        A web page (HTML) is never taken for a registry's answer: the ping tells.
+        """
+        scheme = url.partition(":")[0]
+        status = resp.status
+        html = resp.headers.get("Content-Type", "").split(";")[0].strip().lower() == "text/html"
+        if not html and (
+            status < 400
+            or self.policy.retry_status(status)
+            or (status == 401 and understood(resp.headers.get("WWW-Authenticate", "")))
+        ):
+            self._scheme = scheme
+            return False
+        had = self.auth.scheme
+        try:
+            p = self.ping()
+        except BaseException:
+            discard(resp)
+            raise
+        return p.scheme != scheme or (sent is None and not had and self.auth.scheme != "")
 
     def credentials(self) -> authmod.Credentials:
         """Credentials for this host (looked up once)."""
@@ -140,7 +189,7 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
         body: RequestBody = None,
         retry: bool = True,
-    ) -> urllib3.BaseHTTPResponse:
+    ) -> Response:
         """Send a request with auth, redirects and retries; the response's body is unread.
 
         Error statuses are returned, not raised (see :meth:`check`); a
@@ -150,9 +199,9 @@ class RegistryClient:
         """
         scope_key = tuple(sorted(set(scopes)))
         url = self.url(path)
-        home = urllib.parse.urlsplit(self.base).netloc
+        home = self.host
         # Credentials go to this registry only, not to a host named in a Location or Link.
-        same_host = urllib.parse.urlsplit(url).netloc == home
+        same_host = url_netloc(url) == home
         replayable = body is None or isinstance(body, bytes)
         retry = retry and replayable
         attempts = redirects = 0
@@ -163,10 +212,15 @@ class RegistryClient:
             sent = self.auth.header(scope_key) if same_host else None
             if sent:
                 h["Authorization"] = sent
+            first = same_host and self._scheme is None
             try:
                 resp = self._send(method, url, h, body)
             except TransportError as e:
                 cancel.check()  # the connection was shut down on purpose
+                if first and replayable and self._pings_after(e):
+                    self.ping()  # raises when no scheme answers
+                    url = self.url(path)
+                    continue
                 attempts += 1
                 if retry and e.retryable:
                     if attempts < self.policy.max_attempts:
@@ -174,6 +228,10 @@ class RegistryClient:
                         continue
                     e.retryable = False  # the retries are spent
                 raise
+            if first and self._first_answer(resp, url, sent) and replayable:
+                discard(resp)
+                url = self.url(path)
+                continue
             if resp.status == 401 and same_host and not reauthed:
                 reauthed = True
                 if self.auth.challenged(resp.headers.get("WWW-Authenticate", ""), scope_key, sent):
@@ -188,7 +246,7 @@ class RegistryClient:
                 return resp
             if resp.status in REDIRECT_STATUS and resp.headers.get("Location"):
                 discard(resp)
-                new = urllib.parse.urljoin(url, resp.headers["Location"])
+                new = url_join(url, resp.headers["Location"])
                 if resp.status != 303 and not replayable:
                     raise RegistryError(
                         f"{method} redirected ({resp.status}) to {new}; "
@@ -196,7 +254,7 @@ class RegistryClient:
                         resp.status,
                         where=self.host,
                     )
-                if urllib.parse.urlsplit(new).netloc != home:
+                if url_netloc(new) != home:
                     same_host = False  # never send our credentials to another host
                 url = new
                 if resp.status == 303:
@@ -261,12 +319,12 @@ class RegistryClient:
 
     def check(
         self,
-        resp: urllib3.BaseHTTPResponse,
+        resp: Response,
         ok: Iterable[int],
         what: str,
         *,
         retried: bool = True,
-    ) -> urllib3.BaseHTTPResponse:
+    ) -> Response:
         """Raise the luff error for *resp* unless its status is one of *ok*.
 
         *retried* is False for a request the client could not retry (a
@@ -279,7 +337,7 @@ class RegistryClient:
 
     def _send(
         self, method: str, url: str, headers: Mapping[str, str], body: RequestBody
-    ) -> urllib3.BaseHTTPResponse:
+    ) -> Response:
         return self.transport.send(
             method, url, headers, body, stream=True, host=self.host, verify=not self.insecure
         )
@@ -318,9 +376,7 @@ class RegistryClient:
                 self.policy.sleep(attempts, None, self._say, self.host)
 
     # --- listings -----------------------------------------------------------
-    def pages(
-        self, path: str, scopes: Iterable[str], what: str
-    ) -> Iterator[tuple[Any, urllib3.HTTPHeaderDict]]:
+    def pages(self, path: str, scopes: Iterable[str], what: str) -> Iterator[tuple[Any, Headers]]:
         """The JSON objects (and headers) of a listing whose pages are linked with
         ``Link: <…>; rel="next"``.
 

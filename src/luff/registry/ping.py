@@ -17,30 +17,41 @@ for a silent server only makes the user wait longer.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from luff import cancel
 from luff.context import is_local_host
 from luff.errors import LimitExceeded, LuffError, RegistryError, TransportError
 from luff.model import jsonutil
+from luff.record import Record, setfields
 from luff.registry.body import MAX_SMALL, discard, read_capped
 from luff.registry.status import error_from
 from luff.registry.transport import TimedOut
 
 if TYPE_CHECKING:
-    import urllib3
-
+    from luff.registry.connections import Response
     from luff.registry.retry import RetryPolicy
 
 
-@dataclass(frozen=True)
-class Ping:
+class Ping(Record, frozen=True):
     """What ``GET /v2/`` told about a host."""
 
     scheme: str  # "http" or "https"
     status: int  # 200 or 401 (or 404 with a JSON body)
     challenge: str  # the WWW-Authenticate header ("" when none)
+
+    def __init__(
+        self,
+        scheme: str,
+        status: int,
+        challenge: str,
+    ) -> None:
+        setfields(
+            self,
+            scheme=scheme,
+            status=status,
+            challenge=challenge,
+        )
 
 
 def schemes(host: str, insecure: bool) -> tuple[str, ...]:
@@ -52,7 +63,7 @@ def schemes(host: str, insecure: bool) -> tuple[str, ...]:
 
 def ping(
     host: str,
-    send: Callable[[str], urllib3.BaseHTTPResponse],
+    send: Callable[[str], Response],
     insecure: bool,
     policy: RetryPolicy,
     say: Callable[[str], None],
@@ -110,7 +121,7 @@ def ping(
         policy.sleep(attempt, retry_after, say, host)
 
 
-def _small_body(resp: urllib3.BaseHTTPResponse, host: str) -> bytes:
+def _small_body(resp: Response, host: str) -> bytes:
     try:
         return read_capped(resp, MAX_SMALL, "answer to GET /v2/", host)
     except (LimitExceeded, TransportError):
@@ -125,19 +136,19 @@ def _is_json(body: bytes) -> bool:
     return True
 
 
-def _speaks_tls(resp: urllib3.BaseHTTPResponse, body: bytes) -> bool:
+def _speaks_tls(resp: Response, body: bytes) -> bool:
     # Go's TLS servers answer plain HTTP with a bare HTTP/1.0 400.
     if resp.version == 10 and not resp.headers.get("Content-Type"):
         return True
     return b"HTTPS server" in body[:500]
 
 
-def _web_page(resp: urllib3.BaseHTTPResponse) -> bool:
+def _web_page(resp: Response) -> bool:
     """An HTML answer to ``/v2/``: a web server, not a registry (which answers JSON or nothing)."""
     return resp.headers.get("Content-Type", "").split(";")[0].strip().lower() == "text/html"
 
 
-def _unexpected(resp: urllib3.BaseHTTPResponse, body: bytes, host: str) -> LuffError:
+def _unexpected(resp: Response, body: bytes, host: str) -> LuffError:
     if resp.status == 404 or _web_page(resp):
         ctype = resp.headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
         return RegistryError(

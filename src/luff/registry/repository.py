@@ -8,12 +8,8 @@ above does, see :class:`luff.stores.registry.RegistryStore`), except the
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import tempfile
-import urllib.parse
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from luff import cancel
@@ -22,12 +18,13 @@ from luff.model import mediatypes as mt
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest, is_digest
 from luff.model.manifest import MAX_MANIFEST
+from luff.record import Record, setfields
 from luff.registry.body import Body, discard, read_all
 from luff.registry.client import RegistryClient
 from luff.registry.retry import RetryLater
 
 if TYPE_CHECKING:
-    import urllib3
+    from luff.registry.connections import Headers, Response
 
 CHUNK_SIZE = 16 * 1024 * 1024
 
@@ -36,28 +33,52 @@ class ReferrersUnsupported(NotFound):
     """The registry has no referrers API (it answered 404): use the ``sha256-<hex>`` tag."""
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(Record, frozen=True):
     """What a registry answers a manifest PUT with."""
 
     digest: str  # Docker-Content-Digest ("" when none)
     subject: str  # OCI-Subject: the registry indexed the referrer ("" when none)
 
+    def __init__(
+        self,
+        digest: str,
+        subject: str,
+    ) -> None:
+        setfields(
+            self,
+            digest=digest,
+            subject=subject,
+        )
 
-@dataclass(frozen=True)
-class ManifestInfo:
+
+class ManifestInfo(Record, frozen=True):
     """What a registry says about a manifest: HEAD's headers (and GET's body)."""
 
     media_type: str  # the Content-Type, without parameters ("" when none)
     digest: str  # Docker-Content-Digest ("" when none)
     size: int | None  # Content-Length (None when none)
     etag: str  # ETag as sent, quotes included ("" when none), for If-Match
-    data: bytes = b""  # the body, for GET
+    data: bytes  # the body, for GET
+
+    def __init__(
+        self,
+        media_type: str,
+        digest: str,
+        size: int | None,
+        etag: str,
+        data: bytes = b"",
+    ) -> None:
+        setfields(
+            self,
+            media_type=media_type,
+            digest=digest,
+            size=size,
+            etag=etag,
+            data=data,
+        )
 
 
-def _info(
-    headers: urllib3.HTTPHeaderDict, data: bytes = b"", size: int | None = None
-) -> ManifestInfo:
+def _info(headers: Headers, data: bytes = b"", size: int | None = None) -> ManifestInfo:
     length = headers.get("Content-Length", "")
     return ManifestInfo(
         media_type=headers.get("Content-Type", "").split(";")[0].strip(),
@@ -70,6 +91,8 @@ def _info(
 
 def add_query(location: str, **params: str) -> str:
     """*location* with *params* added to its query."""
+    import urllib.parse
+
     parts = urllib.parse.urlsplit(location)
     q = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     q += list(params.items())
@@ -265,6 +288,8 @@ class Repository:
     def mount(self, digest: Digest | str, from_repository: str) -> tuple[bool, str]:
         """Mount blob *digest* from *from_repository*: ``(True, "")`` when mounted, else
         ``(False, LOCATION)`` of the ordinary upload the registry opened instead."""
+        import urllib.parse
+
         q = urllib.parse.urlencode({"mount": str(digest), "from": from_repository})
         reply = self.client.call(
             "POST",
@@ -306,7 +331,11 @@ class Repository:
         answer left stale), a new one is started and fed from the file.
         """
         policy = self.client.policy
+        import hashlib
+
         h = hashlib.sha256()
+        import tempfile
+
         with tempfile.TemporaryFile(prefix="luff-upload-") as spool:
             size = sent = restarts = 0
             loc = self.start_upload()
@@ -437,6 +466,8 @@ class Repository:
         """
         path = f"/v2/{self.name}/referrers/{digest}"
         if artifact_type:
+            import urllib.parse
+
             path += "?" + urllib.parse.urlencode({"artifactType": artifact_type})
         what = self.where(str(digest))
         entries: list[Descriptor] = []
@@ -474,9 +505,7 @@ class BlobStream:
     The bytes are not verified here (see :class:`luff.model.digest.VerifyingReader`).
     """
 
-    def __init__(
-        self, repo: Repository, path: str, resp: urllib3.BaseHTTPResponse, what: str
-    ) -> None:
+    def __init__(self, repo: Repository, path: str, resp: Response, what: str) -> None:
         self._repo = repo
         self._path = path
         self._what = what
@@ -485,6 +514,7 @@ class BlobStream:
         self._skip = 0  # bytes of the current body to drop (a restart without Range)
         self._failures = 0
         self._resumes = 0
+        self._closed = False
 
     def read(self, n: int | None = -1) -> bytes:
         if n is None or n < 0:
@@ -504,8 +534,31 @@ class BlobStream:
                 self._failures = 0
             return data
 
+    def readinto(self, view: memoryview | bytearray) -> int:
+        """Fill *view* (fewer bytes only at the end); resumes as :meth:`read` does."""
+        view = memoryview(view)
+        while True:
+            try:
+                n = self._body.readinto(view)
+                while n and self._skip:
+                    drop = min(self._skip, n)
+                    self._skip -= drop
+                    view[: n - drop] = view[drop:n]
+                    n -= drop
+                    if not n:
+                        n = self._body.readinto(view)
+            except TransportError as e:
+                self._resume(e)
+                continue
+            if n:
+                self._offset += n
+                self._failures = 0
+            return n
+
     def _resume(self, error: TransportError) -> None:
         cancel.check()  # the connection was shut down on purpose
+        if self._closed:
+            raise error  # closed by its reader's owner (another thread): no new request
         client = self._repo.client
         policy = client.policy
         self._failures += 1
@@ -542,6 +595,7 @@ class BlobStream:
         return True
 
     def close(self) -> None:
+        self._closed = True
         self._body.close()
 
     def __enter__(self) -> BlobStream:
@@ -551,7 +605,7 @@ class BlobStream:
         self.close()
 
 
-def _error_code(resp: urllib3.BaseHTTPResponse) -> str:
+def _error_code(resp: Response) -> str:
     """The distribution error code of an error answer, if it has one (the body is consumed)."""
     from luff.registry.body import read_truncated
     from luff.registry.status import error_message

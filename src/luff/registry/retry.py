@@ -16,15 +16,12 @@ blob transfer (whose source stream the client cannot send twice):
 
 from __future__ import annotations
 
-import datetime
-import email.utils
-import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from luff import cancel
 from luff.errors import RegistryError, Side, TransportError
+from luff.record import Record, setfields
 
 if TYPE_CHECKING:
     from luff.context import Settings
@@ -57,13 +54,25 @@ class RetryLater(RegistryError):
         self.exhausted = exhausted
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(Record, frozen=True):
     """``max_attempts`` tries in all, exponential backoff from ``backoff`` seconds."""
 
-    max_attempts: int = 5
-    backoff: float = 0.25
-    max_delay: float = 30.0
+    max_attempts: int
+    backoff: float
+    max_delay: float
+
+    def __init__(
+        self,
+        max_attempts: int = 5,
+        backoff: float = 0.25,
+        max_delay: float = 30.0,
+    ) -> None:
+        setfields(
+            self,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            max_delay=max_delay,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
@@ -86,6 +95,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: str | None = None) -> float:
         """Seconds to wait after failed attempt number *attempt* (1-based)."""
+        import random
+
         d = self.backoff * (2 ** (max(1, attempt) - 1))
         if retry_after:
             d = max(d, retry_after_seconds(retry_after))
@@ -115,6 +126,9 @@ def retry_after_seconds(value: str) -> float:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import datetime
+    import email.utils
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -1,9 +1,9 @@
-"""HTTP transport: one urllib3 connection pool for every host, and its errors as luff's.
+"""HTTP transport: one pool of kept-alive connections for every host, and its errors as luff's.
 
 It sends one request and returns the response, its body unread; it knows
 nothing of registries (see :mod:`luff.registry.client` for ping, auth and
-retries). Its connections join the calling thread's cancel scope
-(:mod:`luff.registry.connections`).
+retries). The wire protocol, the pool and the connections that join the
+calling thread's cancel scope are :mod:`luff.registry.connections`.
 
 TLS is verified against the system's CAs (``SSL_CERT_FILE`` and
 ``SSL_CERT_DIR`` replace them, as in OpenSSL), plus ``Settings.ca_file``,
@@ -16,21 +16,18 @@ them ``client.cert`` and ``client.key``).
 
 from __future__ import annotations
 
-import re
-import ssl
 import threading
-import urllib.parse
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import urllib3
-from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import SSLError
-
+from luff import cancel
 from luff.errors import TransportError, UsageError
+from luff.registry.connections import Connection, Pool, Response, TLSFailure, WireError
 
 if TYPE_CHECKING:
+    import ssl
+    from pathlib import Path
+
     from luff.context import Settings
 
 Body = bytes | BinaryIO | Iterable[bytes] | None
@@ -45,25 +42,83 @@ class TimedOut(TransportError):
     """
 
 
+def split_url(url: str) -> tuple[str, str, str, int, str]:
+    """``(scheme, netloc, host, port, target)`` of an absolute http(s) URL; *target* is
+    the origin-form path and query that the request line carries."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("http", "https"):
+        raise TransportError(f"unsupported URL {url!r}", retryable=False)
+    slash = rest.find("/")
+    query = rest.find("?")
+    cut = min(i for i in (slash, query, len(rest)) if i >= 0)
+    netloc, target = rest[:cut], rest[cut:].partition("#")[0]
+    if not target.startswith("/"):
+        target = "/" + target
+    hostport = netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        host, port_text = hostport[1:end], hostport[end + 2 :]
+    elif hostport.count(":") == 1:
+        host, _, port_text = hostport.partition(":")
+    else:
+        host, port_text = hostport, ""
+    try:
+        port = int(port_text) if port_text else (443 if scheme == "https" else 80)
+    except ValueError:
+        raise TransportError(f"invalid port in URL {url!r}", retryable=False) from None
+    return scheme, hostport, host, port, target
+
+
+#: Requests sent again on a new connection when a kept-alive one fails before any answer
+#: (as Go's net/http does: methods without a body, whose repetition changes nothing).
+_AGAIN_ON_A_NEW_CONNECTION = frozenset({"GET", "HEAD"})
+_CLOSED_WHILE_IDLE = frozenset(
+    {"connection closed without an answer", "connection reset", "connection closed while sending"}
+)
+
+
+def url_netloc(url: str) -> str:
+    """The ``host[:port]`` of an absolute URL ("" for a relative one)."""
+    _, sep, rest = url.partition("://")
+    if not sep:
+        return ""
+    end = len(rest)
+    for c in "/?#":
+        i = rest.find(c)
+        if 0 <= i < end:
+            end = i
+    return rest[:end]
+
+
+def url_join(base: str, ref: str) -> str:
+    """*ref* resolved against the absolute URL *base*, as ``urllib.parse.urljoin`` does
+    (which it calls for any but the common forms: an absolute URL or an absolute path)."""
+    if "/." in ref or ref.startswith(".") or ref.startswith("//"):
+        return _urljoin(base, ref)
+    if ref.startswith("/"):
+        scheme, sep, _ = base.partition("://")
+        return f"{scheme}{sep}{url_netloc(base)}{ref}" if sep else _urljoin(base, ref)
+    head = ref.split("/", 1)[0]
+    if head in ("http:", "https:") and ref[len(head) : len(head) + 2] == "//":
+        return ref
+    return _urljoin(base, ref)
+
+
+def _urljoin(base: str, ref: str) -> str:
+    import urllib.parse
+
+    return urllib.parse.urljoin(base, ref)
+
+
 class Transport:
     """Sends requests over a shared, cancellable connection pool."""
 
     def __init__(self, settings: Settings) -> None:
-        from luff.registry.connections import pool_manager
-
         self.settings = settings
-        self._tls: dict[tuple[str, bool], ssl.SSLContext | None] = {}
+        self._tls: dict[tuple[str, bool], ssl.SSLContext] = {}
         self._tls_lock = threading.Lock()
-        timeout = settings.timeout
-        self.pool = pool_manager(
-            num_pools=32,
-            maxsize=max(8, settings.jobs * 2),
-            block=False,
-            retries=False,
-            timeout=urllib3.Timeout(connect=min(timeout, 15.0), read=timeout),
-            cert_reqs="CERT_REQUIRED",
-            blocksize=1 << 20,
-        )
+        self.pool = Pool(maxsize=max(8, settings.jobs * 2))
 
     def send(
         self,
@@ -75,48 +130,71 @@ class Transport:
         stream: bool,
         host: str,
         verify: bool = True,
-    ) -> urllib3.BaseHTTPResponse:
+    ) -> Response:
         """Send one request to *url*; *host* names the registry in errors.
 
-        With ``verify=False`` an HTTPS peer's certificate is not checked.
+        With ``verify=False`` an HTTPS peer's certificate is not checked. The
+        body of the answer is left unread when *stream* is True.
         """
-        kw: dict[str, Any] = {}
-        if url.startswith("https:"):
-            if not verify:
-                kw["cert_reqs"] = "CERT_NONE"
-            tls = self.tls_context(urllib.parse.urlsplit(url).netloc, verify)
-            if tls is not None:
-                kw["ssl_context"] = tls
+        scheme, netloc, hostname, port, target = split_url(url)
+        key = (scheme, netloc, verify)
+        conn = self.pool.get(key)
         try:
-            pool = self.pool.connection_from_url(url, pool_kwargs=kw or None)
-            return pool.urlopen(
-                method,
-                urllib3.util.parse_url(url).request_uri,  # origin-form, not the absolute URL
-                headers=dict(headers),
-                body=body,
-                redirect=False,
-                retries=False,
-                preload_content=not stream,
-                assert_same_host=False,
-            )
-        except SSLError as e:
+            if conn is not None and method in _AGAIN_ON_A_NEW_CONNECTION:
+                # A kept-alive connection the server closed just now (as idle) fails
+                # before any answer: a GET or HEAD goes again at once on a new one.
+                conn.join_scope()
+                try:
+                    resp = conn.request(method, target, netloc, headers, body)
+                except WireError as e:
+                    if e.reason not in _CLOSED_WHILE_IDLE:
+                        raise
+                    _drop(conn)
+                    cancel.check()
+                    conn = None
+            if conn is None:
+                tls = self.tls_context(netloc, verify) if scheme == "https" else None
+                timeout = self.settings.timeout
+                conn = Connection(key, hostname, port, tls, min(timeout, 15.0), timeout)
+                conn.join_scope()
+                conn.connect()
+                resp = conn.request(method, target, netloc, headers, body)
+            elif method not in _AGAIN_ON_A_NEW_CONNECTION:
+                conn.join_scope()
+                resp = conn.request(method, target, netloc, headers, body)
+        except TLSFailure as e:
+            _drop(conn)
+            cancel.check()
             hint = "" if not verify else f" (--insecure {host} skips verification)"
             raise TransportError(
-                f"TLS error: {reason(e)}{hint}", retryable=False, where=host
+                f"TLS error: {e.reason}{hint}", retryable=False, where=host
             ) from None
-        except Urllib3Error as e:
-            why = reason(e)
-            if why == "timed out":
+        except WireError as e:
+            _drop(conn)
+            cancel.check()  # the connection was shut down on purpose
+            if e.reason == "timed out":
                 raise TimedOut(
                     f"timed out: no answer within {self.settings.timeout:g} s",
                     retryable=False,
                     where=host,
                 ) from None
-            final = why in ("connection refused", "unknown host")
-            raise TransportError(why, retryable=not final, where=host) from None
+            raise TransportError(e.reason, retryable=e.retryable, where=host) from None
+        except BaseException:
+            _drop(conn)
+            raise
+        resp.pool = self.pool
+        if not stream:
+            try:
+                resp.data  # noqa: B018 - read whole, the connection goes back to the pool
+            except WireError as e:
+                cancel.check()
+                raise TransportError(
+                    f"connection lost while reading: {e.reason}", where=host
+                ) from None
+        return resp
 
-    def tls_context(self, netloc: str, verify: bool) -> ssl.SSLContext | None:
-        """The TLS settings for *netloc* (``host[:port]``); None for urllib3's defaults."""
+    def tls_context(self, netloc: str, verify: bool) -> ssl.SSLContext:
+        """The TLS settings for *netloc* (``host[:port]``)."""
         key = (netloc, verify)
         with self._tls_lock:
             if key not in self._tls:
@@ -128,12 +206,20 @@ class Transport:
         self.pool.clear()
 
 
+def _drop(conn: Connection | None) -> None:
+    if conn is not None:
+        conn.leave_scope()
+        conn.close()
+
+
 def host_cert_files(certs_dirs: Iterable[str], netloc: str) -> tuple[list[Path], Path | None]:
     """``(CA files, client certificate)`` for *netloc* in the ``certs.d`` directories.
 
     Every ``*.crt`` is a CA; a ``*.cert`` with a ``*.key`` beside it is a
     client certificate (the first one found is used).
     """
+    from pathlib import Path
+
     cas: list[Path] = []
     client: Path | None = None
     if not netloc or "/" in netloc or netloc.startswith("."):
@@ -153,11 +239,12 @@ def host_cert_files(certs_dirs: Iterable[str], netloc: str) -> tuple[list[Path],
     return cas, client
 
 
-def _tls_context(settings: Settings, netloc: str, verify: bool) -> ssl.SSLContext | None:
+def _tls_context(settings: Settings, netloc: str, verify: bool) -> ssl.SSLContext:
+    import ssl
+    from pathlib import Path
+
     cas, client = host_cert_files(settings.certs_dirs, netloc)
     extra = [Path(settings.ca_file)] if settings.ca_file else []
-    if verify and not (cas or client or extra):
-        return None
     ctx = ssl.create_default_context()
     if not verify:
         ctx.check_hostname = False
@@ -187,26 +274,3 @@ def _no_passphrase(key: Path) -> Any:
 
 def _ssl_reason(e: Exception) -> str:
     return str(getattr(e, "reason", None) or getattr(e, "strerror", None) or e)
-
-
-def reason(e: Exception) -> str:
-    """A short, readable reason for a urllib3 error."""
-    r = getattr(e, "reason", None)
-    text = str(r if r is not None else e)
-    if "Connection refused" in text:
-        return "connection refused"
-    if "Name or service not known" in text or "Temporary failure in name resolution" in text:
-        return "unknown host"
-    if "timed out" in text.lower():
-        return "timed out"
-    if "RemoteDisconnected" in text:
-        return "connection closed without an answer"
-    if "Connection reset" in text:
-        return "connection reset"
-    if "Broken pipe" in text or "BrokenPipe" in text:
-        return "connection closed while sending"
-    short = re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected\)", text)
-    if short:
-        got, more = int(short[1]), int(short[2])
-        return f"connection closed early (got {got} of {got + more} bytes)"
-    return text.split(": ", 1)[-1] if "Failed to establish" in text else text

@@ -9,7 +9,6 @@ class methods ``open_source(address, ctx)`` and ``open_target(address, ctx)``.
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import Protocol, cast
 
 from luff.context import Context, default_context
@@ -83,6 +82,8 @@ def local_address(text: str) -> Address:
     candidates = [(text, "")]
     candidates += [(text[:i], text[i + 1 :]) for i, c in enumerate(text) if c == ":" and i > 0]
     for path, rest in candidates:
+        from pathlib import Path
+
         p = Path(path)
         if p.is_dir():
             kind = OCI

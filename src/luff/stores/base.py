@@ -11,8 +11,6 @@ Optional abilities are declared as protocols, checked with ``isinstance``:
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -111,8 +109,12 @@ class Store(ABC):
 
         The default spools to a temporary file first, to learn the digest.
         """
+        import hashlib
+
         h = hashlib.sha256()
         n = 0
+        import tempfile
+
         with tempfile.TemporaryFile() as tmp:
             while chunk := stream.read(1 << 20):
                 h.update(chunk)

@@ -51,7 +51,7 @@ from luff.model.manifest import MAX_MANIFEST, Manifest, sniff_media_type
 from luff.model.referrers import ReferrerList, referrer_descriptor
 from luff.stores.base import BlobFetcher, Store, scan_referrers
 from luff.stores.files import not_regular, open_regular, read_regular
-from luff.stores.layout_dir import CHUNK, TMP_PREFIX, LayoutDir, blob_relpath
+from luff.stores.layout_dir import CHUNK, TMP_PREFIX, LayoutDir, blob_relpath, copy_into
 from luff.stores.layout_index import (
     INDEX_FILE,
     MAX_INDEX,
@@ -393,8 +393,7 @@ class LayoutStore(Store):
             src = VerifyingReader(stream, desc.digest, desc.size)  # type: ignore[assignment]
 
         def fill(f: BinaryIO) -> Digest:
-            while chunk := src.read(CHUNK):
-                f.write(chunk)
+            copy_into(src, f)
             return desc.digest
 
         self._write_blob(fill)

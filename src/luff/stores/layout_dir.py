@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from luff.errors import UsageError
-from luff.model.digest import Digest, is_digest
+from luff.model.digest import Digest, is_digest, readinto
 from luff.stores.files import UnsafePath
 
 TMP_PREFIX = ".luff-tmp-"
@@ -162,7 +162,7 @@ class LayoutDir:
         self.hold_shared()
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.path)
         try:
-            with os.fdopen(fd, "wb") as f:
+            with os.fdopen(fd, "wb", buffering=0) as f:  # large writes straight to the file
                 result = fill(f)
             path = dest(result)
             os.chmod(tmp, 0o644)
@@ -185,3 +185,19 @@ class LayoutDir:
         """Write a blob: *fill* writes its bytes and returns its digest; the file is then
         renamed to ``blobs/ALG/HEX``. Returns the digest."""
         return self._write(fill, lambda d: self.blob_dir(d, where) / d.hex)
+
+
+def copy_into(src: BinaryIO, f: BinaryIO) -> None:
+    """Write *src* to the unbuffered file *f*, read into one reused buffer when it can."""
+    buf = memoryview(bytearray(CHUNK))
+    first = readinto(src, buf)
+    if first is None:
+        while chunk := src.read(CHUNK):
+            f.write(chunk)
+        return
+    n = first
+    while n:
+        view = buf[:n]
+        while view:  # a raw write may be short
+            view = view[f.write(view) :]
+        n = readinto(src, buf) or 0

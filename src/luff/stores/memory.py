@@ -7,14 +7,12 @@ that provided it, so that writing the result anywhere is an ordinary copy.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
 import threading
 from collections.abc import Sequence
-from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from luff.errors import NotFound, PreconditionFailed, UsageError
 from luff.model import mediatypes as mt
@@ -23,6 +21,9 @@ from luff.model.digest import Digest, is_digest, verify_bytes
 from luff.model.manifest import Manifest
 from luff.model.referrers import ReferrerList, referrer_descriptor
 from luff.stores.base import ReferrerLister, Store
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class MemoryStore(Store):
@@ -263,6 +264,8 @@ class FileBlobs(Store):
 
     def add_file(self, path: str | os.PathLike[str], media_type: str) -> Descriptor:
         """Hash the regular file at *path* and serve it; returns its descriptor."""
+        from pathlib import Path
+
         p = Path(path)
         try:
             st = p.stat()
@@ -270,6 +273,8 @@ class FileBlobs(Store):
             raise UsageError(f"cannot read the file: {e.strerror}", where=str(path)) from None
         if not stat.S_ISREG(st.st_mode):
             raise UsageError("not a regular file", where=str(path))
+        import hashlib
+
         h = hashlib.sha256()
         n = 0
         with open(p, "rb") as f:

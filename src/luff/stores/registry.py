@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CHUNK_SIZE", "RegistryStore"]
 
+#: Blobs at least this large are read ahead (:mod:`luff.readahead`).
+READ_AHEAD = 8 << 20
+
 
 class RegistryStore(Store):
     """One repository of one registry.
@@ -128,7 +131,13 @@ class RegistryStore(Store):
     def _open(self, desc: Descriptor) -> BinaryIO:
         if mt.is_manifest(desc.media_type):
             return self.repo.get_manifest_stream(desc.digest)
-        return self.repo.get_blob(desc.digest)  # type: ignore[return-value]
+        stream = self.repo.get_blob(desc.digest)
+        if desc.size >= READ_AHEAD:
+            # Received in a thread of its own while the consumer hashes and writes.
+            from luff.readahead import ReadAhead
+
+            return ReadAhead(stream)  # type: ignore[return-value]
+        return stream  # type: ignore[return-value]
 
     # --- writing -------------------------------------------------------
     def mount_source(self, source: Store) -> str | None:

@@ -23,7 +23,6 @@ lose an entry. luff narrows this as far as the registry allows:
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -122,6 +121,8 @@ class TagSchema:
             try:
                 self.store.push_manifest_if(index, tag, cur[2] if cur is not None else None)
             except PreconditionFailed:
+                import random
+
                 cancel.sleep(min(1.0, 0.05 * 2**attempt) * (0.5 + random.random()))
                 continue
             listed_now = {d.digest for d in self.read(subject)}

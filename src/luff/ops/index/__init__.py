@@ -12,7 +12,6 @@ code, CLI flags or a spec file (:mod:`.options`), in one
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from luff.context import Context, default_context
@@ -40,6 +39,7 @@ from luff.ops.index.options import IndexOptions, load_spec, parse_spec
 from luff.ops.index.resolve import Entry, Resolver, bare, is_attestation
 from luff.ops.index.sources import Source, SourceSyntaxError
 from luff.ops.index.update import WINDOW, Written, write_back
+from luff.record import Record
 from luff.stores import open_target
 from luff.stores.base import Store
 
@@ -289,13 +289,22 @@ def filter(
     return written.descriptor
 
 
-@dataclass
-class Listing:
+class Listing(Record):
     """The entries of an index (or the single image) at a reference."""
 
     descriptor: Descriptor
     manifest: Manifest
     entries: list[Entry]
+
+    def __init__(
+        self,
+        descriptor: Descriptor,
+        manifest: Manifest,
+        entries: list[Entry],
+    ) -> None:
+        self.descriptor = descriptor
+        self.manifest = manifest
+        self.entries = entries
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: the index descriptor and its entries (attestations marked)."""

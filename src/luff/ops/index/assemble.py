@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from luff.errors import InvalidManifest, LuffError, UsageError
@@ -19,6 +18,7 @@ from luff.model.manifest import Manifest
 from luff.model.platform import Platform
 from luff.ops.index.edits import apply_edits
 from luff.ops.index.resolve import Content, Entry
+from luff.record import Record
 
 OCI = "oci"
 DOCKER = "docker"
@@ -37,26 +37,52 @@ def platform_key(p: Platform) -> tuple[str, str, str, str]:
     return (n.os, n.architecture, n.variant, n.os_version)
 
 
-@dataclass
-class Assembly:
+class Assembly(Record):
     """The inputs of one assembly, besides the new entries."""
 
     content: Mapping[Digest, Content]
-    base_doc: dict[str, Any] | None = None
-    base_entries: list[Entry] = field(default_factory=list)
-    format: str | None = None
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    edits: Sequence[str] = ()
-    allow_duplicate_platforms: bool = False
+    base_doc: dict[str, Any] | None
+    base_entries: list[Entry]
+    format: str | None
+    annotations: Mapping[str, str]
+    edits: Sequence[str]
+    allow_duplicate_platforms: bool
+
+    def __init__(
+        self,
+        content: Mapping[Digest, Content],
+        base_doc: dict[str, Any] | None = None,
+        base_entries: list[Entry] | None = None,
+        format: str | None = None,
+        annotations: Mapping[str, str] | None = None,
+        edits: Sequence[str] = (),
+        allow_duplicate_platforms: bool = False,
+    ) -> None:
+        self.content = content
+        self.base_doc = base_doc
+        self.base_entries = [] if base_entries is None else base_entries
+        self.format = format
+        self.annotations = {} if annotations is None else annotations
+        self.edits = edits
+        self.allow_duplicate_platforms = allow_duplicate_platforms
 
 
-@dataclass
-class Assembled:
+class Assembled(Record):
     """The index bytes, its entries (with where their content is), and what was replaced."""
 
     manifest: Manifest
     entries: list[Entry]
     replaced: list[tuple[Entry, Entry]]
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        entries: list[Entry],
+        replaced: list[tuple[Entry, Entry]],
+    ) -> None:
+        self.manifest = manifest
+        self.entries = entries
+        self.replaced = replaced
 
 
 def assemble(a: Assembly, new_groups: Sequence[Sequence[Entry]]) -> Assembled:

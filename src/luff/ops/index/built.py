@@ -8,7 +8,6 @@ serves every entry's content from the store that provided it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from luff.context import Context, default_context
@@ -18,16 +17,24 @@ from luff.model.manifest import Manifest
 from luff.model.reference import valid_tag
 from luff.ops.graph import Pushable
 from luff.ops.index.resolve import Entry
+from luff.record import Record, replace
 from luff.stores.base import Store
 from luff.stores.memory import OverlayStore
 
 
-@dataclass
-class Destination:
+class Destination(Record):
     """One repository to push to, with every tag it gets there."""
 
     address: Address
     tags: list[str]
+
+    def __init__(
+        self,
+        address: Address,
+        tags: list[str],
+    ) -> None:
+        self.address = address
+        self.tags = tags
 
     def __str__(self) -> str:
         if not self.tags:
@@ -64,8 +71,7 @@ def destinations(primary: str | Address, extra: Sequence[str] = ()) -> list[Dest
     return list(groups.values())
 
 
-@dataclass
-class BuiltIndex(Pushable):
+class BuiltIndex(Pushable, Record, hide=("stores", "store")):
     """A validated index held in memory, with where each entry's content is.
 
     Inspect :attr:`manifest` (exact bytes), :attr:`document` and
@@ -75,12 +81,24 @@ class BuiltIndex(Pushable):
 
     manifest: Manifest
     entries: list[Entry]
-    replaced: list[tuple[Entry, Entry]] = field(default_factory=list)
-    ctx: Context = field(default_factory=default_context)
-    stores: list[Store] = field(default_factory=list, repr=False)
-    store: OverlayStore = field(init=False, repr=False)
+    replaced: list[tuple[Entry, Entry]]
+    ctx: Context
+    stores: list[Store]
+    store: OverlayStore  # made here: serves the index and every entry's content
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        entries: list[Entry],
+        replaced: list[tuple[Entry, Entry]] | None = None,
+        ctx: Context | None = None,
+        stores: list[Store] | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.entries = entries
+        self.replaced = [] if replaced is None else replaced
+        self.ctx = default_context() if ctx is None else ctx
+        self.stores = [] if stores is None else stores
         self.store = OverlayStore(f"index {self.manifest.digest.short}")
         self.store.add(self.manifest)
         for e in self.entries:

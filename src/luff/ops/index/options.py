@@ -29,14 +29,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from luff.errors import InvalidPlatform, UsageError
 from luff.model.address import FILE_TRANSPORTS
 from luff.model.platform import Platform
 from luff.ops.index.sources import Source
+from luff.record import Record
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _TOP = {
     "target",
@@ -51,8 +53,7 @@ _TOP = {
 _SOURCE = {"ref", "only", "platform", "variant", "os.version", "os.features", "annotations"}
 
 
-@dataclass
-class IndexOptions:
+class IndexOptions(Record):
     """What ``index create|append|filter`` take besides their base: sources and settings.
 
     Produced by the CLI's flags, by a spec file (:func:`load_spec`), or by
@@ -61,14 +62,34 @@ class IndexOptions:
     or full addresses.
     """
 
-    sources: list[Source] = field(default_factory=list)
-    target: str | None = None
-    tags: list[str] = field(default_factory=list)
-    annotations: dict[str, str] = field(default_factory=dict)
-    edits: list[str] = field(default_factory=list)
-    format: str | None = None
-    allow_duplicate_platforms: bool = False
-    flatten: bool = True
+    sources: list[Source]
+    target: str | None
+    tags: list[str]
+    annotations: dict[str, str]
+    edits: list[str]
+    format: str | None
+    allow_duplicate_platforms: bool
+    flatten: bool
+
+    def __init__(
+        self,
+        sources: list[Source] | None = None,
+        target: str | None = None,
+        tags: list[str] | None = None,
+        annotations: dict[str, str] | None = None,
+        edits: list[str] | None = None,
+        format: str | None = None,
+        allow_duplicate_platforms: bool = False,
+        flatten: bool = True,
+    ) -> None:
+        self.sources = [] if sources is None else sources
+        self.target = target
+        self.tags = [] if tags is None else tags
+        self.annotations = {} if annotations is None else annotations
+        self.edits = [] if edits is None else edits
+        self.format = format
+        self.allow_duplicate_platforms = allow_duplicate_platforms
+        self.flatten = flatten
 
     def merged(self, later: IndexOptions) -> IndexOptions:
         """These options, then *later*'s: lists are joined, single values taken from *later*."""
@@ -87,6 +108,8 @@ class IndexOptions:
 
 def load_spec(path: str | os.PathLike[str]) -> IndexOptions:
     """Read and check a YAML (or JSON) spec file."""
+    from pathlib import Path
+
     import yaml
 
     p = Path(path)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from luff.context import Context
@@ -24,6 +23,7 @@ from luff.model.platform import Platform
 from luff.ops.common import config_platform, get_root, open_root
 from luff.ops.index.sources import Source
 from luff.pool import run_all
+from luff.record import Record
 from luff.stores.base import Store
 
 
@@ -36,18 +36,23 @@ def is_attestation(desc: Descriptor) -> bool:
     )
 
 
-@dataclass
-class Entry:
+class Entry(Record):
     """One entry of an index: its JSON form, where its content is, who provided it."""
 
     raw: dict[str, Any]
     source: str
     store: Store
-    manifest: Manifest | None = None
-    descriptor: Descriptor = field(init=False)
+    manifest: Manifest | None
+    descriptor: Descriptor  # parsed from raw
 
-    def __post_init__(self) -> None:
-        self.descriptor = Descriptor.from_dict(self.raw)
+    def __init__(
+        self, raw: dict[str, Any], source: str, store: Store, manifest: Manifest | None = None
+    ) -> None:
+        self.raw = raw
+        self.source = source
+        self.store = store
+        self.manifest = manifest
+        self.descriptor = Descriptor.from_dict(raw)
 
     @property
     def digest(self) -> Digest:
@@ -83,15 +88,28 @@ class Entry:
         return f"<Entry {self.digest.short} {kind} from {self.source}>"
 
 
-@dataclass
-class Content:
+class Content(Record):
     """A manifest some source provides: where, what kind, how big."""
 
     store: Store
     media_type: str
     size: int
     source: str
-    manifest: Manifest | None = None
+    manifest: Manifest | None
+
+    def __init__(
+        self,
+        store: Store,
+        media_type: str,
+        size: int,
+        source: str,
+        manifest: Manifest | None = None,
+    ) -> None:
+        self.store = store
+        self.media_type = media_type
+        self.size = size
+        self.source = source
+        self.manifest = manifest
 
 
 def bare(desc: Descriptor) -> Descriptor:
@@ -140,13 +158,9 @@ class Resolver:
         return root.store, root.descriptor, root.manifest
 
     def resolve_all(self, sources: Sequence[Source]) -> list[list[Entry]]:
-        """The entries of every source, in order; the sources are opened concurrently."""
-        opened = run_all(self.open, list(sources), self.ctx.limiter)
-        return run_all(
-            lambda t: self.expand(*t),
-            [(s, *o) for s, o in zip(sources, opened, strict=True)],
-            self.ctx.limiter,
-        )
+        """The entries of every source, in order; the sources are opened and read
+        concurrently (one task per source: opened, then its platforms read)."""
+        return run_all(lambda s: self.expand(s, *self.open(s)), list(sources), self.ctx.limiter)
 
     def expand(self, src: Source, store: Store, desc: Descriptor, m: Manifest) -> list[Entry]:
         """The entries *src* contributes, with overrides applied."""

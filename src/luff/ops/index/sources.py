@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from luff.errors import InvalidPlatform, UsageError
 from luff.model.digest import is_digest
 from luff.model.platform import Platform
+from luff.record import replace
 from luff.stores.base import Store
 
 ADDRESS_KEYS = ("ref", "src", "source")

@@ -21,10 +21,8 @@ that do this at once lose one update unless the write is conditional.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from luff import cancel
@@ -35,6 +33,7 @@ from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.ops.graph import Pushable
+from luff.record import Record
 from luff.stores.base import ConditionalTagger, Store
 
 #: Default window (seconds) of ``concurrent`` writes: reading to writing takes at most half.
@@ -48,14 +47,25 @@ Current = tuple[Descriptor, Manifest, str] | None
 G = TypeVar("G", bound=Pushable)
 
 
-@dataclass
-class Written(Generic[G]):
+class Written(Record, Generic[G]):
     """What a write back did: what was written, and how many times it had to try again."""
 
     built: G
     descriptor: Descriptor
-    retries: int = 0
-    rounds: int = 1
+    retries: int
+    rounds: int
+
+    def __init__(
+        self,
+        built: G,
+        descriptor: Descriptor,
+        retries: int = 0,
+        rounds: int = 1,
+    ) -> None:
+        self.built = built
+        self.descriptor = descriptor
+        self.retries = retries
+        self.rounds = rounds
 
 
 class LostUpdate(LuffError):
@@ -113,7 +123,7 @@ def write_back(
         if not timed:
             written.retries = total
             return written
-        cancel.sleep(window * (1 + random.random() * 0.1))
+        cancel.sleep(window * (1 + _random() * 0.1))
         now = read(store, tag)
         have = {d.digest for d in now[1].manifests} if now is not None else set()
         missing = [d for d in added(written.built) if d not in have]
@@ -186,7 +196,7 @@ def _write(
             if attempt == tries - 1:
                 raise
             ctx.say(f"{store.name}:{tag}: the tag moved; reading it again")
-            cancel.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+            cancel.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + _random()))
             continue
         return Written(built, built.descriptor, attempt)
     raise LostUpdate(
@@ -203,3 +213,9 @@ def _probe(store: ConditionalTagger, tag: str) -> Manifest | None:
 def _base_entries(cur: Current) -> list[Descriptor]:
     """The entries of the index that was read: the target holds them already."""
     return [] if cur is None or not cur[1].is_index else cur[1].manifests
+
+
+def _random() -> float:
+    import random
+
+    return random.random()
