@@ -121,14 +121,12 @@ class TagSchema:
             try:
                 self.store.push_manifest_if(index, tag, cur[2] if cur is not None else None)
             except PreconditionFailed:
-                import random
-
-                cancel.sleep(min(1.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+                _backoff(attempt)
                 continue
             listed_now = {d.digest for d in self.read(subject)}
             if all(e.digest in listed_now for e in new):
                 return
-            cancel.sleep(min(1.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+            _backoff(attempt)
         raise RegistryError(
             f"could not list referrers in {tag}: other writers kept changing it",
             where=self.store.name,
@@ -167,3 +165,10 @@ class TagSchema:
             "referrers listed in the tag schema kept being overwritten by other writers",
             where=self.store.name,
         )
+
+
+def _backoff(attempt: int) -> None:
+    """A short jittered wait before writing the tag again."""
+    import random
+
+    cancel.sleep(min(1.0, 0.05 * 2**attempt) * (0.5 + random.random()))
