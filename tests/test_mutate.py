@@ -535,6 +535,24 @@ def test_bad_input_fails_in_one_line_and_pushes_nothing(
     assert logged.writes() == []
 
 
+def test_a_change_refused_by_several_images_names_the_first_in_index_order(
+    logged: Logged,
+) -> None:
+    plats = ("linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x", "linux/riscv64")
+    idx = random_index(plats, size=200)
+    logged.push(idx, "src/many:1")
+    first = idx.manifest.manifests[0]
+    for _ in range(5):  # the images are edited side by side: a race would show in a few runs
+        line = error_line(
+            luff_cli(
+                "mutate", f"{logged.host}/src/many:1", "--config-set", ".config.User = 1", "-t", "2"
+            ),
+            1,
+        )
+        assert f"{first.digest} (linux/amd64)" in line, line
+    assert logged.writes() == []
+
+
 def test_append_to_windows_is_refused_other_changes_work(logged: Logged, files: Files) -> None:
     store = MemoryStore()
     linux, win = random_image("linux/amd64", store=store), random_image(WIN, store=store)

@@ -17,11 +17,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from luff.context import Context, default_context
 from luff.copy import MAX_DEPTH, Plan, Progress
-from luff.errors import LimitExceeded, NotFound, UsageError
+from luff.errors import InvalidManifest, LimitExceeded, LuffError, NotFound, UsageError
 from luff.model import mediatypes as mt
 from luff.model.address import Address, check_tag
 from luff.model.descriptor import Descriptor
@@ -52,6 +52,7 @@ from luff.stores.base import Store, origin_of
 from luff.stores.memory import OverlayStore
 
 _IMAGE_CONFIGS = (mt.OCI_CONFIG, mt.DOCKER_CONFIG)
+_T = TypeVar("_T")
 
 Ref = str | Address | Source | BuiltIndex
 
@@ -222,7 +223,7 @@ class _Builder:
             elif mt.is_image_manifest(d.media_type):
                 images.append(d)
                 slots.append(None)
-        done = iter(run_all(self.entry, images, self.ctx.limiter))
+        done = iter([_raised(r) for r in run_all(self._entry_or_refusal, images, self.ctx.limiter)])
         for slot in slots:
             if slot is not None:
                 self.images += slot
@@ -251,6 +252,16 @@ class _Builder:
         if new_index is not m:
             self.overlay.add(new_index)
         return new_index
+
+    def _entry_or_refusal(
+        self, d: Descriptor
+    ) -> tuple[ImageChange, list[str], Manifest | None] | LuffError:
+        # A refused change is returned, not raised, so that the other images go on and
+        # the error named is the first image's in index order, not the quickest one's.
+        try:
+            return self.entry(d)
+        except (UsageError, InvalidManifest) as e:
+            return e
 
     def entry(self, d: Descriptor) -> tuple[ImageChange, list[str], Manifest | None]:
         m: Manifest | None = None
@@ -303,6 +314,12 @@ class _Builder:
             self.overlay.provide(layer.digest, self.layer_store)
         self.overlay.add(new)
         return ImageChange(plat, d, new.descriptor(platform=d.platform)), [], new
+
+
+def _raised(r: _T | LuffError) -> _T:
+    if isinstance(r, LuffError):
+        raise r
+    return r
 
 
 @dataclass
