@@ -198,3 +198,28 @@ def test_a_warm_index_create_reads_each_source_once_and_heads_the_target(
         want[("GET", f"/v2/build/app{i}/manifests/1", 200)] += 1
         want[("GET", f"/v2/build/app{i}/blobs/{img.manifest.config.digest}", 200)] += 1
     assert got == want
+
+
+def test_referrers_are_written_after_their_subject_and_the_tag_last(
+    logged: Logged, logged2: Logged
+) -> None:
+    """Also for the root copied by tag: it is written by digest before its referrers."""
+    from tests.images import cosign_signature, sbom
+
+    idx = random_index(["linux/amd64", "linux/arm64"], size=300)
+    idx.push(f"{logged.host}/signed/app:1")
+    attached = [sbom(idx, seed=1), cosign_signature(idx.children[0], oci11=True)]
+    attached.append(cosign_signature(attached[0], oci11=True))  # a signature on the SBOM
+    for a in attached:
+        a.push(f"{logged.host}/signed/app@{a.digest}")
+    p = luff("copy", "--referrers", f"{logged.host}/signed/app:1", f"{logged2.host}/signed/app:1")
+    assert p.returncode == 0, p.stderr
+    puts = [
+        path.rpartition("/")[2]
+        for method, path, _ in logged2.requests("signed/app")
+        if method == "PUT" and "/manifests/" in path
+    ]
+    assert puts[-1] == "1"  # the tag moves last
+    for a in attached:
+        subject = str(a.manifest.subject.digest) if a.manifest.subject else ""
+        assert subject in puts and puts.index(subject) < puts.index(str(a.digest)), (a, puts)

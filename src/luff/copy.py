@@ -506,8 +506,11 @@ def plan_graph(
     copier.add(source, desc, manifest)
     plan = copier.plan()
     root = next((m for m in plan.manifests if m.descriptor.digest == desc.digest), None)
-    if root is not None and tags:
-        root.action = TAG  # written once, with its tags, after everything else
+    # Written once, with its tags, after everything else; but a root with referrers to
+    # write is written at its level, so that they come after it, and tagged at the end.
+    attached = any(m.after == desc.digest and m.action == COPY for m in plan.manifests)
+    if root is not None and tags and not attached:
+        root.action = TAG
     return copier, plan
 
 
