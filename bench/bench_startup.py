@@ -19,7 +19,7 @@ stated in: ``--help`` and ``version`` against ``python -c pass`` (target:
 warm index create (target: <= 0.15 s). ``--before PATH`` times another luff
 (the old one) in the same rounds, as ``*-before``.
 
-    .venv/bin/python bench/bench_startup.py [--runs 21] [--before /work/before/.venv/bin/luff]
+    .venv/bin/python bench/bench_startup.py [--runs 21] [--before ../luff-before/.venv/bin/luff]
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ def luff_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--before",
         metavar="PATH",
-        help="also measure this luff, as 'before' (the old one: /work/before/.venv/bin/luff)",
+        help="also measure this luff, as 'before' (an older one, in a worktree of its own)",
     )
     ap.add_argument(
         "--busy",
