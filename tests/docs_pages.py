@@ -234,6 +234,11 @@ def _readme(s: Setup) -> None:
             sbom(img, seed=len(arch)),
             f"{host}.internal:5000/app@{sbom(img, seed=len(arch)).digest}",
         )
+    s.file(
+        "corp-bundle.pem",
+        "-----BEGIN CERTIFICATE-----\nMIIB (a CA of yours)\n-----END CERTIFICATE-----\n",
+    )
+    s.file("signature.json", '{"signed": "by the release key"}\n')
 
 
 @setup("docs/tutorials/multi-platform-release.md", "docs/index.md")
