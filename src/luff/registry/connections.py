@@ -15,6 +15,11 @@ shuts down only the connections its own job holds.
 Failures are :class:`WireError` with a short reason (``connection refused``,
 ``timed out``, ``connection closed early (got N of M bytes)``, ...), which
 the transport turns into :class:`~luff.errors.TransportError`.
+
+At about 700 lines this module is longer than the others on purpose: the
+connection, the response reading from it and the pool that keeps it share
+one state (the socket, its read buffer, whether it may be reused), and
+split apart they would reach into each other's internals.
 """
 
 from __future__ import annotations
