@@ -45,7 +45,7 @@ from luff.ops.index import targets_of
 from luff.ops.index.built import BuiltIndex, Destination, destinations
 from luff.ops.index.resolve import is_attestation
 from luff.ops.index.sources import Source
-from luff.ops.index.update import WINDOW, write_back
+from luff.ops.index.update import write_back_all, writes_back
 from luff.ops.layers import Layer, LayerStore, layer_media_type
 from luff.pool import run_all
 from luff.stores.base import Store, origin_of
@@ -526,42 +526,32 @@ def mutate(
         dests = destinations(given[0], given[1:])
     else:
         raise UsageError("give a target: the source has no address to write back to")
-    if dry_run or not isinstance(ref, (str, Address)) or not _writes_back(ref, dests):
-        m = build(
-            ref, changes=changes, append=append, platforms=platforms,
-            keep_attestations=keep_attestations, ctx=ctx,
-        )  # fmt: skip
-        plans: list[tuple[Destination, Plan]] = []
-        try:
-            for d in dests:
-                if dry_run:
-                    plans.append((d, m.plan(d.address, d.tags)))
-                    continue
-
-                def record(plan: Plan, d: Destination = d) -> None:
-                    plans.append((d, plan))
-                    if on_plan is not None:
-                        on_plan(plan)
-
-                m.push(d.address, d.tags, progress=progress, on_plan=record)
-        finally:
-            m.close()
-    else:
+    if not dry_run and isinstance(ref, (str, Address)) and writes_back(as_address(ref), dests):
         m, plans = _write_back(
             ref, dests, changes, append, platforms, keep_attestations, concurrent, window,
             ctx, progress, on_plan,
         )  # fmt: skip
+        return Result(m.descriptor, m.old, m.images, m.attestations, plans, m.notes, pushed=True)
+    m = build(
+        ref, changes=changes, append=append, platforms=platforms,
+        keep_attestations=keep_attestations, ctx=ctx,
+    )  # fmt: skip
+    plans = []
+    try:
+        for d in dests:
+            if dry_run:
+                plans.append((d, m.plan(d.address, d.tags)))
+                continue
+
+            def record(plan: Plan, d: Destination = d) -> None:
+                plans.append((d, plan))
+                if on_plan is not None:
+                    on_plan(plan)
+
+            m.push(d.address, d.tags, progress=progress, on_plan=record)
+    finally:
+        m.close()
     return Result(m.descriptor, m.old, m.images, m.attestations, plans, m.notes, pushed=not dry_run)
-
-
-def _writes_back(ref: str | Address, dests: list[Destination]) -> bool:
-    addr = as_address(ref)
-    first = dests[0]
-    return (
-        addr.has_tag
-        and first.address.repository_key == addr.repository_key
-        and addr.tag in first.tags
-    )
 
 
 def _write_back(
@@ -581,35 +571,30 @@ def _write_back(
     addr = as_address(ref)
     p = _prepare(ref, changes, append, platforms, keep_attestations, ctx)
     plans: list[tuple[Destination, Plan]] = []
-    first = dests[0]
 
-    def record(plan: Plan) -> None:
-        plans.append((first, plan))
+    def record(d: Destination, plan: Plan) -> None:
+        plans.append((d, plan))
         if on_plan is not None:
             on_plan(plan)
 
-    def rebuild(cur: tuple[Descriptor, Manifest, str] | None) -> Mutation:
+    def rebuild(store: Store, cur: tuple[Descriptor, Manifest, str] | None) -> Mutation:
         if cur is None:
             raise NotFound("the tag is gone", where=str(addr))
-        return p.onto(p.src.store, cur[0], cur[1])
+        return p.onto(store, cur[0], cur[1])
 
     try:
-        written = write_back(
-            p.src.store,
-            addr.tag,
+        written = write_back_all(
+            addr,
+            dests,
             rebuild,
             added=lambda m: [c.new.digest for c in m.images if c.changed],
             concurrent=concurrent,
-            window=window or WINDOW,
+            window=window,
             ctx=p.ctx,
             progress=progress,
             on_plan=record,
         )
-        m = written.built
-        rest = [t for t in first.tags if t != addr.tag]
-        more = [Destination(first.address, rest)] if rest else []
-        m.push_all([*more, *dests[1:]], progress=progress, on_plan=on_plan)
-        return m, plans
+        return written.built, plans
     finally:
         for s in p.stores:
             s.close()

@@ -38,9 +38,8 @@ from luff.ops.index.edits import apply_edits
 from luff.ops.index.options import IndexOptions, load_spec, parse_spec
 from luff.ops.index.resolve import Entry, Resolver, bare, is_attestation
 from luff.ops.index.sources import Source, SourceSyntaxError
-from luff.ops.index.update import WINDOW, Written, write_back
+from luff.ops.index.update import Written, write_back_all, writes_back
 from luff.record import Record
-from luff.stores import open_target
 from luff.stores.base import Store
 
 __all__ = [
@@ -149,33 +148,24 @@ def _write(
     progress: Progress | None,
     on_plan: Callable[[Plan], None] | None,
 ) -> Written[BuiltIndex]:
-    """Write the result to *dests*; back to *base*'s own tag with :func:`write_back`."""
+    """Write the result to *dests*; back to *base*'s own tag with :func:`write_back_all`."""
     from luff.copy import as_referrers
 
-    ctx = r.ctx
     baddr = parse_address(base)
-    first = dests[0]
     try:
-        if first.address.repository_key == baddr.repository_key and baddr.tag in first.tags:
-            store = opened[0] if opened is not None else open_target(first.address, ctx)
-            written = write_back(
-                store,
-                baddr.tag,
-                lambda cur: onto(store, cur[0], cur[1]) if cur else onto(None, None, None),
+        if writes_back(baddr, dests):
+            return write_back_all(
+                baddr,
+                dests,
+                lambda store, cur: onto(store, cur[0], cur[1]) if cur else onto(None, None, None),
                 added=added,
                 concurrent=concurrent,
-                window=window or WINDOW,
-                ctx=ctx,
+                window=window,
+                ctx=r.ctx,
                 progress=progress,
-                on_plan=on_plan,
+                on_plan=None if on_plan is None else lambda _, plan: on_plan(plan),
                 referrers=as_referrers(referrers),
             )
-            rest = [t for t in first.tags if t != baddr.tag]
-            more = [Destination(first.address, rest)] if rest else []
-            written.built.push_all(
-                [*more, *dests[1:]], progress=progress, on_plan=on_plan, referrers=referrers
-            )
-            return written
         st, desc, m = opened if opened is not None else (None, None, None)
         built = onto(st, desc, m)
         built.push_all(dests, progress=progress, on_plan=on_plan, referrers=referrers)

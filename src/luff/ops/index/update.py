@@ -29,11 +29,14 @@ from luff import cancel
 from luff.context import Context
 from luff.copy import Expect, Plan, Progress, Referrers, copy_graph
 from luff.errors import LuffError, PreconditionFailed
+from luff.model.address import Address
 from luff.model.descriptor import Descriptor
 from luff.model.digest import Digest
 from luff.model.manifest import Manifest
 from luff.ops.graph import Pushable
+from luff.ops.index.built import Destination
 from luff.record import Record
+from luff.stores import open_target
 from luff.stores.base import ConditionalTagger, Store
 
 #: Default window (seconds) of ``concurrent`` writes: reading to writing takes at most half.
@@ -83,6 +86,67 @@ def read(store: Store, tag: str) -> Current:
     except NotFound:
         return None
     return desc, m, str(desc.digest)
+
+
+def writes_back(base: Address, dests: Sequence[Destination]) -> bool:
+    """Whether the first of *dests* is *base*'s own tag, to be read and written back.
+
+    Not for a file rewritten whole by every write (an archive): there is no
+    tag to race for, and the write replaces the file.
+    """
+    first = dests[0]
+    return (
+        base.has_tag
+        and not first.address.kind.single_file
+        and first.address.repository_key == base.repository_key
+        and base.tag in first.tags
+    )
+
+
+def write_back_all(
+    base: Address,
+    dests: Sequence[Destination],
+    rebuild: Callable[[Store, Current], G],
+    *,
+    added: Callable[[G], Sequence[Digest]],
+    concurrent: bool,
+    window: float | None,
+    ctx: Context,
+    progress: Progress | None = None,
+    on_plan: Callable[[Destination, Plan], None] | None = None,
+    referrers: Referrers | None = None,
+) -> Written[G]:
+    """:func:`write_back` to *base*'s own tag (see :func:`writes_back`), then the other *dests*.
+
+    The tag is read and written through a store opened for writing (closed
+    when the write is done, so that what closing checks or writes happens);
+    ``rebuild(store, current)`` makes the result from what the tag holds.
+    """
+    first = dests[0]
+
+    def plan_of(d: Destination) -> Callable[[Plan], None] | None:
+        return None if on_plan is None else (lambda plan: on_plan(d, plan))
+
+    with open_target(first.address, ctx) as store:
+        written = write_back(
+            store,
+            base.tag,
+            lambda cur: rebuild(store, cur),
+            added=added,
+            concurrent=concurrent,
+            window=window or WINDOW,
+            ctx=ctx,
+            progress=progress,
+            on_plan=plan_of(Destination(first.address, [base.tag])),
+            referrers=referrers,
+        )
+        # The result may read from *store* (the base's content): it stays open meanwhile.
+        rest = [t for t in first.tags if t != base.tag]
+        for d in [*([Destination(first.address, rest)] if rest else []), *dests[1:]]:
+            written.built.push(
+                d.address, d.tags, progress=progress, on_plan=plan_of(d), referrers=referrers
+            )
+    return written
 
 
 def write_back(
