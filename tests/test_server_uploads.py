@@ -21,8 +21,9 @@ import pytest
 import urllib3
 
 from luff.model import mediatypes as mt
+from luff.model.jsonutil import too_deep as json_too_deep
 from luff.server import RegistryServer
-from luff.server.manifests import MAX_JSON_DEPTH, json_too_deep
+from luff.server.manifests import MAX_JSON_DEPTH
 from tests.test_server import Http, error_code, manifest, sha
 
 LUFF = [sys.executable, "-m", "luff"]
@@ -269,6 +270,23 @@ def test_json_depth_bound() -> None:
     assert json_too_deep(nested(100_000))
     # many shallow arrays are fine
     assert not json_too_deep(b"[" + b"[[]]," * 100_000 + b"[]]")
+
+
+def test_json_depth_check_is_linear_on_unterminated_strings() -> None:
+    """4 MiB of escaped quotes in a string that never ends, and 4 MiB of lone quotes: the
+    check (and the parse it guards) ends at once. A scan restarted at every quote took
+    20 s for 80 kB, hours for this. The timeout is a bound on a hang, not a speed test."""
+    code = (
+        "from luff.model.jsonutil import loads\n"
+        "for text in (b'[' * 100 + b'\"' + b'\\\\\"' * (2 << 20), b'[' * 100 + b'\"' * (4 << 20)):\n"
+        "    try:\n"
+        "        loads(text)\n"
+        "    except Exception:\n"
+        "        pass\n"
+        "print('ok')\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "ok", p.stderr
 
 
 def image_with(http: Http, repo: str, annotation: bytes = b"", field: bytes = b"") -> bytes:

@@ -4,8 +4,9 @@ Python's ``json`` parser recurses once per level, so a few hundred
 thousand ``[`` in a manifest, a layout's ``index.json``, an archive's
 ``manifest.json`` or a token response end in a ``RecursionError``. Every
 JSON text that luff did not write itself is parsed with :func:`loads`, which
-first measures the nesting depth of the text (strings skipped) and refuses
-anything deeper than :data:`MAX_DEPTH` levels with :class:`LimitExceeded`.
+first measures the nesting depth of the text (strings skipped; see
+:func:`too_deep`) and refuses anything deeper than :data:`MAX_DEPTH` levels
+with :class:`LimitExceeded`. The embedded registry uses the same check.
 Real manifests and indexes nest about five levels deep.
 """
 
@@ -20,37 +21,44 @@ from luff.errors import LimitExceeded
 #: The deepest nesting of arrays and objects accepted (documented in the README).
 MAX_DEPTH = 64
 
-# A JSON string (escapes included), to be skipped when counting brackets. The unrolled
-# form keeps one attempt linear even in an unterminated string.
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS_B = bytes(b for b in range(256) if b not in b"[]{}")
+_SPECIAL = re.compile(rb'[\[\]{}"]')
+# The rest of a JSON string after its opening quote, escapes included: one match per
+# string, linear even when the string never ends.
+_STRING_TAIL = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
-def depth(data: bytes | str) -> int:
-    """The deepest nesting of ``[`` and ``{`` in *data*, outside strings.
+def too_deep(data: bytes | str, limit: int = MAX_DEPTH) -> bool:
+    """True when *data* nests arrays and objects more than *limit* deep (outside strings).
 
-    The count stops one past :data:`MAX_DEPTH`, so a deep text costs no more
-    than a shallow one.
+    One pass, linear in the text whatever it holds. Text that is not JSON (a
+    string that never ends) may answer either way: the parser refuses it.
     """
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS_B)
-    level = deepest = 0
-    for c in brackets:
-        if c in b"[{":
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    level = pos = 0
+    search = _SPECIAL.search
+    while (m := search(raw, pos)) is not None:
+        c = raw[m.start()]
+        pos = m.end()
+        if c == 0x22:  # a string: skip to its closing quote
+            s = _STRING_TAIL.match(raw, pos)
+            if s is None:
+                return False
+            pos = s.end()
+        elif c in (0x5B, 0x7B):
             level += 1
-            if level > deepest:
-                deepest = level
-                if deepest > MAX_DEPTH:
-                    break
+            if level > limit:
+                return True
         else:
             level -= 1
-    return deepest
+    return False
 
 
 def loads(data: bytes | str, *, what: str = "JSON", where: str = "") -> Any:
     """``json.loads`` for untrusted text: *what* nested deeper than :data:`MAX_DEPTH`
     raises :class:`LimitExceeded` (``"<what> nested too deeply ..."``; *where* names
     the source). Other errors are ``json.loads``'s own (``ValueError``)."""
-    if depth(data) > MAX_DEPTH:
+    if too_deep(data):
         raise LimitExceeded(f"{what} nested too deeply (more than {MAX_DEPTH} levels)", where=where)
     return json.loads(data)

@@ -20,6 +20,7 @@ from aiohttp import web
 from luff.errors import LuffError
 from luff.model import mediatypes as mt
 from luff.model.digest import Digest
+from luff.model.jsonutil import MAX_DEPTH, too_deep
 from luff.model.manifest import MAX_MANIFEST, Manifest
 from luff.server.api import TAG_RE, ApiError, check_name, head_response, paginate, parse_digest
 from luff.server.auth import Access
@@ -27,44 +28,11 @@ from luff.server.gate import Gate
 from luff.server.storage import Storage
 
 #: Manifests nested deeper than this (arrays and objects) are refused as invalid.
-#: Real manifests nest about 5 levels; the bound keeps parsing far from recursion limits.
-MAX_JSON_DEPTH = 64
-
-
-_JSON_SPECIAL = re.compile(rb'[\[\]{}"]')
-_STRING_TAIL = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.S)
-
-
-def json_too_deep(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """True when the JSON text *data* nests arrays/objects more than *limit* deep.
-
-    Brackets inside strings do not count. Text that is not JSON may answer
-    either way; the parser refuses it afterwards.
-    """
-    if data.count(b"[") + data.count(b"{") <= limit:
-        return False
-    depth = 0
-    pos = 0
-    search = _JSON_SPECIAL.search
-    while (m := search(data, pos)) is not None:
-        c = data[m.start()]
-        pos = m.end()
-        if c == 0x22:  # a string: skip to its closing quote
-            s = _STRING_TAIL.match(data, pos)
-            if s is None:
-                return False  # unterminated: not JSON
-            pos = s.end()
-        elif c in (0x5B, 0x7B):
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
+MAX_JSON_DEPTH = MAX_DEPTH
 
 
 def _parse_manifest(data: bytes, ctype: str) -> Manifest:
-    if json_too_deep(data):
+    if too_deep(data):
         raise ApiError(
             400,
             "MANIFEST_INVALID",
@@ -74,7 +42,7 @@ def _parse_manifest(data: bytes, ctype: str) -> Manifest:
         return Manifest.parse(data, ctype)
     except LuffError as e:
         raise ApiError(400, "MANIFEST_INVALID", str(e)) from None
-    except RecursionError:  # pragma: no cover - json_too_deep keeps well below the limit
+    except RecursionError:  # pragma: no cover - too_deep keeps well below the limit
         raise ApiError(400, "MANIFEST_INVALID", "manifest JSON nests too deep") from None
 
 
