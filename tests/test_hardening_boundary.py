@@ -7,6 +7,7 @@ runs in a subprocess whose wait is bounded: a guard, not a timing test).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -197,3 +198,84 @@ def test_a_fifo_given_to_push_is_one_error(tmp_path: Path) -> None:
     fifo = tmp_path / "a.tar"
     os.mkfifo(fifo)
     one_error_line(luff("push", str(fifo), "127.0.0.1:1/x:y"))
+
+
+# --- compressed archives: corrupt, cut short, or inflating a thousandfold ----------------------
+
+
+def _corrupt(data: bytes) -> bytes:
+    return data[:20] + b"\x00" * 50 + data[70:]
+
+
+@pytest.mark.parametrize("transport", ["oci-archive", "docker-archive"])
+@pytest.mark.parametrize("kind", ["gz", "gz-cut", "bz2", "xz"])
+def test_a_corrupt_or_cut_compressed_archive_is_one_error(
+    tmp_path: Path, transport: str, kind: str
+) -> None:
+    import bz2
+    import gzip
+    import lzma
+
+    img = random_image("linux/amd64", size=20_000)
+    img.push(f"{transport}:{tmp_path}/a.tar:1" if transport == "oci-archive" else
+             f"{transport}:{tmp_path}/a.tar:app:1")  # fmt: skip
+    plain = (tmp_path / "a.tar").read_bytes()
+    packed = {
+        "gz": _corrupt(gzip.compress(plain)),
+        "gz-cut": gzip.compress(plain)[: len(plain) // 4],
+        "bz2": _corrupt(bz2.compress(plain)),
+        "xz": _corrupt(lzma.compress(plain)),
+    }[kind]
+    bad = tmp_path / f"a.tar.{kind.split('-')[0]}"
+    bad.write_bytes(packed)
+    one_error_line(
+        luff("copy", f"{transport}:{bad}", f"oci:{tmp_path}/out:1"), str(bad), "compressed archive"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_gzip_bomb_layer_in_a_docker_archive_is_inflated_in_bounded_pieces(
+    tmp_path: Path,
+) -> None:
+    """256 MiB of zeros gzip to 256 kB: one read of the layer. luff hashes it to check the
+    diff_id in pieces; the peak of Python's allocations stays far below the layer."""
+    import gzip
+    import hashlib
+    import tarfile
+    import tracemalloc
+
+    from luff.context import Context
+    from luff.ops import basic
+
+    size = 256 << 20
+    z = gzip.compress(b"\0" * size, compresslevel=1, mtime=0)
+    diff_id = "sha256:" + hashlib.sha256(b"\0" * size).hexdigest()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "config": {},
+        }
+    ).encode()
+    manifest = json.dumps(
+        [{"Config": "config.json", "RepoTags": ["bomb:1"], "Layers": ["layer.tar.gz"]}]
+    ).encode()
+    tar = tmp_path / "bomb.tar"
+    with tarfile.open(tar, "w") as t:
+        for name, data in (
+            ("manifest.json", manifest),
+            ("config.json", config),
+            ("layer.tar.gz", z),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    del z
+    tracemalloc.start()
+    try:
+        basic.copy(f"docker-archive:{tar}", f"oci:{tmp_path}/out:1", ctx=Context())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20, f"peak {peak >> 20} MiB for a {size >> 20} MiB layer"

@@ -25,6 +25,7 @@ import tempfile
 import threading
 import weakref
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -227,15 +228,24 @@ class _DockerArchiveReader(DockerArchiveStore):
             is_gz = head.startswith(GZIP_MAGIC)
             h = hashlib.sha256()
             unpacked = _Gunzip() if is_gz else None  # zstd: no decoder, diff_id unchecked
-            with self.tar.open(layer.member) as f:
-                while chunk := f.read(CHUNK):
-                    h.update(chunk)
-                    if unpacked is not None:
-                        unpacked.feed(chunk, self.name, layer.member)
+            plain = hashlib.sha256()
+            try:
+                with self.tar.open(layer.member) as f:
+                    while chunk := f.read(CHUNK):
+                        h.update(chunk)
+                        if unpacked is not None:
+                            for data in unpacked.feed(chunk):
+                                plain.update(data)
+                if unpacked is not None:
+                    plain.update(unpacked.flush())
+            except zlib.error as e:
+                raise InvalidManifest(
+                    f"{layer.member} is not valid gzip: {e}", where=self.name
+                ) from None
             layer.digest = Digest("sha256", h.hexdigest())
             if claimed is not None and claimed != layer.digest:
                 raise DigestMismatch(f"{layer.member} does not match its name", where=self.name)
-            if unpacked is not None and unpacked.hexdigest() != diff_id.hex:
+            if unpacked is not None and plain.hexdigest() != diff_id.hex:
                 raise DigestMismatch(
                     f"{self.name}: layer {layer.member} does not match diff_id {diff_id}"
                 )
@@ -334,26 +344,32 @@ class _DockerArchiveReader(DockerArchiveStore):
 
 
 class _Gunzip:
-    """sha256 of the decompressed bytes of a (multi-member) gzip stream fed in chunks."""
+    """A (multi-member) gzip stream fed in chunks, decompressed in pieces of at most CHUNK.
+
+    The bound matters: a crafted layer inflates a thousandfold, and a whole
+    chunk's output at once would be a gigabyte in memory.
+    """
 
     def __init__(self) -> None:
         self._d = zlib.decompressobj(47)
-        self._h = hashlib.sha256()
 
-    def feed(self, chunk: bytes, archive: str, member: str) -> None:
-        try:
-            while chunk:
-                self._h.update(self._d.decompress(chunk))
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        """The decompressed bytes of *chunk*; raises ``zlib.error`` on bad data."""
+        while chunk:
+            data = self._d.decompress(chunk, CHUNK)
+            if data:
+                yield data
+            if self._d.unconsumed_tail:
+                chunk = self._d.unconsumed_tail
+            elif self._d.eof:
+                chunk = self._d.unused_data
+                self._d = zlib.decompressobj(47)
+            else:
                 chunk = b""
-                if self._d.eof:
-                    chunk = self._d.unused_data
-                    self._d = zlib.decompressobj(47)
-        except zlib.error as e:
-            raise InvalidManifest(f"{member} is not valid gzip: {e}", where=archive) from None
 
-    def hexdigest(self) -> str:
-        self._h.update(self._d.flush())
-        return self._h.hexdigest()
+    def flush(self) -> bytes:
+        """What is left once every chunk was fed."""
+        return self._d.flush()
 
 
 class _HashingWriter:
@@ -434,21 +450,15 @@ class _DockerArchiveWriter(DockerArchiveStore):
                         f"{self.name}: zstd layer {desc.digest} cannot go into a docker archive"
                     )
                 if _is_layer(desc.media_type) and first.startswith(GZIP_MAGIC):
-                    d = zlib.decompressobj(47)
+                    gz = _Gunzip()
                     chunk = first
                     while chunk:
-                        while chunk:
-                            data = d.decompress(chunk)
+                        for data in gz.feed(chunk):
                             plain.update(data)
                             n += len(data)
                             out.write(data)
-                            if d.eof:
-                                chunk = d.unused_data
-                                d = zlib.decompressobj(47)
-                            else:
-                                chunk = b""
                         chunk = src.read(CHUNK)
-                    tail = d.flush()
+                    tail = gz.flush()
                     plain.update(tail)
                     n += len(tail)
                     out.write(tail)

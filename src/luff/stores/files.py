@@ -91,7 +91,11 @@ def read_regular(
 ) -> bytes:
     """The whole of the regular file *path*, refused above *limit* bytes."""
     with open_regular(path, follow=follow, name=name, where=where) as f:
-        data = f.read(limit + 1)
+        # read(n) allocates n bytes up front: ask for the file's size (one more, to see
+        # growth past the limit), not for the limit.
+        data = f.read(min(os.fstat(f.fileno()).st_size, limit) + 1)
+        while len(data) <= limit and (more := f.read(min(1 << 20, limit + 1 - len(data)))):
+            data += more
     if len(data) > limit:
         label = f"{name} " if name else ""
         raise LimitExceeded(f"{label}is larger than {limit} bytes", where=where)

@@ -113,8 +113,15 @@ class SafeTar:
                 b"B": _bz2_open,
                 b"\xfd": _xz_open,
             }[head[:1]]
-            with raw, opener(raw) as z:
-                shutil.copyfileobj(z, plain, CHUNK)
+            try:
+                with raw, opener(raw) as z:
+                    shutil.copyfileobj(z, plain, CHUNK)
+            except (OSError, EOFError, _zlib_error(), _lzma_error()) as e:
+                plain.close()
+                if isinstance(e, OSError) and e.errno is not None:
+                    raise  # the disk, not the data (bad data raises OSErrors without errno)
+                why = "cut short" if isinstance(e, EOFError) else f"corrupt ({e})"
+                raise InvalidManifest(f"the compressed archive is {why}", where=path) from None
             plain.flush()
             plain.seek(0)
             raw = plain
@@ -182,6 +189,18 @@ class SafeTar:
 
     def close(self) -> None:
         self._finalizer()
+
+
+def _zlib_error() -> type[Exception]:
+    import zlib
+
+    return zlib.error
+
+
+def _lzma_error() -> type[Exception]:
+    import lzma
+
+    return lzma.LZMAError
 
 
 def _gz_open(f: BinaryIO) -> BinaryIO:
