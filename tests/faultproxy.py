@@ -18,6 +18,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -41,7 +42,8 @@ class Rule:
     method: str
     path: str  # regex searched in the request path
     # "status", "drop", "redirect", "strip-query" (forward without the query), "drop-after"
-    # (forward, then close without answering), "cut" (forward, answer half the body)
+    # (forward, then close without answering), "cut" (forward, answer half the body),
+    # "delay" (forward after ``seconds``)
     action: str
     status: int = 503
     headers: dict[str, str] = field(default_factory=dict)
@@ -49,6 +51,7 @@ class Rule:
     target: str = ""  # base URL for "redirect"
     hits: int = 0
     body: bytes | None = None  # the body of a "status" answer (default: an error JSON)
+    seconds: float = 0.0  # the wait of a "delay"
 
 
 #: The random faults: error statuses, 429 with and without Retry-After, a connection
@@ -234,6 +237,8 @@ class FaultProxy:
             if rule.action == "status":
                 self._status(h, rule.status, rule.headers, rule.body)
                 return
+            if rule.action == "delay":
+                time.sleep(rule.seconds)
             if rule.action == "redirect":
                 h.send_response(307)
                 h.send_header("Location", rule.target.rstrip("/") + h.path)

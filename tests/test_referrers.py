@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -438,6 +439,53 @@ def test_concurrent_attaches_on_the_tag_schema_lose_nothing(
     assert all(p.returncode == 0 for p in procs), outs
     written = {o.strip().rsplit("@", 1)[1] for o, _ in outs}
     assert tree_digests(f"{dist.host}/ref/race:1") == written
+
+
+def test_a_slow_registry_is_not_taken_for_a_race_without_concurrent(
+    dist: DistributionRegistry, tmp_path: Path
+) -> None:
+    """Reading the sha256-<hex> tag takes 1.5 s: without --concurrent that is just a slow
+    registry, and the attachment is written (no "other writers kept changing it")."""
+    from tests.faultproxy import FaultProxy, Rule
+
+    img = random_image(size=100)
+    img.push(f"{dist.host}/ref/slow:1")
+    proxy = FaultProxy(dist.host)
+    try:
+        proxy.rules.append(
+            Rule("GET", r"/manifests/sha256-[0-9a-f]{64}$", "delay", seconds=1.5, times=-1)
+        )
+        f = tmp_path / "note"
+        f.write_text("slow")
+        p = luff("attach", f"{proxy.host}/ref/slow:1", "--artifact-type", "x/slow", str(f))
+        assert p.returncode == 0, p.stderr
+        written = p.stdout.strip().rsplit("@", 1)[1]
+        assert tree_digests(f"{dist.host}/ref/slow:1") == {written}
+    finally:
+        proxy.stop()
+
+
+def test_concurrent_window_alone_does_not_turn_on_the_check(
+    dist: DistributionRegistry, tmp_path: Path
+) -> None:
+    """--concurrent-window only sets --concurrent's window: alone, the tag is read, written
+    and read back once, with no check a window later."""
+    from tests.faultproxy import FaultProxy
+
+    img = random_image(size=100)
+    img.push(f"{dist.host}/ref/window:1")
+    proxy = FaultProxy(dist.host)
+    try:
+        f = tmp_path / "note"
+        f.write_text("window")
+        ref = f"{proxy.host}/ref/window:1"
+        p = luff("attach", "--concurrent-window", "1", ref, "--artifact-type", "x/w", str(f))
+        assert p.returncode == 0, p.stderr
+        tag = re.compile(r"/manifests/sha256-[0-9a-f]{64}$")
+        reads = [x for x in proxy.seen if x.method == "GET" and tag.search(x.path)]
+        assert len(reads) == 2, [x.path for x in proxy.seen]
+    finally:
+        proxy.stop()
 
 
 # --- oras-py ---------------------------------------------------------------------------------

@@ -127,22 +127,23 @@ _CONCURRENT_HELP = (
     "anyway)."
 )
 
-#: The referrers tag schema's window under --concurrent, when none is given.
-REFERRERS_WINDOW = 2.0
-
 
 def _concurrent_window(
     ctx: click.Context, param: click.Parameter, value: float | None
 ) -> float | None:
-    if value is not None:
+    if value is not None:  # eager: known before --concurrent is seen
         state().ctx.settings.concurrent_window = value
     return value
 
 
 def _concurrent(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     settings = state().ctx.settings
-    if value and settings.concurrent_window is None:
-        settings.concurrent_window = REFERRERS_WINDOW
+    if not value:
+        settings.concurrent_window = None  # --concurrent-window alone changes nothing
+    elif settings.concurrent_window is None:
+        from luff.stores.tagschema import WINDOW
+
+        settings.concurrent_window = WINDOW  # the referrers tag schema's default
     return value
 
 

@@ -106,7 +106,7 @@ class TagSchema:
 
     def _add(self, subject: Digest, entries: list[Descriptor]) -> None:
         tag = fallback_tag(subject)
-        window = self._window() or WINDOW
+        window = self._window()  # only with --concurrent: a slow read is read again
         for attempt in range(TRIES):
             started = time.monotonic()
             cur = self.store.read_tag(tag)
@@ -115,7 +115,7 @@ class TagSchema:
             new = [e for e in entries if e.digest not in have]
             if not new:
                 return
-            if time.monotonic() - started > window / 2:
+            if window is not None and time.monotonic() - started > window / 2:
                 continue  # a slow read: what it saw may be stale by the time we write
             index = index_of_referrers(subject, [*listed, *new])
             try:
