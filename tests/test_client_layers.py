@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import pytest
 
@@ -257,3 +258,38 @@ def test_referrers_pages_are_followed_and_filtered_here(ctx: Context) -> None:
         ]
     finally:
         web.stop()
+
+
+# --- what --insecure covers -------------------------------------------------------------
+
+
+def test_insecure_covers_the_host_named_not_a_token_realm_elsewhere() -> None:
+    """With ``--insecure reg.internal``, requests to reg.internal skip TLS verification, but
+    a token realm (or a redirect) on another host is verified: credentials sent there must
+    not go to an unverified peer. The decision is read where it is made, at the transport
+    (no test server here is off loopback, and loopback is never verified)."""
+    from luff.context import Settings
+    from luff.registry.client import RegistryClient
+    from luff.registry.transport import Transport
+
+    seen: list[tuple[str, bool]] = []
+
+    class Recording(Transport):
+        def send(self, method: str, url: str, *args: Any, verify: bool = True, **kw: Any) -> Any:
+            seen.append((url, verify))
+            raise ConnectionAbortedError("recorded")
+
+    settings = Settings(insecure=["reg.internal"])
+    c = RegistryClient("reg.internal", settings, Recording(settings))
+    for url in (
+        "https://reg.internal/v2/",
+        "https://auth.example.com/token",
+        "https://127.0.0.1:5000/token",
+    ):
+        with pytest.raises(ConnectionAbortedError):
+            c._send("GET", url, {}, None)
+    assert seen == [
+        ("https://reg.internal/v2/", False),
+        ("https://auth.example.com/token", True),
+        ("https://127.0.0.1:5000/token", False),
+    ]

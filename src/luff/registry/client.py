@@ -338,8 +338,12 @@ class RegistryClient:
     def _send(
         self, method: str, url: str, headers: Mapping[str, str], body: RequestBody
     ) -> Response:
+        # --insecure (or loopback) covers the host named, not a token realm or a
+        # redirect's host elsewhere: those are verified unless they are covered too.
+        netloc = url_netloc(url)
+        insecure = self.insecure if netloc == self.host else self.settings.is_insecure(netloc)
         return self.transport.send(
-            method, url, headers, body, stream=True, host=self.host, verify=not self.insecure
+            method, url, headers, body, stream=True, host=self.host, verify=not insecure
         )
 
     def _say(self, message: str) -> None:
