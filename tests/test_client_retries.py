@@ -115,7 +115,7 @@ def test_a_refused_upload_is_not_retried(registry: Reg, ctx: Context, proxy: Fau
     rule = proxy.add(Rule("PUT", r"/blobs/uploads/", "status", status=400, times=-1))
     with pytest.raises(RegistryError):
         img.push(f"{proxy.host}/retry-up/refused:1", ctx)
-    assert rule.hits <= 2  # config and layer, each tried once
+    assert 1 <= rule.hits <= 2  # config and layer, each tried once
 
 
 def test_a_chunked_upload_resumes_where_the_registry_is(

@@ -104,16 +104,20 @@ def test_eight_appends_at_once_on_the_embedded_registry_lose_nothing() -> None:
 
 def test_eight_concurrent_appends_on_distribution(dist: DistributionRegistry) -> None:
     srcs = sources(dist.host)
-    retried = 0
+    retried = failed = 0
     for n in range(ROUNDS):
         target = f"{dist.host}/race/rel:{n}"
         results = race(target, srcs, "--concurrent", "--concurrent-window", "2")
         have = platforms_at(target)
         for p, (code, err) in zip(PLATFORMS, results, strict=True):
-            # Every entry is there, or its writer said it was lost.
-            assert p in have or code != 0, (n, p, have, err)
+            # Every entry is there, or its writer said, naming what, that it was lost.
+            named = "overwrote these entries" in err or "kept moving" in err
+            assert p in have or (code != 0 and named), (n, p, have, err)
+            failed += code != 0
         retried += any("rounds" in err or "retries" in err for _, err in results)
     print(f"distribution: {retried} of {ROUNDS} rounds needed retries or more rounds")
+    # Giving up is for writers that lose round after round, not the common case.
+    assert failed <= len(PLATFORMS) * ROUNDS // 10, failed
 
 
 def test_without_concurrent_distribution_may_lose_entries_silently(
@@ -128,6 +132,7 @@ def test_without_concurrent_distribution_may_lose_entries_silently(
         assert all(code == 0 for code, _ in results)
         lost += len(PLATFORMS) - len(platforms_at(target))
     print(f"plain appends on distribution lost {lost} of {3 * len(PLATFORMS)} entries")
+    assert lost > 0  # else the race above proves nothing
 
 
 def test_an_interrupted_writer_leaves_a_complete_index(tmp_path: Path) -> None:

@@ -304,6 +304,9 @@ def test_attach_to_a_layout_and_reproducible_created(tmp_path: Path) -> None:
     ]
     assert outs[0] == outs[1] and outs[0].startswith(f"oci:{tmp_path / 'lay'}@sha256:")
     assert tree_digests(f"oci:{tmp_path / 'lay'}:1") == {outs[0].strip().rsplit("@", 1)[1]}
+    tree = referrers.list_referrers(f"oci:{tmp_path / 'lay'}:1", ctx=Context())
+    created = [r.created for r in tree.walk()]
+    assert created == ["2023-11-14T22:13:20Z"]  # SOURCE_DATE_EPOCH, not the clock
 
 
 # --- bad input and faults -----------------------------------------------------------------

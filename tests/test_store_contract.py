@@ -43,6 +43,8 @@ class Kind:
     source: Callable[[], Store]
     single_image: bool = False  # a docker archive holds images, not indexes
     same_digests: bool = True  # a docker archive gives images new digests
+    # Puts bytes under a digest that is not theirs, where the test can reach the storage.
+    plant: Callable[[Digest, bytes], None] | None = None
 
 
 def _kinds(tmp: Path, ctx: Context, registry_host: str, registry_kind: str) -> dict[str, Kind]:
@@ -56,6 +58,7 @@ def _kinds(tmp: Path, ctx: Context, registry_host: str, registry_kind: str) -> d
             "layout",
             lambda: open_target(f"oci:{tmp / 'lay'}", ctx),
             lambda: open_source(f"oci:{tmp / 'lay'}", ctx)[0],
+            plant=lambda d, data: (tmp / "lay" / "blobs" / "sha256" / d.hex).write_bytes(data),
         ),
         "oci-archive": Kind(
             "oci-archive",
@@ -69,7 +72,7 @@ def _kinds(tmp: Path, ctx: Context, registry_host: str, registry_kind: str) -> d
             single_image=True,
             same_digests=False,
         ),
-        "memory": Kind("memory", lambda: memory, lambda: memory),
+        "memory": Kind("memory", lambda: memory, lambda: memory, plant=memory.blobs.__setitem__),
     }
 
 
@@ -116,10 +119,16 @@ def test_push_then_read_back(kind: Kind) -> None:
         assert not store.exists(missing)
         with pytest.raises(NotFound):
             store.resolve("no-such-tag" if kind.name != "docker-archive" else "x.example/no:such")
-        # Reading verifies: the same bytes under another digest are refused.
+        # An unknown digest is not found; where the test can plant the config's bytes
+        # under another digest, reading them verifies and refuses them.
         lie = m.config.with_(digest=Digest.of(b"other"))
-        with pytest.raises((DigestMismatch, NotFound)), store.fetch(lie) as f:
+        with pytest.raises(NotFound), store.fetch(lie) as f:
             f.read()
+        if kind.plant is not None:
+            with store.fetch(m.config) as f:
+                kind.plant(lie.digest, f.read())
+            with pytest.raises(DigestMismatch), store.fetch(lie) as f:
+                f.read()
         # Declared abilities work.
         if isinstance(store, TagLister):
             assert tag in store.tags()
