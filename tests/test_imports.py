@@ -69,7 +69,16 @@ def loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "args", [("--help",), ("version",), ("--version",), ("copy", "--help"), ("index", "--help")]
+    "args",
+    [
+        ("--help",),
+        ("version",),
+        ("--version",),
+        ("copy", "--help"),
+        ("index", "--help"),
+        ("registry", "--help"),
+        ("registry", "serve", "--help"),
+    ],
 )
 def test_help_and_version_load_no_library(tmp_path: Path, args: tuple[str, ...]) -> None:
     modules = imported(tmp_path, *args)

@@ -7,7 +7,7 @@ import sys
 import click
 
 from luff.errors import UsageError
-from luff.server.blobs import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_TIMEOUT
+from luff.limits import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_TIMEOUT
 
 
 @click.group("registry")

@@ -25,9 +25,9 @@ from typing import TextIO
 from aiohttp import web
 
 from luff.errors import UsageError
+from luff.limits import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_TIMEOUT
 from luff.server.app import AccessLog, RegistryApp, access_logger
 from luff.server.auth import Authenticator, hash_problem, load_htpasswd
-from luff.server.blobs import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_TIMEOUT
 from luff.server.disk import DiskStorage
 from luff.server.memory import MemoryStorage
 from luff.server.storage import Storage

@@ -24,10 +24,11 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from luff.limits import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_TIMEOUT
 from luff.model.manifest import MAX_MANIFEST
 from luff.server.api import API_VERSION, USER_KEY, ApiError, paginate
 from luff.server.auth import Access, Authenticator
-from luff.server.blobs import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_TIMEOUT, Blobs
+from luff.server.blobs import Blobs
 from luff.server.gate import Gate
 from luff.server.manifests import Manifests
 from luff.server.storage import Storage

@@ -18,16 +18,12 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from luff.limits import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_TIMEOUT
 from luff.model.digest import Digest
 from luff.server.api import MAX_NAME, NAME_RE, ApiError, check_name, head_response, parse_digest
 from luff.server.auth import Access
 from luff.server.gate import Gate
 from luff.server.storage import Storage, Upload
-
-#: An upload untouched for this many seconds is dropped (its slot and file freed).
-DEFAULT_UPLOAD_TIMEOUT = 600.0
-#: Uploads in progress at once; beyond, starting one answers 429 TOOMANYREQUESTS.
-DEFAULT_MAX_UPLOADS = 1000
 
 
 def _range(header: str, size: int) -> tuple[int, int] | None:
