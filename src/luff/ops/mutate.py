@@ -43,7 +43,7 @@ from luff.ops.common import CONFIG_LIMIT, as_address, config_platform, get_root,
 from luff.ops.graph import Pushable
 from luff.ops.index import targets_of
 from luff.ops.index.built import BuiltIndex, Destination, destinations
-from luff.ops.index.resolve import is_attestation
+from luff.ops.index.resolve import bare, is_attestation
 from luff.ops.index.sources import Source
 from luff.ops.index.update import write_back_all, writes_back
 from luff.ops.layers import Layer, LayerStore, layer_media_type
@@ -448,10 +448,6 @@ def build(
         for s in p.stores:
             s.abort()
         raise
-
-
-def bare(desc: Descriptor) -> Descriptor:
-    return Descriptor(desc.media_type, desc.digest, desc.size)
 
 
 def _tag_of(ref: Ref) -> str:

@@ -104,11 +104,6 @@ class _OciArchiveReader(OciArchiveStore):
             raise DigestMismatch(f"blob {d} does not match its digest", where=self.name)
         return m.descriptor()
 
-    def get_manifest(self, identifier: str) -> tuple[Descriptor, Manifest]:
-        desc = self.resolve(identifier)
-        m = self.fetch_manifest(desc)
-        return m.descriptor(annotations=desc.annotations, platform=desc.platform), m
-
     def exists(self, desc: Descriptor) -> bool:
         rel = blob_relpath(desc.digest)
         return self.tar.has(rel) and self.tar.size(rel) == desc.size
