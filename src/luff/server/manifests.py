@@ -22,6 +22,8 @@ from luff.model import mediatypes as mt
 from luff.model.digest import Digest
 from luff.model.jsonutil import MAX_DEPTH, too_deep
 from luff.model.manifest import MAX_MANIFEST, Manifest
+from luff.model.referrers import referrer_descriptor
+from luff.record import replace
 from luff.server.api import TAG_RE, ApiError, check_name, head_response, paginate, parse_digest
 from luff.server.auth import Access
 from luff.server.gate import Gate
@@ -273,13 +275,5 @@ class Manifests:
 
 
 def _referrer_descriptor(man: Manifest, d: Digest) -> dict[str, Any]:
-    obj = man.json
-    desc: dict[str, Any] = {"mediaType": man.media_type, "digest": str(d), "size": man.size}
-    at = obj.get("artifactType")
-    if not at and not man.is_index:
-        at = man.config.media_type
-    if at:
-        desc["artifactType"] = at
-    if obj.get("annotations"):
-        desc["annotations"] = obj["annotations"]
-    return desc
+    # *d* is the digest the manifest was put by (sha512 too), not always man.digest.
+    return replace(referrer_descriptor(man), digest=d).to_dict()
