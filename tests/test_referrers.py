@@ -139,7 +139,6 @@ def test_copy_referrers_between_the_two_kinds(
     assert p.stderr.count("referrer copy") == len(s.attached)
     # Found on the target by the target's own mechanism, cosign's tag included.
     assert tree_digests(target) == s.digests | {str(s.cosign.digest)}
-    # Referrers are written after their subject: the plan orders them last per subject.
     # A re-run transfers nothing.
     again = luff("-v", "copy", "--referrers", s.ref, target)
     assert again.returncode == 0, again.stderr
@@ -159,6 +158,50 @@ def test_copy_referrers_between_the_two_kinds(
         timeout=120,
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_referrers_the_target_holds_but_does_not_list_are_listed_again(
+    dist: DistributionRegistry, emb: Registry
+) -> None:
+    """An interrupted copy can leave a referrer's manifest on a tag-schema registry without
+    its sha256-<hex> index: a re-run with --referrers lists it again (it is not re-sent)."""
+    s = Signed(emb.host, "ref/relist")
+    target = f"{dist.host}/ref/relist:1"
+    assert luff("copy", "--referrers", s.ref, target).returncode == 0
+    child = s.index.children[0]
+    tag_index = f"{dist.host}/ref/relist:{fallback_tag(child.digest)}"
+    p = luff("delete", tag_index)
+    assert p.returncode == 0, p.stderr
+    lost = {
+        str(a.digest)
+        for a in s.attached
+        if a.manifest.subject is not None and a.manifest.subject.digest == child.digest
+    }
+    assert lost and not lost & tree_digests(target)
+    p = luff("-v", "copy", "--referrers", s.ref, target)
+    assert p.returncode == 0, p.stderr
+    assert tree_digests(target) == s.digests | {str(s.cosign.digest)}
+
+
+def test_index_append_and_filter_carry_referrers(emb: Registry) -> None:
+    a, b = random_image("linux/amd64", size=200), random_image("linux/arm64", size=200)
+    a.push(f"{emb.host}/ref/app-a:1")
+    b.push(f"{emb.host}/ref/app-b:1")
+    sa, sb = sbom(a), sbom(b, seed=1)
+    sa.push(f"{emb.host}/ref/app-a@{sa.digest}")
+    sb.push(f"{emb.host}/ref/app-b@{sb.digest}")
+    rel = f"{emb.host}/ref/rel:1"
+    assert luff("index", "create", rel, f"{emb.host}/ref/app-a:1").returncode == 0
+    assert tree_digests(rel) == set()
+    p = luff("index", "append", "--referrers", rel, f"{emb.host}/ref/app-b:1")
+    assert p.returncode == 0, p.stderr
+    assert tree_digests(rel) == {str(sb.digest)}
+    p = luff(
+        "index", "filter", "--referrers", "--platform", "linux/arm64", rel, "-t",
+        f"{emb.host}/ref/arm:1",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert tree_digests(f"{emb.host}/ref/arm:1") == {str(sb.digest)}
 
 
 def test_referrers_type_keeps_only_those(dist: DistributionRegistry, emb: Registry) -> None:
@@ -218,6 +261,10 @@ def test_pull_keeps_referrers_and_push_sends_them(
     # The layout's attachments are not images to push: without a tag it is unambiguous.
     p = luff("push", str(lay_dir), f"{dist.host}/ref/pushed2:1")
     assert p.returncode == 0, p.stderr
+    # --no-referrers leaves them behind.
+    p = luff("push", "--no-referrers", f"oci:{lay_dir}:1", f"{emb.host}/ref/pushed3:1")
+    assert p.returncode == 0, p.stderr
+    assert tree_digests(f"{emb.host}/ref/pushed3:1") == set()
 
 
 def test_buildkit_attestations_and_oci_referrers_on_one_image(
