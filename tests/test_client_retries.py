@@ -152,6 +152,31 @@ def test_a_manifest_cut_off_mid_body_is_read_again(
     assert str(got.digest) == digest and rule.hits == 2
 
 
+def test_a_request_timeout_408_is_retried(registry: Reg, ctx: Context, proxy: FaultProxy) -> None:
+    digest = _pushed(registry, ctx, "retry-down/timeout")
+    rule = proxy.add(Rule("GET", r"/manifests/", "status", status=408, times=2))
+    got = basic.copy(
+        f"{proxy.host}/retry-down/timeout:1", f"{registry.host}/retry-down/timeout2:1", ctx=ctx
+    )
+    assert str(got.digest) == digest and rule.hits == 2
+
+
+def test_an_unknown_host_fails_at_once_without_retries() -> None:
+    """No retry can make a name resolve: one error, no backoff (a retried lookup would
+    take seconds; the bound here only stops a hang)."""
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [sys.executable, "-m", "luff", "-v", "digest", "no-such-host.invalid/app:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 1 and "unknown host" in p.stderr, p.stderr
+    assert "retrying" not in p.stderr, p.stderr
+
+
 def test_a_blob_cut_off_mid_body_resumes_with_range(
     registry: Reg, ctx: Context, proxy: FaultProxy
 ) -> None:
