@@ -223,3 +223,15 @@ def test_referrers_are_written_after_their_subject_and_the_tag_last(
     for a in attached:
         subject = str(a.manifest.subject.digest) if a.manifest.subject else ""
         assert subject in puts and puts.index(subject) < puts.index(str(a.digest)), (a, puts)
+
+
+def test_mutate_reads_each_config_once(logged: Logged) -> None:
+    """An image (no index entry to list its platform): its config is read for the platform
+    and edited from the same read."""
+    img = random_image("linux/arm64", size=300)
+    img.push(f"{logged.host}/mut/app:1")
+    logged.clear()
+    p = luff("mutate", f"{logged.host}/mut/app:1", "--label", "a=b", "-t", "2")
+    assert p.returncode == 0, p.stderr
+    config = f"/v2/mut/app/blobs/{img.manifest.config.digest}"
+    assert [r for r in logged.requests("mut/app") if r[1] == config] == [("GET", config, 200)]

@@ -173,6 +173,18 @@ class Platform(Record, frozen=True):
         p = cls(os_, arch, variant, version, tuple(osf), tuple(feats))
         return p.normalized() if normalize else p
 
+    @classmethod
+    def from_config(cls, cfg: object) -> Platform | None:
+        """The platform a parsed image config declares, exactly as written.
+
+        None when it names no os and architecture (an artifact's config, say);
+        :class:`InvalidPlatform` when what it names is not a platform.
+        """
+        if not isinstance(cfg, Mapping) or not cfg.get("os") or not cfg.get("architecture"):
+            return None
+        keys = ("os", "architecture", "variant", "os.version", "os.features")
+        return cls.from_dict({k: cfg[k] for k in keys if cfg.get(k) is not None})
+
     def normalized(self) -> Platform:
         """containerd's ``Normalize``: canonical os, architecture and variant.
 

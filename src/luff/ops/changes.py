@@ -220,9 +220,8 @@ WINDOWS_APPEND = (
 
 
 def _config_platform(cfg: Mapping[str, Any]) -> Platform | None:
-    keys = ("os", "architecture", "variant", "os.version")
     try:
-        return Platform.from_dict({k: cfg[k] for k in keys if cfg.get(k) is not None})
+        return Platform.from_config(cfg)
     except InvalidPlatform:
         return None
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from luff.context import Context, default_context
 from luff.copy import MAX_DEPTH
 from luff.errors import (
@@ -14,6 +12,7 @@ from luff.errors import (
     UsageError,
     located,
 )
+from luff.model import jsonutil
 from luff.model import mediatypes as mt
 from luff.model.address import Address, parse_address
 from luff.model.descriptor import Descriptor
@@ -88,11 +87,14 @@ def only_identifier(store: Store) -> str:
     raise UsageError(f"holds {len(es)} images ({names}); name one with :TAG", where=store.name)
 
 
-def config_platform(store: Store, m: Manifest, label: str = "") -> Platform | None:
+def config_platform(
+    store: Store, m: Manifest, label: str = "", *, data: bytes | None = None
+) -> Platform | None:
     """The platform an image's config declares (os, architecture, variant, os.version/features),
     exactly as written there.
 
     None when the config names no os and architecture (an artifact, say).
+    *data* is the config's bytes when the caller has them already.
     """
     label = label or store.name
     if m.is_index:
@@ -100,18 +102,14 @@ def config_platform(store: Store, m: Manifest, label: str = "") -> Platform | No
     if m.config.media_type not in (mt.OCI_CONFIG, mt.DOCKER_CONFIG):
         return None
     with located(where=label):
-        data = store.fetch_bytes(m.config, limit=CONFIG_LIMIT)
+        if data is None:
+            data = store.fetch_bytes(m.config, limit=CONFIG_LIMIT)
         try:
-            cfg = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+            cfg = jsonutil.loads(data, what="the image config")
+        except (ValueError, UnicodeDecodeError):
             raise InvalidManifest("the image config is not JSON") from None
-        if not isinstance(cfg, dict) or not cfg.get("os") or not cfg.get("architecture"):
-            return None
-        keys = ("os", "architecture", "variant", "os.version", "os.features")
         try:
-            return Platform.from_dict(
-                {k: cfg[k] for k in keys if cfg.get(k) is not None}, normalize=False
-            )
+            return Platform.from_config(cfg)
         except InvalidPlatform as e:
             raise InvalidManifest(f"bad platform in the image config: {e.message}") from None
 

@@ -183,6 +183,23 @@ class _Builder:
         self.notes: list[str] = []
         self.used: set[int] = set()
         self._lock = threading.Lock()
+        #: Configs read (for a platform an entry does not list), kept for the edit.
+        self._configs: dict[Digest, bytes] = {}
+
+    def config_of(self, m: Manifest) -> bytes:
+        """The config of image *m*, read once."""
+        with self._lock:
+            data = self._configs.get(m.config.digest)
+        if data is None:
+            data = self.store.fetch_bytes(m.config, limit=CONFIG_LIMIT)
+            with self._lock:
+                self._configs[m.config.digest] = data
+        return data
+
+    def platform_of(self, m: Manifest, label: str) -> Platform | None:
+        """The platform image *m*'s config declares (the config read once: :meth:`config_of`)."""
+        data = self.config_of(m) if m.config.media_type in _IMAGE_CONFIGS else None
+        return config_platform(self.store, m, label, data=data)
 
     def provide(self, desc: Descriptor) -> None:
         """Serve *desc* from where the source really holds it (so a target can mount it)."""
@@ -191,9 +208,7 @@ class _Builder:
     def root(self, desc: Descriptor, m: Manifest) -> Manifest:
         if m.is_index:
             return self.index(desc, m, 1)
-        plat = (
-            config_platform(self.store, m, self.label) if desc.platform is None else desc.platform
-        )
+        plat = self.platform_of(m, self.label) if desc.platform is None else desc.platform
         if self.selector is not None and (plat is None or not self.selector.match(plat)):
             raise UsageError(f"{self.label} is {plat or 'of no platform'}, not a selected platform")
         change, note, new = self.image(desc, m, plat)
@@ -268,7 +283,7 @@ class _Builder:
         plat = d.platform
         if plat is None:
             m = self.store.fetch_manifest(d)
-            plat = config_platform(self.store, m, f"{self.repo}@{d.digest}")
+            plat = self.platform_of(m, f"{self.repo}@{d.digest}")
         if self.selector is not None and (plat is None or not self.selector.match(plat)):
             return ImageChange(plat, d, d), [], None
         return self.image(d, m or self.store.fetch_manifest(d), plat)
@@ -294,7 +309,7 @@ class _Builder:
             raise UsageError(WINDOWS_APPEND, where=where)
         config: Descriptor | None = None
         if self.changes.touches_config or layers:
-            data = self.store.fetch_bytes(m.config, limit=CONFIG_LIMIT)
+            data = self.config_of(m)
             new_config = edit_config(data, self.changes, layers, where=where)
             if new_config is not None:
                 config = self.overlay.add_blob(new_config, m.config.media_type)
