@@ -235,3 +235,18 @@ def test_mutate_reads_each_config_once(logged: Logged) -> None:
     assert p.returncode == 0, p.stderr
     config = f"/v2/mut/app/blobs/{img.manifest.config.digest}"
     assert [r for r in logged.requests("mut/app") if r[1] == config] == [("GET", config, 200)]
+
+
+def test_an_only_source_that_is_an_image_has_its_config_read_once(
+    logged: Logged, logged2: Logged
+) -> None:
+    img = random_image("linux/arm64", size=300)
+    img.push(f"{logged.host}/only/app:1")
+    logged.clear()
+    p = luff(
+        "index", "create", f"{logged2.host}/rel/app:1", f"{logged.host}/only/app:1,only=linux/arm64"
+    )
+    assert p.returncode == 0, p.stderr
+    config = f"/v2/only/app/blobs/{img.manifest.config.digest}"
+    # Read once for its platform (only= and the entry), once more to copy it across.
+    assert [r for r in logged.requests("only/app") if r[1] == config] == [("GET", config, 200)] * 2

@@ -170,6 +170,7 @@ class Resolver:
             raise UsageError(
                 f"source {label}: only= picks images out of an index; drop --no-flatten"
             )
+        own: Platform | None = None
         if src.only and not m.is_index:
             own = config_platform(store, m, label)
             if own is None or not any_of(*src.only).match(own):
@@ -179,7 +180,7 @@ class Resolver:
                 )
         if not m.is_index or not self.flatten:
             plat = src.apply_platform(
-                lambda: None if m.is_index else config_platform(store, m, label)
+                lambda: None if m.is_index else own or config_platform(store, m, label)
             )
             if plat is None and not m.is_index:
                 raise UsageError(
